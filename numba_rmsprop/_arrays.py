@@ -1,0 +1,97 @@
+"""Which device an array lives on, and the dtype/shape/layout checks.
+
+Nothing here allocates or copies a variable; these are the checks that run
+before any state changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_cuda_array(a: Any) -> bool:
+    """True for numba device arrays (real or simulated) and ``__cuda_array_interface__`` objects.
+
+    The CUDA simulator's ``FakeCUDAArray`` has no ``__cuda_array_interface__``,
+    so numba's own device-array types are recognised by type as well. numba's
+    CUDA module is only consulted when it is already imported.
+    """
+    if isinstance(a, np.ndarray):
+        return False
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    import sys
+
+    if "numba.cuda" not in sys.modules:
+        return False
+    try:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        if isinstance(a, FakeCUDAArray):
+            return True
+    except Exception:  # pragma: no cover - depends on numba-cuda layout
+        pass
+    try:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+        return isinstance(a, DeviceNDArray)
+    except Exception:  # pragma: no cover
+        return False
+
+
+def device_of(a: Any) -> str:
+    """``"cuda"`` for device arrays, ``"cpu"`` for NumPy arrays."""
+    return "cuda" if is_cuda_array(a) else "cpu"
+
+
+def check_float_dtype(dtype: Any, what: str) -> np.dtype:
+    """Return ``dtype`` if it is float32 or float64, else raise ``TypeError``."""
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{what} must have dtype float32 or float64; got {dt}.")
+    return dt
+
+
+def check_variable(x: Any, index: int) -> None:
+    """A host variable must be a writeable float32/float64 ``numpy.ndarray``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"variables[{index}] must be a numpy.ndarray (or a CUDA device array); "
+            f"got {type(x).__name__}. Variables are updated in place, so they "
+            "cannot be lists or scalars."
+        )
+    check_float_dtype(x.dtype, f"variables[{index}]")
+    if not x.flags.writeable:
+        raise ValueError(f"variables[{index}] is read-only; the optimizer updates variables in place.")
+
+
+def as_gradient(g: Any, x: Any, index: int) -> np.ndarray:
+    """Return gradient ``g`` as an ndarray matching variable ``x`` in shape and dtype."""
+    if not isinstance(g, np.ndarray):
+        if is_cuda_array(g):
+            raise TypeError(
+                f"grads[{index}] is a CUDA device array but variables[{index}] is a host "
+                "numpy array; host and device arrays cannot be mixed."
+            )
+        g = np.asarray(g)
+    if g.dtype != x.dtype:
+        raise TypeError(
+            f"grads[{index}] has dtype {g.dtype} but variables[{index}] has dtype {x.dtype}; "
+            "they must match."
+        )
+    if g.shape != x.shape:
+        raise ValueError(
+            f"grads[{index}] has shape {g.shape} but variables[{index}] has shape {x.shape}."
+        )
+    return g
+
+
+def memory_order(x: np.ndarray) -> str | None:
+    """``"C"`` or ``"F"`` for contiguous arrays, None for strided views."""
+    if x.flags.c_contiguous:
+        return "C"
+    if x.flags.f_contiguous:
+        return "F"
+    return None

@@ -1,0 +1,52 @@
+"""Device-neutral scalar arithmetic shared by the CPU and CUDA kernels.
+
+These are plain Python functions of scalars. ``_cpu`` compiles them with
+``numba.njit`` and ``_cuda`` with ``numba.cuda.jit(device=True)``, so both
+backends perform the same operations in the same order: Keras's order,
+operation by operation. All arguments arrive already cast to the variable's
+dtype; no float literal appears here, so float32 stays float32.
+"""
+
+import math
+
+
+def clip_by_value(g, c):
+    """``clip(g, -c, c)``; NaN stays NaN."""
+    if g > c:
+        return c
+    if g < -c:
+        return -c
+    return g
+
+
+def velocity(v, g, rho, one_minus_rho):
+    """``rho * v + (1 - rho) * g**2``."""
+    return rho * v + one_minus_rho * (g * g)
+
+
+def average_gradient(mg, g, rho, one_minus_rho):
+    """``rho * mg + (1 - rho) * g`` (centered RMSprop)."""
+    return rho * mg + one_minus_rho * g
+
+
+def centered_denominator(v, mg, eps):
+    """``max(v - mg**2, 0) + eps``; the clamp only acts where rounding made it negative."""
+    d = v - mg * mg
+    if d < 0:
+        d = d * 0
+    return d + eps
+
+
+def increment(lr, g, denominator):
+    """``lr * g / sqrt(denominator)``."""
+    return (lr * g) / math.sqrt(denominator)
+
+
+def decay(x, wd, lr):
+    """Decoupled weight decay, Keras's ``x - x * wd * lr``."""
+    return x - x * wd * lr
+
+
+def moving_average(avg, x, momentum, one_minus_momentum):
+    """EMA of the weights: ``momentum * avg + (1 - momentum) * x``."""
+    return momentum * avg + one_minus_momentum * x

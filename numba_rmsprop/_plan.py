@@ -1,0 +1,89 @@
+"""The per-call plan: every Keras rule about counters, in one place.
+
+:func:`make_plan` turns the optimizer's counter and hyperparameters into the
+scalars and flags one ``apply`` call needs. It is plain Python with no arrays,
+so the rules can be read, and tested, without any kernel. Both backends
+execute the same plan.
+
+Keras 3 rules (``base_optimizer.py`` and the JAX backend's ``optimizer.py``):
+
+* with ``gradient_accumulation_steps = N`` a call updates the variables only
+  when ``(iteration + 1) % N == 0``; otherwise it only accumulates;
+* learning-rate schedules see the raw call count ``iteration``;
+* the EMA sees ``iteration // N``: its momentum is 0 while that is 0 (so the
+  first call(s) copy the weights) and it overwrites the weights when
+  ``(iteration // N + 1) % ema_overwrite_frequency == 0``;
+* the EMA is updated on every call, accumulation-only calls included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one ``apply`` call does.
+
+    Attributes
+    ----------
+    iteration : int
+        Raw call count before this call (0-based).
+    update : bool
+        True when this call updates the variables; False when it only
+        accumulates gradients.
+    learning_rate : float
+        Learning rate for this call (``schedule(iteration)``), in float64.
+    ema_momentum : float or None
+        EMA momentum for this call (0.0 on the first EMA step), or None
+        without EMA.
+    ema_overwrite : bool
+        Whether the variables are overwritten by their EMA after this call.
+    """
+
+    iteration: int
+    update: bool
+    learning_rate: float
+    ema_momentum: Optional[float]
+    ema_overwrite: bool
+
+
+def is_update_call(iteration: int, accumulation_steps: Optional[int]) -> bool:
+    """True when call number ``iteration`` (0-based) updates the variables."""
+    if not accumulation_steps:
+        return True
+    return (iteration + 1) % accumulation_steps == 0
+
+
+def ema_step(iteration: int, accumulation_steps: Optional[int]) -> int:
+    """The counter the EMA sees: ``iteration // N`` with accumulation."""
+    if not accumulation_steps:
+        return iteration
+    return iteration // accumulation_steps
+
+
+def make_plan(
+    iteration: int,
+    learning_rate: float,
+    *,
+    accumulation_steps: Optional[int],
+    use_ema: bool,
+    ema_momentum: float,
+    ema_overwrite_frequency: Optional[int],
+) -> StepPlan:
+    """Plan call number ``iteration`` (0-based), given its learning rate."""
+    ema_mom = None
+    overwrite = False
+    if use_ema:
+        k = ema_step(iteration, accumulation_steps)
+        ema_mom = 0.0 if k == 0 else float(ema_momentum)
+        if ema_overwrite_frequency:
+            overwrite = (k + 1) % ema_overwrite_frequency == 0
+    return StepPlan(
+        iteration=iteration,
+        update=is_update_call(iteration, accumulation_steps),
+        learning_rate=float(learning_rate),
+        ema_momentum=ema_mom,
+        ema_overwrite=overwrite,
+    )
