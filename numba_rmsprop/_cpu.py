@@ -13,6 +13,7 @@ division carries a zero check, which stops LLVM from vectorising the loop
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numba
@@ -24,13 +25,16 @@ from . import _math
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 
-_clip_by_value = njit(**_OPTS)(_math.clip_by_value)
-_velocity = njit(**_OPTS)(_math.velocity)
-_average_gradient = njit(**_OPTS)(_math.average_gradient)
-_centered_denominator = njit(**_OPTS)(_math.centered_denominator)
-_increment = njit(**_OPTS)(_math.increment)
-_decay = njit(**_OPTS)(_math.decay)
-_moving_average = njit(**_OPTS)(_math.moving_average)
+# Inlined at Numba-IR level: a plain call keeps Numba's status-code return
+# and blocks LLVM's loop vectoriser.
+_inline = njit(inline="always", **_OPTS)
+_clip_by_value = _inline(_math.clip_by_value)
+_velocity = _inline(_math.velocity)
+_average_gradient = _inline(_math.average_gradient)
+_centered_denominator = _inline(_math.centered_denominator)
+_increment = _inline(_math.increment)
+_decay = _inline(_math.decay)
+_moving_average = _inline(_math.moving_average)
 
 
 @njit(inline="always", **_OPTS)
@@ -49,14 +53,17 @@ def _effective_gradient(i, g, acc, ls, nacc, clip_num, clip_den, clip_val):
 
 
 @njit(inline="always", **_OPTS)
-def _update_element(i, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                    clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+def _update_element(j, o, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                    clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+    """Update element ``j`` of variable ``x``; its gradient and state sit at ``o + j``."""
+    i = o + j
     gi = _effective_gradient(i, g, acc, ls, nacc, clip_num, clip_den, clip_val)
     if acc is not None:
         acc[i] = 0  # stores cast to the array's dtype
-    xi = x[i]
+    xi = x[j]
     if wd is not None:
-        xi = _decay(xi, wd, lr)
+        xd = _decay(xi, wd, lr)
+        xi = xd if decay_on else xi
     vi = _velocity(v[i], gi, rho, omr)
     v[i] = vi
     if mg is not None:
@@ -77,20 +84,30 @@ def _update_element(i, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
         avg[i] = ai
         if overwrite:
             xi = ai
-    x[i] = xi
+    x[j] = xi
 
 
 @njit(inline="always", **_OPTS)
-def _accumulate_element(i, x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+def _accumulate_element(j, o, x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+    i = o + j
     gi = g[i]
     if ls is not None:
         gi = gi / ls
     acc[i] = gi + acc[i]
     if avg is not None:
-        ai = _moving_average(avg[i], x[i], ema_m, ema_omm)
+        ai = _moving_average(avg[i], x[j], ema_m, ema_omm)
         avg[i] = ai
         if overwrite:
-            x[i] = ai
+            x[j] = ai
+
+
+@njit(inline="always", **_OPTS)
+def _ema_element(j, o, x, avg, ema_m, ema_omm, overwrite):
+    i = o + j
+    ai = _moving_average(avg[i], x[j], ema_m, ema_omm)
+    avg[i] = ai
+    if overwrite:
+        x[j] = ai
 
 
 @njit(inline="always", **_OPTS)
@@ -109,8 +126,8 @@ def update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
                   clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
     """One fused RMSprop update of a flat variable (serial)."""
     for i in range(x.size):
-        _update_element(i, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                        clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
+        _update_element(i, 0, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                        clip_val, wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
 
 
 @njit(parallel=True, **_OPTS)
@@ -118,42 +135,36 @@ def update_parallel(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
                     clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
     """One fused RMSprop update of a flat variable (threads)."""
     for i in prange(x.size):
-        _update_element(i, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                        clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
+        _update_element(i, 0, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                        clip_val, wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
 
 
 @njit(**_OPTS)
 def accumulate_serial(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
     """Accumulation-only call (plus the EMA), one pass (serial)."""
     for i in range(x.size):
-        _accumulate_element(i, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
+        _accumulate_element(i, 0, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
 
 
 @njit(parallel=True, **_OPTS)
 def accumulate_parallel(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
     """Accumulation-only call (plus the EMA), one pass (threads)."""
     for i in prange(x.size):
-        _accumulate_element(i, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
+        _accumulate_element(i, 0, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
 
 
 @njit(**_OPTS)
 def ema_serial(x, avg, ema_m, ema_omm, overwrite):
     """EMA of a variable that got no gradient this call (serial)."""
     for i in range(x.size):
-        ai = _moving_average(avg[i], x[i], ema_m, ema_omm)
-        avg[i] = ai
-        if overwrite:
-            x[i] = ai
+        _ema_element(i, 0, x, avg, ema_m, ema_omm, overwrite)
 
 
 @njit(parallel=True, **_OPTS)
 def ema_parallel(x, avg, ema_m, ema_omm, overwrite):
     """EMA of a variable that got no gradient this call (threads)."""
     for i in prange(x.size):
-        ai = _moving_average(avg[i], x[i], ema_m, ema_omm)
-        avg[i] = ai
-        if overwrite:
-            x[i] = ai
+        _ema_element(i, 0, x, avg, ema_m, ema_omm, overwrite)
 
 
 @njit(**_OPTS)
@@ -171,6 +182,141 @@ def sumsq_parallel(g, acc, ls, nacc):
     s = 0.0
     for i in prange(g.size):
         s += _sumsq_element(i, g, acc, ls, nacc)
+    return s
+
+
+# ---------------------------------------------------------------- groups
+# Many small variables of one dtype form a group: their state lives in flat
+# group buffers, their gradients are gathered into one buffer, and one
+# compiled call updates them all, so a model with hundreds of small tensors
+# pays one Python->Numba dispatch per call, not one per tensor. ``p`` holds
+# the per-call scalars in the group's dtype (see ``P_*``); storing into it
+# casts float64 values to that dtype exactly as NumPy would.
+
+P_LR, P_RHO, P_OMR, P_EPS, P_MU, P_EMA_M, P_EMA_OMM, P_SCALE, P_NUM, P_DEN, P_ONE = range(11)
+N_PARAMS = 11
+
+
+# The per-variable loops below are separate (not inlined) functions that
+# slice their segment first and index it from 0. Indexing ``g[o + j]`` with a
+# run-time offset left Numba's negative-index wraparound in the address
+# computation, and LLVM then refused to vectorise the loop (measured 8x
+# slower). ``is None`` tests on arguments are pruned before typing, so each
+# configuration still compiles to one straight loop.
+
+@njit(**_OPTS)
+def _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, num, den, clip_val, wd,
+                    decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+    n = x.size
+    g_, v_ = g[o:o + n], v[o:o + n]
+    if mg is None:
+        mg_ = None
+    else:
+        mg_ = mg[o:o + n]
+    if mom is None:
+        mom_ = None
+    else:
+        mom_ = mom[o:o + n]
+    if acc is None:
+        acc_ = None
+    else:
+        acc_ = acc[o:o + n]
+    if avg is None:
+        avg_ = None
+    else:
+        avg_ = avg[o:o + n]
+    for j in range(n):
+        _update_element(j, 0, x, g_, v_, mg_, mom_, acc_, avg_, ls, nacc, num, den, clip_val,
+                        wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def _segment_accumulate(x, o, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+    n = x.size
+    g_, acc_ = g[o:o + n], acc[o:o + n]
+    if avg is None:
+        avg_ = None
+    else:
+        avg_ = avg[o:o + n]
+    for j in range(n):
+        _accumulate_element(j, 0, x, g_, acc_, avg_, ls, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def _segment_ema(x, o, avg, ema_m, ema_omm, overwrite):
+    avg_ = avg[o:o + x.size]
+    for j in range(x.size):
+        _ema_element(j, 0, x, avg_, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def _segment_sumsq(x, o, g, acc, ls, nacc):
+    n = x.size
+    g_ = g[o:o + n]
+    if acc is None:
+        acc_ = None
+    else:
+        acc_ = acc[o:o + n]
+    s = 0.0
+    for j in range(n):
+        s += _sumsq_element(j, g_, acc_, ls, nacc)
+    return s
+
+
+@njit(**_OPTS)
+def group_update(xs, g, offsets, active, decay, v, mg, mom, acc, avg, p, ls, nacc,
+                 clipnorm, global_clip, clip_val, wd, overwrite):
+    """Update every active variable of a group; EMA-only for the inactive ones."""
+    lr, rho, omr, eps, mu = p[P_LR], p[P_RHO], p[P_OMR], p[P_EPS], p[P_MU]
+    ema_m, ema_omm = p[P_EMA_M], p[P_EMA_OMM]
+    for k in range(len(xs)):
+        x = xs[k]
+        o = offsets[k]
+        if active[k] == 0:
+            if avg is not None:
+                _segment_ema(x, o, avg, ema_m, ema_omm, overwrite)
+            continue
+        decay_on = decay[k] != 0
+        if clipnorm is not None:
+            ss = _segment_sumsq(x, o, g, acc, ls, nacc)
+            norm = math.sqrt(ss) if ss > 0 else ss
+            p[P_NUM] = clipnorm
+            p[P_DEN] = norm if (norm != norm or norm > clipnorm) else clipnorm
+            _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, p[P_NUM], p[P_DEN],
+                            clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm,
+                            overwrite)
+        elif global_clip is not None:
+            _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, p[P_SCALE], p[P_ONE],
+                            clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm,
+                            overwrite)
+        else:
+            _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, None, None,
+                            clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm,
+                            overwrite)
+
+
+@njit(**_OPTS)
+def group_accumulate(xs, g, offsets, active, acc, avg, p, ls, overwrite):
+    """Accumulation-only call over a group (EMA included), one pass per variable."""
+    ema_m, ema_omm = p[P_EMA_M], p[P_EMA_OMM]
+    for k in range(len(xs)):
+        x = xs[k]
+        o = offsets[k]
+        if active[k] == 0:
+            if avg is not None:
+                _segment_ema(x, o, avg, ema_m, ema_omm, overwrite)
+            continue
+        _segment_accumulate(x, o, g, acc, avg, ls, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def group_sumsq(xs, g, offsets, active, acc, ls, nacc):
+    """Sum of squares (float64) of the active variables' effective gradients."""
+    s = 0.0
+    for k in range(len(xs)):
+        if active[k] == 0:
+            continue
+        s += _segment_sumsq(xs[k], offsets[k], g, acc, ls, nacc)
     return s
 
 
@@ -215,136 +361,3 @@ def launch_parallel(kernel, *args):
         return result
 
 
-# ---------------------------------------------------------------- executor
-def _pick(slot, serial, parallel):
-    return (lambda *a: launch_parallel(parallel, *a)) if slot.parallel else serial
-
-
-class CPUBackend:
-    """Runs a :class:`~numba_rmsprop._plan.StepPlan` over host NumPy arrays."""
-
-    name = "cpu"
-
-    @staticmethod
-    def zeros_like(x: np.ndarray, order: str | None) -> np.ndarray:
-        """A state array for variable ``x``: same shape and dtype, contiguous in ``order``."""
-        return np.zeros(x.shape, dtype=x.dtype, order=order or "C")
-
-    @staticmethod
-    def to_host(a: np.ndarray) -> np.ndarray:
-        return np.array(a, copy=True)
-
-    @staticmethod
-    def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
-        dst[...] = src
-
-    @staticmethod
-    def use_parallel(size: int) -> bool:
-        return size >= _config.PARALLEL_THRESHOLD
-
-    # -- one call ---------------------------------------------------------
-    def execute(self, plan, spec, pairs, ema_slots) -> None:
-        """Apply ``plan`` to ``pairs`` of (slot, gradient); EMA-only for ``ema_slots``."""
-        work = [(slot, _flat_gradient(slot, g), _work_view(slot)) for slot, g in pairs]
-        if plan.update:
-            clips = self._clip_factors(plan, spec, work)
-            for (slot, gf, xf), (num, den) in zip(work, clips):
-                s = spec.scalars(slot.dtype)
-                ema_m, ema_omm = s.ema(plan.ema_momentum)
-                lr = s.dtype(plan.learning_rate)
-                kernel = _pick(slot, update_serial, update_parallel)
-                kernel(xf, gf, slot.vf, slot.mgf, slot.momf, slot.accf, slot.avgf,
-                       s.ls, s.nacc if slot.accf is not None else None,
-                       num, den, s.clip_value, s.wd if slot.decay else None, lr,
-                       s.rho, s.one_minus_rho, s.eps, s.momentum,
-                       ema_m, ema_omm, plan.ema_overwrite)
-                _write_back(slot, xf)
-        else:
-            for slot, gf, xf in work:
-                s = spec.scalars(slot.dtype)
-                ema_m, ema_omm = s.ema(plan.ema_momentum)
-                kernel = _pick(slot, accumulate_serial, accumulate_parallel)
-                kernel(xf, gf, slot.accf, slot.avgf, s.ls, ema_m, ema_omm, plan.ema_overwrite)
-                _write_back(slot, xf)
-        for slot in ema_slots:
-            s = spec.scalars(slot.dtype)
-            ema_m, ema_omm = s.ema(plan.ema_momentum)
-            xf = _work_view(slot)
-            _pick(slot, ema_serial, ema_parallel)(xf, slot.avgf, ema_m, ema_omm, plan.ema_overwrite)
-            _write_back(slot, xf)
-
-    def _clip_factors(self, plan, spec, work):
-        """Per-variable ``(numerator, denominator)`` of the norm clip, or ``(None, None)``."""
-        if spec.clip_mode not in ("norm", "global"):
-            return [(None, None)] * len(work)
-        sumsq = []
-        for slot, gf, _ in work:
-            s = spec.scalars(slot.dtype)
-            kernel = _pick(slot, sumsq_serial, sumsq_parallel)
-            sumsq.append(kernel(gf, slot.accf, s.ls, s.nacc if slot.accf is not None else None))
-        if spec.clip_mode == "norm":
-            out = []
-            for (slot, _, _), ss in zip(work, sumsq):
-                num, den = spec.clipnorm_factors(ss)
-                out.append((slot.dtype.type(num), slot.dtype.type(den)))
-            return out
-        scale = spec.global_clip_scale(sum(sumsq))
-        return [(slot.dtype.type(scale), slot.dtype.type(1)) for slot, _, _ in work]
-
-
-def _flat_gradient(slot, g: np.ndarray) -> np.ndarray:
-    """``g`` as a flat array in the variable's memory order (a view when layouts agree)."""
-    if slot.order is None:
-        return np.ascontiguousarray(g).reshape(-1)
-    return g.ravel(order=slot.order)
-
-
-def _work_view(slot) -> np.ndarray:
-    """Flat view of the variable, or a contiguous copy for strided views."""
-    if slot.xf is not None:
-        return slot.xf
-    return np.ascontiguousarray(slot.var).reshape(-1)
-
-
-def _write_back(slot, xf: np.ndarray) -> None:
-    if slot.xf is None:
-        slot.var[...] = xf.reshape(slot.var.shape)
-
-
-def _cpu_backend_methods():
-    """Array checks and allocation helpers of the CPU backend."""
-    from . import _arrays
-
-    def check_variable(x, i):
-        if _arrays.is_cuda_array(x):
-            raise TypeError(f"variables[{i}] is a CUDA device array; this optimizer holds host state.")
-        _arrays.check_variable(x, i)
-
-    def check_writeable(x, i):
-        if not x.flags.writeable:
-            raise ValueError(f"variables[{i}] is read-only; the optimizer updates variables in place.")
-
-    def flat(a, order):
-        f = a.ravel(order=order)
-        assert np.shares_memory(f, a) or a.size == 0
-        return f
-
-    def find_same_memory(x, slots):
-        if not isinstance(x, np.ndarray):
-            return None
-        key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype)
-        for s in slots:
-            v = s.var
-            if (v.__array_interface__["data"][0], v.shape, v.strides, v.dtype) == key:
-                return s
-        return None
-
-    CPUBackend.check_variable = staticmethod(check_variable)
-    CPUBackend.check_writeable = staticmethod(check_writeable)
-    CPUBackend.as_gradient = staticmethod(_arrays.as_gradient)
-    CPUBackend.memory_order = staticmethod(_arrays.memory_order)
-    CPUBackend.flat = staticmethod(flat)
-    CPUBackend.find_same_memory = staticmethod(find_same_memory)
-
-
-_cpu_backend_methods()

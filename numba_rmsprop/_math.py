@@ -33,7 +33,7 @@ def centered_denominator(v, mg, eps):
     """``max(v - mg**2, 0) + eps``; the clamp only acts where rounding made it negative."""
     d = v - mg * mg
     if d < 0:
-        d = d * 0
+        d = d - d  # 0 in d's own dtype (a literal 0 would promote float32 to float64)
     return d + eps
 
 

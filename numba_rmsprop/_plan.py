@@ -18,12 +18,10 @@ Keras 3 rules (``base_optimizer.py`` and the JAX backend's ``optimizer.py``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
-@dataclass(frozen=True)
-class StepPlan:
+class StepPlan(NamedTuple):
     """What one ``apply`` call does.
 
     Attributes

@@ -103,6 +103,19 @@ def _check_learning_rate(value: Any) -> LearningRate:
 
 
 # ----------------------------------------------------------------- state slots
+def _shape_dtype(x) -> tuple:
+    """Shape and NumPy dtype of a variable.
+
+    Objects exposing ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA
+    tensors) are read through it: a tensor's ``dtype`` is not a NumPy dtype.
+    """
+    if not isinstance(x, np.ndarray):
+        cai = getattr(x, "__cuda_array_interface__", None)
+        if cai is not None:
+            return tuple(int(n) for n in cai["shape"]), np.dtype(cai["typestr"])
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
 @dataclass
 class _Slot:
     """One variable and its optimizer state.
@@ -130,6 +143,8 @@ class _Slot:
     momf: Any = None
     accf: Any = None
     avgf: Any = None
+    group: Any = None
+    member: int = -1
 
 
 # ----------------------------------------------------------------- optimizer
@@ -343,6 +358,9 @@ class RMSprop:
         pending = self._pending_state
         if pending is not None:
             self._check_state(pending, slots)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is not None:
+            prepare(slots, self._spec)
         self._slots = slots
         self._by_id = {id(s.var): s for s in slots}
         self._backend = backend
@@ -364,15 +382,16 @@ class RMSprop:
             from . import _cuda
 
             return _cuda.CUDABackend()
-        from ._cpu import CPUBackend
+        from ._cpu_backend import CPUBackend
 
         return CPUBackend()
 
     def _make_slot(self, i: int, x, backend) -> _Slot:
         order = backend.memory_order(x)
-        slot = _Slot(index=i, var=x, shape=tuple(x.shape), dtype=np.dtype(x.dtype), order=order,
-                     size=int(np.prod(x.shape, dtype=np.int64)),
-                     parallel=backend.use_parallel(int(np.prod(x.shape, dtype=np.int64))),
+        shape, dtype = _shape_dtype(x)
+        slot = _Slot(index=i, var=x, shape=shape, dtype=dtype, order=order,
+                     size=int(np.prod(shape, dtype=np.int64)),
+                     parallel=backend.use_parallel(int(np.prod(shape, dtype=np.int64))),
                      decay=self._weight_decay is not None and id(x) not in self._exclude_ids)
         slot.xf = backend.flat(x, order) if order is not None else None
         for _, attr in STATE_KINDS:
@@ -400,9 +419,11 @@ class RMSprop:
         variable (with a warning), as in Keras.
         """
         with self._lock:
-            pairs, ema_slots = self._validate(grads, variables)
-            if pairs is None:
-                return self._iterations
+            full = self._fast_path_grads(grads, variables)
+            if full is None:
+                pairs, ema_slots = self._validate(grads, variables)
+                if pairs is None:
+                    return self._iterations
             plan = _plan.make_plan(
                 self._iterations,
                 self._current_learning_rate(self._iterations),
@@ -411,9 +432,47 @@ class RMSprop:
                 ema_momentum=self._ema_momentum,
                 ema_overwrite_frequency=self._ema_overwrite_frequency,
             )
-            self._backend.execute(plan, self._spec, pairs, ema_slots)
+            if full is not None:
+                self._backend.execute_full(plan, self._spec, full)
+            else:
+                self._backend.execute(plan, self._spec, pairs, ema_slots)
+                if plan.update and self._gradient_accumulation_steps:
+                    # base_optimizer.py resets every accumulator on an update
+                    # call, including those of variables without a gradient.
+                    given = {id(s) for s, _ in pairs}
+                    for s in self._slots:
+                        if id(s) not in given:
+                            self._backend.copy_into(s.acc, np.zeros(s.shape, s.dtype))
             self._iterations += 1
             return self._iterations
+
+    def _fast_path_grads(self, grads, variables):
+        """Gradients in build order when the call is the common, fully valid one.
+
+        That is: the optimizer is built, ``variables`` is None or the built
+        variables in build order, and every gradient is an ndarray of exactly
+        its variable's shape and dtype. Anything else returns None and takes
+        the checked path, which also produces the error messages.
+        """
+        slots = self._slots
+        backend = self._backend
+        if backend is None or not hasattr(backend, "execute_full"):
+            return None
+        if type(grads) is not list and type(grads) is not tuple:
+            return None
+        if len(grads) != len(slots):
+            return None
+        if variables is not None:
+            if len(variables) != len(slots):
+                return None
+            for x, s in zip(variables, slots):
+                if x is not s.var:
+                    return None
+        for g, s in zip(grads, slots):
+            if type(g) is not np.ndarray or g.dtype is not s.dtype or g.shape != s.shape \
+                    or not s.var.flags.writeable:
+                return None
+        return grads
 
     def apply_gradients(self, grads_and_vars: Iterable) -> int:
         """Keras's ``apply_gradients``: a list of ``(gradient, variable)`` pairs."""
