@@ -18,7 +18,9 @@ import threading
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from . import _config
 from . import _math
@@ -35,6 +37,8 @@ _centered_denominator = _inline(_math.centered_denominator)
 _increment = _inline(_math.increment)
 _decay = _inline(_math.decay)
 _moving_average = _inline(_math.moving_average)
+_clipnorm_denominator = _inline(_math.clipnorm_denominator)
+_global_clip_scale = _inline(_math.global_clip_scale)
 
 
 @njit(inline="always", **_OPTS)
@@ -193,6 +197,24 @@ def sumsq_parallel(g, acc, ls, nacc):
 # the per-call scalars in the group's dtype (see ``P_*``); storing into it
 # casts float64 values to that dtype exactly as NumPy would.
 
+@intrinsic
+def _as_voidptr(typingctx, address):
+    """An integer address as a ``void*`` (for ``numba.carray``)."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+
+    return types.voidptr(address), codegen
+
+
+@njit(inline="always", **_OPTS)
+def _member(addresses, sizes, k, like):
+    """Variable ``k`` of a group as a flat array (its owner keeps it alive)."""
+    return numba.carray(_as_voidptr(addresses[k]), (sizes[k],), like.dtype)
+
+
 P_LR, P_RHO, P_OMR, P_EPS, P_MU, P_EMA_M, P_EMA_OMM, P_SCALE, P_NUM, P_DEN, P_ONE = range(11)
 N_PARAMS = 11
 
@@ -264,13 +286,32 @@ def _segment_sumsq(x, o, g, acc, ls, nacc):
 
 
 @njit(**_OPTS)
-def group_update(xs, g, offsets, active, decay, v, mg, mom, acc, avg, p, ls, nacc,
-                 clipnorm, global_clip, clip_val, wd, overwrite):
-    """Update every active variable of a group; EMA-only for the inactive ones."""
+def group_sumsq(addresses, sizes, g, offsets, active, acc, ls, nacc):
+    """Sum of squares (float64) of the active variables' effective gradients."""
+    s = 0.0
+    for k in range(addresses.size):
+        if active[k] == 0:
+            continue
+        s += _segment_sumsq(_member(addresses, sizes, k, g), offsets[k], g, acc, ls, nacc)
+    return s
+
+
+@njit(**_OPTS)
+def group_update(addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, avg, p, ls,
+                 nacc, clipnorm, global_clip, scale_given, clip_val, wd, overwrite):
+    """Update every active variable of a group; EMA-only for the inactive ones.
+
+    Clipping: ``clipnorm`` (per variable), ``global_clip`` (the global norm
+    of this group, which then holds every gradient of the call), or
+    ``scale_given`` (a global scale the host computed into ``p[P_SCALE]``).
+    """
+    if global_clip is not None:
+        total = group_sumsq(addresses, sizes, g, offsets, active, acc, ls, nacc)
+        p[P_SCALE] = _global_clip_scale(total, global_clip)
     lr, rho, omr, eps, mu = p[P_LR], p[P_RHO], p[P_OMR], p[P_EPS], p[P_MU]
     ema_m, ema_omm = p[P_EMA_M], p[P_EMA_OMM]
-    for k in range(len(xs)):
-        x = xs[k]
+    for k in range(addresses.size):
+        x = _member(addresses, sizes, k, g)
         o = offsets[k]
         if active[k] == 0:
             if avg is not None:
@@ -279,13 +320,12 @@ def group_update(xs, g, offsets, active, decay, v, mg, mom, acc, avg, p, ls, nac
         decay_on = decay[k] != 0
         if clipnorm is not None:
             ss = _segment_sumsq(x, o, g, acc, ls, nacc)
-            norm = math.sqrt(ss) if ss > 0 else ss
             p[P_NUM] = clipnorm
-            p[P_DEN] = norm if (norm != norm or norm > clipnorm) else clipnorm
+            p[P_DEN] = _clipnorm_denominator(ss, clipnorm)
             _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, p[P_NUM], p[P_DEN],
                             clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm,
                             overwrite)
-        elif global_clip is not None:
+        elif global_clip is not None or scale_given is not None:
             _segment_update(x, o, g, v, mg, mom, acc, avg, ls, nacc, p[P_SCALE], p[P_ONE],
                             clip_val, wd, decay_on, lr, rho, omr, eps, mu, ema_m, ema_omm,
                             overwrite)
@@ -296,28 +336,17 @@ def group_update(xs, g, offsets, active, decay, v, mg, mom, acc, avg, p, ls, nac
 
 
 @njit(**_OPTS)
-def group_accumulate(xs, g, offsets, active, acc, avg, p, ls, overwrite):
+def group_accumulate(addresses, sizes, g, offsets, active, acc, avg, p, ls, overwrite):
     """Accumulation-only call over a group (EMA included), one pass per variable."""
     ema_m, ema_omm = p[P_EMA_M], p[P_EMA_OMM]
-    for k in range(len(xs)):
-        x = xs[k]
+    for k in range(addresses.size):
+        x = _member(addresses, sizes, k, g)
         o = offsets[k]
         if active[k] == 0:
             if avg is not None:
                 _segment_ema(x, o, avg, ema_m, ema_omm, overwrite)
             continue
         _segment_accumulate(x, o, g, acc, avg, ls, ema_m, ema_omm, overwrite)
-
-
-@njit(**_OPTS)
-def group_sumsq(xs, g, offsets, active, acc, ls, nacc):
-    """Sum of squares (float64) of the active variables' effective gradients."""
-    s = 0.0
-    for k in range(len(xs)):
-        if active[k] == 0:
-            continue
-        s += _segment_sumsq(xs[k], offsets[k], g, acc, ls, nacc)
-    return s
 
 
 # ---------------------------------------------------------------- threading

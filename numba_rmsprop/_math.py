@@ -50,3 +50,30 @@ def decay(x, wd, lr):
 def moving_average(avg, x, momentum, one_minus_momentum):
     """EMA of the weights: ``momentum * avg + (1 - momentum) * x``."""
     return momentum * avg + one_minus_momentum * x
+
+
+def clipnorm_denominator(sumsq, c):
+    """Keras's ``max(norm, c)`` for ``g * c / max(norm, c)``; a zero norm stays 0, NaN propagates."""
+    norm = math.sqrt(sumsq) if sumsq > 0 else sumsq
+    if norm != norm or norm > c:
+        return norm
+    return c
+
+
+def global_clip_scale(sumsq, c):
+    """Keras's ``c * min(1/n, 1/c) + (n - n)`` for the global norm ``n = sqrt(sumsq)``.
+
+    Written without a division by zero so that it runs the same in Python,
+    Numba and CUDA: ``1/0`` is ``inf``, and a NaN or infinite norm makes the
+    scale NaN, as in Keras.
+    """
+    n = math.sqrt(sumsq) if sumsq >= 0 else math.nan
+    inv_c = 1.0 / c
+    if n > 0:
+        inv_n = 1.0 / n
+    elif n == 0:
+        inv_n = math.inf
+    else:
+        inv_n = n  # NaN
+    m = inv_n if (inv_n != inv_n or inv_n < inv_c) else inv_c
+    return c * m + (n - n)

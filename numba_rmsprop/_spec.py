@@ -8,11 +8,12 @@ once, so the per-call work is only the learning rate and the clip factor.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+
+from . import _math
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,8 @@ class Spec:
 
     def clipnorm_factors(self, sumsq: float):
         """Keras's ``g * c / max(norm, c)`` as ``(c, max(norm, c))``; NaN propagates."""
-        norm = math.sqrt(sumsq) if sumsq > 0 else sumsq
-        c = self.clip
-        den = norm if (norm != norm or norm > c) else c
-        return c, den
+        return self.clip, _math.clipnorm_denominator(sumsq, self.clip)
 
     def global_clip_scale(self, sumsq: float) -> float:
         """Keras's ``c * min(1/n, 1/c) + (n - n)`` for the global norm ``n``."""
-        c = np.float64(self.clip)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n = np.sqrt(np.float64(sumsq))
-            return float(c * np.minimum(1.0 / n, 1.0 / c) + (n - n))
+        return _math.global_clip_scale(sumsq, self.clip)
