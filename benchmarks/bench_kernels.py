@@ -74,7 +74,7 @@ def section_bandwidth(args) -> dict:
             t_bw = _timeit(lambda: bw.step(gs), args.repeat)
             npy = peers.numpy_stepper([np.zeros(n, dtype)], cfg)
             t_np = _timeit(lambda: npy.step(gs), max(3, args.repeat // 2))
-            nbytes = n * np.dtype(dtype).itemsize * (2 + 2 * cfg.n_state)
+            nbytes = n * np.dtype(dtype).itemsize * (3 + 2 * cfg.n_state)  # read x, g, state; write x, state
             out[f"{np.dtype(dtype).name}/{cfg_name}"] = dict(
                 ours_ms=ours * 1e3, same_traffic_ms=t_bw * 1e3, numpy_ms=t_np * 1e3,
                 fraction_of_bound=t_bw / ours, numpy_over_ours=t_np / ours,

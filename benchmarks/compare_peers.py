@@ -167,7 +167,7 @@ def check_agreement(names, x0, glist, cfg):
     return out
 
 
-def time_stepper(stepper, grads, repeat, min_time, warmup, stat="median"):
+def measure_stepper(stepper, grads, repeat, min_time, warmup, stat="median"):
     for _ in range(warmup):
         stepper.step(grads)
     # calibrate number of steps per repeat
@@ -211,7 +211,7 @@ def _cases(args):
                 yield cname, dtype, size
 
 
-def time_peers_inprocess(args, names):
+def measure_peers_inprocess(args, names):
     """{(config, dtype, size): {peer: seconds-per-step or error string}}"""
     out = {}
     for cname, dtype, size in _cases(args):
@@ -221,7 +221,7 @@ def time_peers_inprocess(args, names):
         for n in names:
             try:
                 s = build(n, x0, cfg)
-                times[n] = time_stepper(s, glist[0], args.repeat,
+                times[n] = measure_stepper(s, glist[0], args.repeat,
                                         args.min_time, args.warmup, args.stat)
                 del s
             except Exception as e:  # noqa: BLE001
@@ -239,7 +239,7 @@ def time_peers_inprocess(args, names):
 _SENTINEL = "@@COMPARE_PEERS_JSON@@"
 
 
-def time_peers_isolated(args, names):
+def measure_peers_isolated(args, names):
     """Time each peer in its own fresh interpreter, so that thread pools of
     other libraries (torch's OpenMP, numba's, XLA's) cannot interfere."""
     import json
@@ -270,9 +270,9 @@ def time_peers_isolated(args, names):
 def run(args):
     peers = list(args.peers)
     if args.isolate:
-        timings = time_peers_isolated(args, peers)
+        timings = measure_peers_isolated(args, peers)
     else:
-        timings = time_peers_inprocess(args, peers)
+        timings = measure_peers_inprocess(args, peers)
     results = []
     for cname, dtype, size in _cases(args):
         cfg = P.CONFIGS[cname]
@@ -293,7 +293,7 @@ def run(args):
 def _worker(args):
     import json
 
-    t = time_peers_inprocess(args, args.peers)
+    t = measure_peers_inprocess(args, args.peers)
     print(_SENTINEL + json.dumps({json.dumps(list(k)): v
                                   for k, v in t.items()}), flush=True)
 
