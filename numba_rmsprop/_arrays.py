@@ -22,8 +22,15 @@ def is_cuda_array(a: Any) -> bool:
     """
     if isinstance(a, np.ndarray):
         return False
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
+    try:
+        if hasattr(a, "__cuda_array_interface__"):
+            return True
+    except RuntimeError:
+        # torch raises here for CUDA tensors that require grad
+        raise TypeError(
+            "a CUDA tensor that requires grad cannot be updated in place by the optimizer; "
+            "pass tensor.detach() (it shares memory)."
+        ) from None
     import sys
 
     if "numba.cuda" not in sys.modules:

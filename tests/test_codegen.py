@@ -4,11 +4,16 @@ Both regressions are silent: a literal like ``d * 0`` promotes float32 to
 float64 (a different result *and* a 2x slower loop), and an offset index or a
 non-inlined helper stops LLVM's loop vectoriser (measured 8x slower). These
 tests read the LLVM IR of the compiled kernels, so they fail when either
-comes back.
+comes back. Numba cannot inspect kernels loaded from its disk cache, so the
+checks run in a subprocess with an empty cache directory.
 """
 
+import os
 import platform
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -39,7 +44,7 @@ def _float32_irs(dispatcher):
             if str(sig[0].dtype) == "float32"]
 
 
-def test_float32_update_never_touches_float64():
+def check_float32_update_never_touches_float64():
     _compile_all()
     irs = _float32_irs(_cpu._segment_update)
     assert irs
@@ -48,11 +53,49 @@ def test_float32_update_never_touches_float64():
         assert not re.search(r"@llvm\.sqrt\.(v\d+)?f64", ir)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
-                    reason="vector width checked on x86-64 and arm64 only")
-def test_update_loops_vectorise():
+def check_update_loops_vectorise():
     _compile_all()
     for dispatcher in (_cpu._segment_update, _cpu.update_serial):
         for sig, ir in dispatcher.inspect_llvm().items():
             elem = "float" if str(sig[0].dtype) == "float32" else "double"
             assert re.search(rf"<\d+ x {elem}>", ir), f"{dispatcher.__name__}{sig} is not vectorised"
+
+
+CHECKS = ["check_float32_update_never_touches_float64", "check_update_loops_vectorise"]
+
+
+@pytest.fixture(scope="module")
+def fresh_results(tmp_path_factory):
+    """Run every check in one process with an empty Numba cache; name -> error text or ''."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = textwrap.dedent(f"""
+        import sys, traceback
+        sys.path.insert(0, {here!r})
+        import test_codegen
+        for name in {CHECKS!r}:
+            try:
+                getattr(test_codegen, name)()
+                print("RESULT", name, "OK")
+            except Exception:
+                print("RESULT", name, "FAIL", traceback.format_exc().replace("\\n", " | "))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba-cache")))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=900)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            _, name, status, *rest = line.split(" ", 3)
+            results[name] = "" if status == "OK" else " ".join(rest)
+    assert set(results) == set(CHECKS), proc.stdout + proc.stderr
+    return results
+
+
+def test_float32_update_never_touches_float64(fresh_results):
+    assert fresh_results["check_float32_update_never_touches_float64"] == ""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
+                    reason="vector width checked on x86-64 and arm64 only")
+def test_update_loops_vectorise(fresh_results):
+    assert fresh_results["check_update_loops_vectorise"] == ""

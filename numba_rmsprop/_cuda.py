@@ -1,0 +1,901 @@
+"""The CUDA backend: runs a :class:`~numba_rmsprop._plan.StepPlan` over device arrays.
+
+Arrays
+------
+Variables and gradients may be numba device arrays or any object with
+``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors, ...). Those
+are wrapped zero-copy with ``cuda.as_cuda_array``; the user's object stays the
+variable and is updated in place. Optimizer state lives in numba device
+arrays in the variable's memory order. Strided (non-contiguous) variables and
+gradients whose layout differs from their variable's go through a contiguous
+work copy made on the device (up to 4 dimensions).
+
+Kernels
+-------
+One fused grid-stride pass per variable and call, folded exactly as the CPU
+kernels fold it: loss scale, accumulation mean (and reset), clip, decoupled
+weight decay, the rho-averages, momentum and the EMA (with overwrite). The
+scalar arithmetic is :mod:`numba_rmsprop._math`, compiled with
+``cuda.jit(device=True)``, so both backends perform the same operations in
+the same order and dtype. Optional pieces are selected at compile time: each
+configuration (which of loss scale / accumulation / norm clip / value clip /
+weight decay / centered / momentum / EMA is on) gets its own kernel from a
+factory whose closure constants Numba folds, so disabled branches are pruned
+before typing, as the CPU kernels prune their ``None`` arguments. Kernels
+take no ``None`` arguments: absent state is a 2-element dummy array that is
+never indexed. No fastmath.
+
+Norms (``clipnorm``, ``global_clipnorm``) are reduced on the device in float64:
+each block reduces in shared memory and writes a partial sum; the last block
+of a variable to finish (a ticket counter, reset by that block) sums the
+partials in a fixed order, so the result is deterministic. A small kernel
+(one thread per variable) then turns the sums into the clip factors with the
+formulas the CPU uses (``_math.clipnorm_denominator``,
+``_math.global_clip_scale``: NaN and zero norms included; the global sum
+adds the variables in call order) and stores them cast to float32 and
+float64 in small device arrays, which the update kernels read. Nothing is
+copied back to the host: a call only launches kernels. The learning rate
+and the EMA momentum are the only per-call host scalars.
+
+Launches
+--------
+A call costs one kernel launch per variable (two with a norm clip, plus one
+for the clip factors). Launch configurations are computed once per size and
+cached, so a launch is a single dispatch through Numba's fast path; for
+models with hundreds of tiny tensors the launch overhead (some microseconds
+each) dominates the arithmetic. ``benchmarks/bench_cuda.py`` measures it.
+
+Floating point
+--------------
+NVVM contracts ``a * b + c`` into fused multiply-adds and Numba-CUDA has no
+switch to turn that off, so on a real GPU results may differ from the CPU
+backend in the last bit of some operations (e.g. ``rho * v + (1 - rho) * g**2``).
+Divisions and square roots are IEEE-rounded (no fastmath).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+
+from . import _arrays, _config, _math
+
+INSTALL_HINT = "pip install numba-rmsprop[cuda]"
+
+try:
+    from numba import cuda
+except Exception as exc:  # numba-cuda (or its CUDA bindings) is not installed
+    cuda = None
+    _IMPORT_ERROR: Exception | None = exc
+else:
+    _IMPORT_ERROR = None
+
+
+def _simulator_enabled() -> bool:
+    try:
+        from numba.cuda.core import config as cfg
+    except ImportError:  # pragma: no cover - older layouts
+        from numba.core import config as cfg
+    return bool(getattr(cfg, "ENABLE_CUDASIM", 0))
+
+
+_SIM = cuda is not None and _simulator_enabled()
+
+
+def require_cuda() -> None:
+    """Raise a clear error unless CUDA can be used (the simulator counts)."""
+    if cuda is None:
+        raise ImportError(
+            "device='cuda' needs numba-cuda, which could not be imported "
+            f"({type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}). Install the CUDA extra with "
+            f"`{INSTALL_HINT}`.")
+    if _SIM:
+        return
+    try:
+        available = cuda.is_available()
+    except Exception:  # pragma: no cover - is_available already catches
+        available = False
+    if available:
+        return
+    try:
+        reason = cuda.cuda_error()
+    except Exception:  # pragma: no cover
+        reason = None
+    if reason:
+        what = ("the CUDA driver could not be initialised: "
+                + " ".join(str(reason).split()).rstrip(":"))
+    else:
+        what = "no CUDA-capable GPU is visible (the driver loaded but reports no device)"
+    raise RuntimeError(
+        f"device='cuda' cannot be used: {what}. An NVIDIA GPU with its driver is needed "
+        f"(check `nvidia-smi`); numba-cuda itself comes with `{INSTALL_HINT}`.")
+
+
+# ====================================================================== kernels
+#: Threads per block: a power of two in [_MIN_THREADS, _TPB]. Under the
+#: simulator (every thread is a Python thread) blocks are tiny and grids are
+#: capped low, which also exercises the multi-block and grid-stride paths on
+#: the small arrays tests use.
+_SHARED = 1024  # shared-memory reduction buffer; >= any block size used
+_TPB = 1 << (max(1, min(int(_config.CUDA_THREADS_PER_BLOCK), _SHARED)).bit_length() - 1)
+if _SIM:
+    _TPB, _MIN_THREADS, _MAX_BLOCKS, _MAX_REDUCE_BLOCKS = 4, 2, 3, 2
+else:
+    _MIN_THREADS, _MAX_BLOCKS, _MAX_REDUCE_BLOCKS = 32, 1 << 20, 1024
+    _MIN_THREADS = min(_MIN_THREADS, _TPB)
+
+if cuda is not None:
+    _dev = cuda.jit(device=True)
+    _clip_by_value = _dev(_math.clip_by_value)
+    _velocity = _dev(_math.velocity)
+    _average_gradient = _dev(_math.average_gradient)
+    _centered_denominator = _dev(_math.centered_denominator)
+    _increment = _dev(_math.increment)
+    _decay = _dev(_math.decay)
+    _moving_average = _dev(_math.moving_average)
+    _clipnorm_denominator = _dev(_math.clipnorm_denominator)
+    _global_clip_scale = _dev(_math.global_clip_scale)
+
+    # Layout of the per-dtype parameter array (values cast as Spec.scalars does).
+    # P_LS, P_NACC, P_CLIPV, P_WD, P_RHO, P_OMR, P_EPS, P_MU = 0..7
+
+    @cuda.jit(device=True)
+    def _block_tree_sum(sh, t, nt):
+        """In-place tree reduction of ``sh[:nt]`` (``nt`` a power of two) into ``sh[0]``."""
+        step = nt // 2
+        while step > 0:
+            if t < step:
+                sh[t] += sh[t + step]
+            cuda.syncthreads()
+            step //= 2
+
+    @cuda.jit
+    def _factor_kernel(sums, n, mode, c, fac32, fac64):
+        """Clip factors ``(num, den)`` per variable from its float64 sum of squares.
+
+        ``mode`` 1: per-variable clipnorm ``(c, max(norm, c))``; 2: global
+        scale ``(scale, 1)`` over ``sums[0:n]`` summed in order. Stores cast to
+        each dtype.
+        """
+        k = cuda.grid(1)
+        if k < n:
+            if mode == 1:
+                num = c
+                den = _clipnorm_denominator(sums[k], c)
+            else:
+                total = 0.0
+                for j in range(n):
+                    total += sums[j]
+                num = _global_clip_scale(total, c)
+                den = 1.0
+            fac32[2 * k] = num
+            fac32[2 * k + 1] = den
+            fac64[2 * k] = num
+            fac64[2 * k + 1] = den
+
+    @cuda.jit
+    def _fill_kernel(a, value):
+        for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+            a[i] = value
+
+    @cuda.jit
+    def _copy_kernel(dst, src):
+        for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+            dst[i] = src[i]
+
+    # Strided <-> flat copies; ``forder`` picks the flat order, ``to_flat`` the direction.
+    @cuda.jit
+    def _strided1(nd, flat, forder, to_flat):
+        for i in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+            if to_flat:
+                flat[i] = nd[i]
+            else:
+                nd[i] = flat[i]
+
+    @cuda.jit
+    def _strided2(nd, flat, forder, to_flat):
+        n0 = nd.shape[0]
+        n1 = nd.shape[1]
+        for i in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+            if forder:
+                i0 = i % n0
+                i1 = i // n0
+            else:
+                i1 = i % n1
+                i0 = i // n1
+            if to_flat:
+                flat[i] = nd[i0, i1]
+            else:
+                nd[i0, i1] = flat[i]
+
+    @cuda.jit
+    def _strided3(nd, flat, forder, to_flat):
+        n0 = nd.shape[0]
+        n1 = nd.shape[1]
+        n2 = nd.shape[2]
+        for i in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+            if forder:
+                i0 = i % n0
+                r = i // n0
+                i1 = r % n1
+                i2 = r // n1
+            else:
+                i2 = i % n2
+                r = i // n2
+                i1 = r % n1
+                i0 = r // n1
+            if to_flat:
+                flat[i] = nd[i0, i1, i2]
+            else:
+                nd[i0, i1, i2] = flat[i]
+
+    @cuda.jit
+    def _strided4(nd, flat, forder, to_flat):
+        n0 = nd.shape[0]
+        n1 = nd.shape[1]
+        n2 = nd.shape[2]
+        n3 = nd.shape[3]
+        for i in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+            if forder:
+                i0 = i % n0
+                r = i // n0
+                i1 = r % n1
+                r = r // n1
+                i2 = r % n2
+                i3 = r // n2
+            else:
+                i3 = i % n3
+                r = i // n3
+                i2 = r % n2
+                r = r // n2
+                i1 = r % n1
+                i0 = r // n1
+            if to_flat:
+                flat[i] = nd[i0, i1, i2, i3]
+            else:
+                nd[i0, i1, i2, i3] = flat[i]
+
+    _STRIDED = {1: _strided1, 2: _strided2, 3: _strided3, 4: _strided4}
+
+    @cuda.jit
+    def _ema_kernel(x, avg, ema_m, ema_omm, overwrite):
+        """EMA of a variable that got no gradient this call."""
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            ai = _moving_average(avg[i], x[i], ema_m, ema_omm)
+            avg[i] = ai
+            if overwrite:
+                x[i] = ai
+
+MAX_STRIDED_NDIM = 4
+
+
+# ------------------------------------------------------------ kernel factories
+# Each configuration is a tuple of bools; the factories close over them as
+# constants, so Numba prunes the disabled branches before typing (types then
+# match the CPU kernels, which prune ``None`` arguments the same way).
+_FACTORY_LOCK = threading.Lock()
+_UPDATE_KERNELS: dict = {}
+_ACCUMULATE_KERNELS: dict = {}
+_SUMSQ_KERNELS: dict = {}
+
+
+def _update_kernel(cfg):
+    """Fused update kernel for ``cfg``: which of (loss scale, accumulation, norm clip,
+    value clip, weight decay, centered, momentum, EMA) are on."""
+    k = _UPDATE_KERNELS.get(cfg)
+    if k is None:
+        with _FACTORY_LOCK:
+            k = _UPDATE_KERNELS.get(cfg)
+            if k is None:
+                k = _UPDATE_KERNELS[cfg] = _make_update_kernel(*cfg)
+    return k
+
+
+def _make_update_kernel(HAS_LS, HAS_ACC, HAS_NORM, HAS_CV, HAS_WD, HAS_MG, HAS_MOM, HAS_AVG):
+    clip_by_value, velocity, average_gradient = _clip_by_value, _velocity, _average_gradient
+    centered_denominator, increment, decay = _centered_denominator, _increment, _decay
+    moving_average = _moving_average
+
+    @cuda.jit
+    def update(x, g, v, mg, mom, acc, avg, p, fac, k, lr, ema_m, ema_omm, overwrite):
+        # Scalars are read once: the stores below could alias ``p`` for all
+        # the compiler knows, so reads in the loop would be repeated.
+        ls, nacc, clip_val, wd = p[0], p[1], p[2], p[3]
+        rho, omr, eps, mu = p[4], p[5], p[6], p[7]
+        num = fac[2 * k]
+        den = fac[2 * k + 1]
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            # The effective gradient: scaled, averaged over accumulation, clipped.
+            gi = g[i]
+            if HAS_LS:
+                gi = gi / ls
+            if HAS_ACC:
+                gi = (gi + acc[i]) / nacc
+            if HAS_NORM:
+                gi = (gi * num) / den
+            if HAS_CV:
+                gi = clip_by_value(gi, clip_val)
+            if HAS_ACC:
+                acc[i] = 0  # stores cast to the array's dtype
+            xi = x[i]
+            if HAS_WD:
+                xi = decay(xi, wd, lr)
+            vi = velocity(v[i], gi, rho, omr)
+            v[i] = vi
+            if HAS_MG:
+                mgi = average_gradient(mg[i], gi, rho, omr)
+                mg[i] = mgi
+                d = centered_denominator(vi, mgi, eps)
+            else:
+                d = vi + eps
+            inc = increment(lr, gi, d)
+            if HAS_MOM:
+                mi = mu * mom[i] + inc
+                mom[i] = mi
+                xi = xi - mi
+            else:
+                xi = xi - inc
+            if HAS_AVG:
+                ai = moving_average(avg[i], xi, ema_m, ema_omm)
+                avg[i] = ai
+                if overwrite:
+                    xi = ai
+            x[i] = xi
+
+    return update
+
+
+def _accumulate_kernel(cfg):
+    """Accumulation-only kernel for ``cfg = (ls, ema)``."""
+    k = _ACCUMULATE_KERNELS.get(cfg)
+    if k is None:
+        with _FACTORY_LOCK:
+            k = _ACCUMULATE_KERNELS.get(cfg)
+            if k is None:
+                k = _ACCUMULATE_KERNELS[cfg] = _make_accumulate_kernel(*cfg)
+    return k
+
+
+def _make_accumulate_kernel(HAS_LS, HAS_AVG):
+    moving_average = _moving_average
+
+    @cuda.jit
+    def accumulate(x, g, acc, avg, p, ema_m, ema_omm, overwrite):
+        ls = p[0]
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            gi = g[i]
+            if HAS_LS:
+                gi = gi / ls
+            acc[i] = gi + acc[i]
+            if HAS_AVG:
+                ai = moving_average(avg[i], x[i], ema_m, ema_omm)
+                avg[i] = ai
+                if overwrite:
+                    x[i] = ai
+
+    return accumulate
+
+
+def _sumsq_kernel(cfg):
+    """Sum-of-squares kernel for ``cfg = (ls, acc)``."""
+    k = _SUMSQ_KERNELS.get(cfg)
+    if k is None:
+        with _FACTORY_LOCK:
+            k = _SUMSQ_KERNELS.get(cfg)
+            if k is None:
+                k = _SUMSQ_KERNELS[cfg] = _make_sumsq_kernel(*cfg)
+    return k
+
+
+def _make_sumsq_kernel(HAS_LS, HAS_ACC):
+    tree = _block_tree_sum
+    float64 = np.float64
+    int32 = np.int32
+
+    @cuda.jit
+    def sumsq(g, acc, p, partials, base, tickets, sums, k):
+        """Float64 sum of squares of the effective gradient (no clip) into ``sums[k]``."""
+        sh = cuda.shared.array(1024, dtype=float64)  # 1024 == _SHARED
+        last = cuda.shared.array(1, dtype=int32)
+        t = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        ls, nacc = p[0], p[1]
+        s = 0.0
+        for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+            gi = g[i]
+            if HAS_LS:
+                gi = gi / ls
+            if HAS_ACC:
+                gi = (gi + acc[i]) / nacc
+            gd = float64(gi)
+            s += gd * gd
+        sh[t] = s
+        cuda.syncthreads()
+        tree(sh, t, nt)
+        if t == 0:
+            partials[base + cuda.blockIdx.x] = sh[0]
+            cuda.threadfence()
+            ticket = cuda.atomic.add(tickets, k, 1)
+            last[0] = 1 if ticket == cuda.gridDim.x - 1 else 0
+        cuda.syncthreads()
+        if last[0] == 1:
+            # The last block of this variable: sum the partials in a fixed order.
+            nb = cuda.gridDim.x
+            s2 = 0.0
+            for j in range(t, nb, nt):
+                s2 += partials[base + j]
+            sh[t] = s2
+            cuda.syncthreads()
+            tree(sh, t, nt)
+            if t == 0:
+                sums[k] = sh[0]
+                tickets[k] = 0
+
+    return sumsq
+
+
+# ====================================================================== arrays
+def _numba_array_types() -> tuple:
+    types = []
+    if _SIM:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        types.append(FakeCUDAArray)
+    else:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+        types.append(DeviceNDArray)
+    return tuple(types)
+
+
+_NUMBA_TYPES: tuple = _numba_array_types() if cuda is not None else ()
+
+
+def as_device(a):
+    """A numba device array viewing ``a`` (zero-copy; ``a`` itself when it already is one)."""
+    if isinstance(a, _NUMBA_TYPES):
+        return a
+    if not _SIM and hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
+    raise TypeError(f"expected a CUDA device array; got {type(a).__name__}.")
+
+
+def _order_of(d) -> str | None:
+    if d.is_c_contiguous():
+        return "C"
+    if d.is_f_contiguous():
+        return "F"
+    return None
+
+
+def _contiguous_in(d, order: str) -> bool:
+    if d.ndim <= 1 or d.size <= 1:
+        return d.is_c_contiguous() or d.size <= 1
+    return d.is_c_contiguous() if order == "C" else d.is_f_contiguous()
+
+
+def _flat_view(d, order: str):
+    """1-D view of a device array contiguous in ``order``."""
+    if d.ndim == 1:
+        return d
+    return d.reshape(d.size, order=order)
+
+
+def _pointer(a) -> int:
+    if _SIM:
+        return int(a.__array_interface__["data"][0])
+    return int(a.__cuda_array_interface__["data"][0])
+
+
+def _describe(a):
+    """``(pointer, shape, strides, dtype)`` of a device array, for identity checks."""
+    d = as_device(a)
+    return (_pointer(d), tuple(d.shape), tuple(d.strides), np.dtype(d.dtype))
+
+
+def _device_id(a):
+    """Ordinal of the GPU holding ``a``'s memory, or None when it cannot be told."""
+    if _SIM:
+        return 0
+    try:
+        ptr = int(a.__cuda_array_interface__["data"][0])
+        if ptr:
+            from numba.cuda.cudadrv import driver as drv
+
+            attr = drv.binding.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+            return int(drv.driver.cuPointerGetAttribute(attr, drv.binding.CUdeviceptr(ptr)))
+    except Exception:
+        pass
+    dev = getattr(a, "device", None)  # torch.device(.index), cupy.cuda.Device(.id)
+    for name in ("index", "id"):
+        v = getattr(dev, name, None)
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+def _dims(size: int, cap: int):
+    threads = _MIN_THREADS
+    while threads < size and threads < _TPB:
+        threads *= 2
+    return min(-(-size // threads), cap), threads
+
+
+_CONFIGURED: dict = {}
+
+
+def _launch(kernel, blocks: int, threads: int, *args) -> None:
+    """``kernel[blocks, threads](*args)``, reusing the configured launcher.
+
+    Numba warns about grids under 128 blocks; small variables make such grids
+    on purpose, so the warning is silenced where the launcher is configured.
+    """
+    if _SIM:  # the simulator's kernel[...] mutates the kernel: never cache
+        kernel[blocks, threads](*args)
+        return
+    key = (kernel, blocks, threads)
+    launcher = _CONFIGURED.get(key)
+    if launcher is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            launcher = kernel[blocks, threads]
+        _CONFIGURED[key] = launcher
+    launcher(*args)
+
+
+def _fill(flat, value) -> None:
+    if flat.size:
+        b, t = _dims(flat.size, _MAX_BLOCKS)
+        _launch(_fill_kernel, b, t, flat, value)
+
+
+def _strided_copy(nd, flat, order: str, to_flat: bool) -> None:
+    """Copy between an N-d (strided) device array and a flat one in ``order``."""
+    if flat.size == 0:
+        return
+    if nd.ndim == 0:
+        nd = nd.reshape(1)
+    b, t = _dims(flat.size, _MAX_BLOCKS)
+    _launch(_STRIDED[nd.ndim], b, t, nd, flat, 1 if order == "F" else 0, 1 if to_flat else 0)
+
+
+# ====================================================================== layouts
+class _NormLayout:
+    """Device scratch for the norms of one set of variables (cached per set)."""
+
+    def __init__(self, slots):
+        n = len(slots)
+        self.dims = [_dims(s.size, _MAX_REDUCE_BLOCKS) for s in slots]
+        self.base = []
+        total = 0
+        for s, (b, _) in zip(slots, self.dims):
+            self.base.append(total)
+            total += b if s.size else 0
+        self.partials = cuda.device_array(max(total, 1), np.float64)
+        self.tickets = cuda.device_array(max(n, 1), np.int32)
+        _fill(self.tickets, np.int32(0))
+        self.sums = cuda.device_array(max(n, 1), np.float64)
+        _fill(self.sums, np.float64(0))  # empty variables contribute 0
+        self.fac = {np.dtype(np.float32): cuda.device_array(2 * max(n, 1), np.float32),
+                    np.dtype(np.float64): cuda.device_array(2 * max(n, 1), np.float64)}
+        self.n = n
+
+
+# ====================================================================== backend
+class CUDABackend:
+    """Executes plans on CUDA device arrays (see the module docstring)."""
+
+    name = "cuda"
+
+    def __init__(self):
+        require_cuda()
+        self._params = {}
+        self._dummies = {}
+        self._records = {}
+        self._layouts = {}
+        self._views = {}
+        self._work = {}
+        self._gwork = {}
+        self._devices = {}
+
+    # -- checks -----------------------------------------------------------
+    @staticmethod
+    def check_variable(x, i: int) -> None:
+        if isinstance(x, np.ndarray):
+            raise TypeError(
+                f"variables[{i}] is a host numpy array but this optimizer holds CUDA device "
+                "state; host and device arrays cannot be mixed.")
+        if not _arrays.is_cuda_array(x):
+            raise TypeError(
+                f"variables[{i}] must be a CUDA device array (numba, CuPy, PyTorch, ...); got "
+                f"{type(x).__name__}. Variables are updated in place.")
+        try:
+            d = as_device(x)
+        except TypeError:
+            raise TypeError(f"variables[{i}] ({type(x).__name__}) cannot be used as a CUDA "
+                            "device array here.") from None
+        _arrays.check_float_dtype(d.dtype, f"variables[{i}]")
+        if _order_of(d) is None and d.ndim > MAX_STRIDED_NDIM:
+            raise ValueError(
+                f"variables[{i}] is a non-contiguous device array with {d.ndim} dimensions; "
+                f"only contiguous ones or views of up to {MAX_STRIDED_NDIM} dimensions are "
+                "supported.")
+        CUDABackend.check_writeable(x, i)
+
+    @staticmethod
+    def check_writeable(x, i: int) -> None:
+        if _SIM:
+            ro = not as_device(x).flags.writeable
+        else:
+            cai = getattr(x, "__cuda_array_interface__", None)
+            ro = bool(cai["data"][1]) if cai is not None else False
+        if ro:
+            raise ValueError(f"variables[{i}] is read-only; the optimizer updates variables "
+                             "in place.")
+
+    def as_gradient(self, g, x, i: int):
+        """``g`` as a numba device array matching variable ``x``; errors name ``grads[i]``."""
+        if isinstance(g, _NUMBA_TYPES):
+            gd = g
+        elif isinstance(g, np.ndarray) or not _arrays.is_cuda_array(g):
+            kind = "a host numpy array" if isinstance(g, np.ndarray) else f"a {type(g).__name__}"
+            raise TypeError(
+                f"grads[{i}] is {kind} but variables[{i}] is a CUDA device array; mixed host "
+                "and device arrays are not supported: pass device gradients.")
+        else:
+            gd = as_device(g)
+        xd = self._view_of(x)
+        if np.dtype(gd.dtype) != np.dtype(xd.dtype):
+            raise TypeError(
+                f"grads[{i}] has dtype {np.dtype(gd.dtype)} but variables[{i}] has dtype "
+                f"{np.dtype(xd.dtype)}; they must match.")
+        if tuple(gd.shape) != tuple(xd.shape):
+            raise ValueError(
+                f"grads[{i}] has shape {tuple(gd.shape)} but variables[{i}] has shape "
+                f"{tuple(xd.shape)}.")
+        order = _order_of(xd) or "C"
+        if not _contiguous_in(gd, order) and gd.ndim > MAX_STRIDED_NDIM:
+            raise ValueError(
+                f"grads[{i}] is not contiguous in variables[{i}]'s memory order and has "
+                f"{gd.ndim} dimensions; only up to {MAX_STRIDED_NDIM} can be re-laid out.")
+        gdev = _device_id(g)
+        xdev = self._devices[id(x)] if id(x) in self._devices else _device_id(x)
+        if gdev is not None and xdev is not None and gdev != xdev:
+            raise ValueError(
+                f"grads[{i}] is on GPU {gdev} but variables[{i}] is on GPU {xdev}; a gradient "
+                "must live on its variable's device.")
+        return gd
+
+    # -- allocation and views ----------------------------------------------
+    @staticmethod
+    def memory_order(x):
+        return _order_of(as_device(x))
+
+    @staticmethod
+    def flat(a, order: str):
+        d = as_device(a)
+        if not _contiguous_in(d, order):  # pragma: no cover - guarded by memory_order
+            raise AssertionError("flat() would copy")
+        return _flat_view(d, order)
+
+    @staticmethod
+    def zeros_like(x, order):
+        d = as_device(x)
+        a = cuda.device_array(tuple(d.shape), dtype=np.dtype(d.dtype), order=order or "C")
+        _fill(_flat_view(a, order or "C"), np.dtype(d.dtype).type(0))
+        return a
+
+    @staticmethod
+    def use_parallel(size: int) -> bool:
+        return False
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        return as_device(a).copy_to_host()
+
+    def copy_into(self, dst, src) -> None:
+        """``dst[...] = src`` for a device ``dst``; ``src`` is a host or device array."""
+        dd = as_device(dst)
+        if dd.size == 0:
+            return
+        order = _order_of(dd)
+        if isinstance(src, np.ndarray) or not _arrays.is_cuda_array(src):
+            host = np.asarray(src, dtype=dd.dtype)
+            if host.shape != tuple(dd.shape):
+                host = np.broadcast_to(host, tuple(dd.shape))
+            flat_host = np.ascontiguousarray(host.ravel(order=order or "C"))
+            if order is not None:
+                _flat_view(dd, order).copy_to_device(flat_host)
+            else:
+                tmp = cuda.to_device(flat_host)
+                _strided_copy(dd, tmp, "C", to_flat=False)
+            return
+        sd = as_device(src)
+        flat_order = order or "C"
+        if _contiguous_in(sd, flat_order):
+            sflat = _flat_view(sd, flat_order)
+        else:
+            sflat = cuda.device_array(sd.size, dtype=sd.dtype)
+            _strided_copy(sd, sflat, flat_order, to_flat=True)
+        if order is not None:
+            b, t = _dims(dd.size, _MAX_BLOCKS)
+            _launch(_copy_kernel, b, t, _flat_view(dd, order), sflat)
+        else:
+            _strided_copy(dd, sflat, "C", to_flat=False)
+
+    @staticmethod
+    def find_same_memory(x, slots):
+        """The slot whose variable is ``x``'s memory, viewed the same way (or None)."""
+        if isinstance(x, np.ndarray):
+            raise TypeError("a host numpy array was passed to an optimizer that holds CUDA "
+                            "device state; host and device arrays cannot be mixed.")
+        if not _arrays.is_cuda_array(x):
+            return None
+        try:
+            key = _describe(x)
+        except TypeError:
+            return None
+        for s in slots:
+            if _describe(s.var) == key:
+                return s
+        return None
+
+    def prepare(self, slots, spec) -> None:
+        """Record each variable's device (used to check gradients)."""
+        for s in slots:
+            self._devices[id(s.var)] = _device_id(s.var)
+
+    # -- per-call helpers ----------------------------------------------------
+    def _param_array(self, spec, dtype):
+        p = self._params.get(dtype)
+        if p is None:
+            s = spec.scalars(dtype)
+            one = s.dtype(1)
+            host = np.array([one if s.ls is None else s.ls,
+                             one if s.nacc is None else s.nacc,
+                             s.zero if s.clip_value is None else s.clip_value,
+                             s.zero if s.wd is None else s.wd,
+                             s.rho, s.one_minus_rho, s.eps, s.momentum], dtype=dtype)
+            p = self._params[dtype] = cuda.to_device(host)
+        return p
+
+    def _dummy(self, dtype):
+        d = self._dummies.get(dtype)
+        if d is None:
+            d = self._dummies[dtype] = cuda.device_array(2, dtype=dtype)
+            _fill(d, dtype.type(0))
+        return d
+
+    def _view_of(self, x):
+        """The numba view of variable ``x``, made once (wrapping a foreign array syncs
+        its stream)."""
+        hit = self._views.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        d = as_device(x)
+        if len(self._views) < 4096:
+            self._views[id(x)] = (x, d)
+        return d
+
+    def _var_view(self, slot):
+        return self._view_of(slot.var)
+
+    def _work_view(self, slot):
+        """Flat view of the variable, or a contiguous (C-order) work copy for strided ones."""
+        if slot.xf is not None:
+            return slot.xf
+        w = self._work.get(slot.index)
+        if w is None:
+            w = self._work[slot.index] = cuda.device_array(slot.size, dtype=slot.dtype)
+        _strided_copy(self._var_view(slot), w, "C", to_flat=True)
+        return w
+
+    def _write_back(self, slot, xf) -> None:
+        if slot.xf is None:
+            _strided_copy(self._var_view(slot), xf, "C", to_flat=False)
+
+    def _flat_gradient(self, slot, gd):
+        """The gradient flat in the variable's memory order (a view when layouts agree)."""
+        order = slot.order or "C"
+        if _contiguous_in(gd, order):
+            try:
+                return _flat_view(gd, order)
+            except NotImplementedError:  # pragma: no cover - numba refused the view
+                pass
+        w = self._gwork.get(slot.index)
+        if w is None:
+            w = self._gwork[slot.index] = cuda.device_array(slot.size, dtype=slot.dtype)
+        _strided_copy(gd, w, order, to_flat=True)
+        return w
+
+    def _layout(self, work):
+        key = tuple(slot.index for slot, _, _ in work)
+        lay = self._layouts.get(key)
+        if lay is None:
+            if len(self._layouts) >= 16:
+                self._layouts.pop(next(iter(self._layouts)))
+            lay = self._layouts[key] = _NormLayout([slot for slot, _, _ in work])
+        return lay
+
+    # -- one call --------------------------------------------------------------
+    def _record(self, slot, spec) -> "_SlotRecord":
+        rec = self._records.get(slot.index)
+        if rec is None:
+            rec = self._records[slot.index] = _SlotRecord(self, slot, spec)
+        return rec
+
+    def execute(self, plan, spec, pairs, ema_slots) -> None:
+        """Apply ``plan`` to ``pairs`` of (slot, gradient); EMA-only for ``ema_slots``."""
+        work = [(slot, self._flat_gradient(slot, g), self._work_view(slot)) for slot, g in pairs]
+        ow = 1 if plan.ema_overwrite else 0
+        if plan.update:
+            lay = self._clip_factors(spec, work)
+            for k, (slot, gf, xf) in enumerate(work):
+                if slot.size:
+                    r = self._record(slot, spec)
+                    ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
+                    fac, kf = (r.dummy, 0) if lay is None else (lay.fac[slot.dtype], k)
+                    _launch(r.update, r.blocks, r.threads, xf, gf, r.v, r.mg, r.mom, r.acc,
+                            r.avg, r.params, fac, kf, r.scalars.dtype(plan.learning_rate),
+                            ema_m, ema_omm, ow)
+                self._write_back(slot, xf)
+        else:
+            for slot, gf, xf in work:
+                if slot.size:
+                    r = self._record(slot, spec)
+                    ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
+                    _launch(r.accumulate, r.blocks, r.threads, xf, gf, r.acc, r.avg, r.params,
+                            ema_m, ema_omm, ow)
+                self._write_back(slot, xf)
+        for slot in ema_slots:
+            if slot.size:
+                r = self._record(slot, spec)
+                ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
+                xf = self._work_view(slot)
+                _launch(_ema_kernel, r.blocks, r.threads, xf, r.avg, ema_m, ema_omm, ow)
+                self._write_back(slot, xf)
+
+    def _clip_factors(self, spec, work):
+        """Launch the norm reductions and the factor kernel; the layout holding the factors."""
+        if spec.clip_mode not in ("norm", "global"):
+            return None
+        lay = self._layout(work)
+        for k, (slot, gf, _) in enumerate(work):
+            if slot.size:
+                r = self._record(slot, spec)
+                b, t = lay.dims[k]
+                _launch(r.sumsq, b, t, gf, r.acc, r.params, lay.partials, lay.base[k],
+                        lay.tickets, lay.sums, k)
+        b, t = _dims(lay.n, _MAX_BLOCKS)
+        _launch(_factor_kernel, b, t, lay.sums, lay.n, 1 if spec.clip_mode == "norm" else 2,
+                np.float64(spec.clip), lay.fac[np.dtype(np.float32)], lay.fac[np.dtype(np.float64)])
+        return lay
+
+
+class _SlotRecord:
+    """What launching a variable's kernels needs, worked out once (the per-call
+    work is then the learning rate, the EMA momentum and the launch itself)."""
+
+    __slots__ = ("scalars", "blocks", "threads", "update", "accumulate", "sumsq", "v", "mg",
+                 "mom", "acc", "avg", "params", "dummy")
+
+    def __init__(self, backend, slot, spec):
+        dt = slot.dtype
+        s = self.scalars = spec.scalars(dt)
+        self.blocks, self.threads = _dims(slot.size, _MAX_BLOCKS)
+        has_ls, has_acc = s.ls is not None, slot.accf is not None
+        self.update = _update_kernel((
+            has_ls, has_acc, spec.clip_mode in ("norm", "global"), s.clip_value is not None,
+            bool(slot.decay), slot.mgf is not None, slot.momf is not None,
+            slot.avgf is not None))
+        self.accumulate = _accumulate_kernel((has_ls, slot.avgf is not None))
+        self.sumsq = _sumsq_kernel((has_ls, has_acc))
+        d = self.dummy = backend._dummy(dt)
+        self.v = slot.vf
+        self.mg = d if slot.mgf is None else slot.mgf
+        self.mom = d if slot.momf is None else slot.momf
+        self.acc = d if slot.accf is None else slot.accf
+        self.avg = d if slot.avgf is None else slot.avgf
+        self.params = backend._param_array(spec, dt)

@@ -1,0 +1,384 @@
+"""CUDA backend cases, run under the CUDA simulator.
+
+``tests/test_cuda.py`` runs this file in a subprocess with
+``NUMBA_ENABLE_CUDASIM=1`` (and, on a machine with a GPU, again with
+``NUMBA_RMSPROP_REAL_GPU=1``); by hand::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_cases.py
+
+The simulator runs the kernels as Python (NumPy scalar arithmetic, no FMA
+contraction), so it checks the kernels' logic, indexing, launch geometry and
+the backend's bookkeeping; ``test_cuda.py`` compiles the same kernels for a
+real GPU to check their typing. Arrays are small: every simulated GPU thread
+is a Python thread.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+if not SIMULATOR and os.environ.get("NUMBA_RMSPROP_REAL_GPU") != "1":
+    pytest.skip("CUDA cases: run with NUMBA_ENABLE_CUDASIM=1, or NUMBA_RMSPROP_REAL_GPU=1 on a "
+                "GPU (tests/test_cuda.py does)", allow_module_level=True)
+
+if SIMULATOR:
+    # Simulated threads poll each other at every syncthreads(); switch often.
+    sys.setswitchinterval(1e-4)
+
+from numba import cuda  # noqa: E402
+
+from numba_rmsprop import RMSprop, _cuda, schedules  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference import ExponentialDecay as RefExponentialDecay  # noqa: E402
+from reference import ReferenceRMSprop  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist:UserWarning")
+
+
+# ---------------------------------------------------------------- helpers
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def assert_close(actual, expected, dtype, what):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, what
+    assert actual.dtype == expected.dtype, what
+    # Under the simulator: elementwise relative tolerance (NaNs must match,
+    # zeros exact). On a GPU, NVVM fuses multiply-adds (e.g. rho*mg + (1-rho)*g),
+    # which where the sum nearly cancels can move an element by more than
+    # RTOL of itself, so the tolerance is relative to the array's magnitude.
+    atol = 0.0
+    if not SIMULATOR and np.isfinite(expected).any():
+        atol = RTOL[dtype] * float(np.nanmax(np.abs(expected)))
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=atol, err_msg=what)
+
+
+def make_variables(dtype, rng):
+    """A 0-d, a 1-D, a 2-D Fortran-ordered and a 2-D C-ordered variable."""
+    return [np.asarray(rng.standard_normal(), dtype=dtype),
+            rng.standard_normal(7).astype(dtype),
+            np.asfortranarray(rng.standard_normal((3, 5))).astype(dtype, order="K"),
+            rng.standard_normal((2, 3)).astype(dtype)]
+
+
+def reference_kwargs(kw):
+    kw = dict(kw)
+    lr = kw.get("learning_rate", 0.01)
+    if isinstance(lr, schedules.ExponentialDecay):
+        cfg = lr.get_config()
+        kw["learning_rate"] = RefExponentialDecay(
+            cfg["initial_learning_rate"], cfg["decay_steps"], cfg["decay_rate"],
+            cfg.get("staircase", False))
+    else:
+        kw["learning_rate"] = float(lr)
+    return kw
+
+
+def run_three(kw, dtype, *, steps=4, seed=0, none_at=(), zero_at=(), all_zero_at=(),
+              exclude=False, nan_at=()):
+    """Run the GPU (simulated), CPU and NumPy-reference optimizers side by side.
+
+    The reference (``tests/reference.py``, Keras's math operation by
+    operation) runs in float64 on float64 copies of the same numbers.
+
+    ``none_at``: steps where variable 3 gets no gradient; ``zero_at``: steps
+    where variable 1 gets a zero gradient; ``all_zero_at``: steps where every
+    gradient is zero; ``nan_at``: steps where variable 1's gradient has a NaN.
+    Odd steps pass gradients in C order (a re-layout for the F-ordered
+    variable), even steps in each variable's own order.
+    """
+    kw = {"learning_rate": 0.01, **kw}
+    rng = np.random.default_rng(seed)
+    init = make_variables(dtype, rng)
+    hx = [a.copy(order="K") for a in init]
+    rx = [a.astype(np.float64, order="K") for a in init]  # float64 NumPy math
+    dx = [cuda.to_device(a) for a in init]
+    assert dx[2].is_f_contiguous() and not dx[2].is_c_contiguous()
+    gpu, cpu = RMSprop(device="cuda", **kw), RMSprop(**kw)
+    ref = ReferenceRMSprop(**reference_kwargs(kw))
+    if exclude:
+        gpu.exclude_from_weight_decay([dx[1]])
+        cpu.exclude_from_weight_decay([hx[1]])
+        ref.exclude_from_weight_decay(var_list=[rx[1]])
+    for step in range(steps):
+        grads = [rng.standard_normal(a.shape).astype(dtype) for a in init]
+        if step % 2 == 0:
+            grads = [np.asfortranarray(g) if a.flags.f_contiguous and a.ndim > 1 else g
+                     for g, a in zip(grads, init)]
+        if step in zero_at:
+            grads[1] = np.zeros_like(grads[1])
+        if step in all_zero_at:
+            grads = [np.zeros_like(g) for g in grads]
+        if step in nan_at:
+            grads[1][2] = np.nan
+        if step in none_at:
+            grads[3] = None
+        dgrads = [None if g is None else cuda.to_device(g) for g in grads]
+        assert gpu.apply(dgrads, dx) == step + 1
+        cpu.apply([None if g is None else g.copy() for g in grads], hx)
+        ref.apply([None if g is None else g.astype(np.float64) for g in grads], rx)
+    assert gpu.device == "cuda"
+    return gpu, cpu, ref, dx, hx, rx
+
+
+def check_three(kw, dtype, **opts):
+    gpu, cpu, ref, dx, hx, rx = run_three(kw, dtype, **opts)
+    for i, (d, h, r) in enumerate(zip(dx, hx, rx)):
+        got = host(d)
+        assert_close(got, h, dtype, f"variables[{i}]: GPU vs CPU")
+        assert_close(got.astype(np.float64), r, dtype,
+                     f"variables[{i}]: GPU vs float64 NumPy reference")
+    gs, cs = gpu.state_dict(), cpu.state_dict()
+    assert gs.keys() == cs.keys()
+    for key in gs:
+        if "/" in key:
+            assert type(gs[key]) is np.ndarray, key
+            assert_close(gs[key], cs[key], dtype, f"state {key}: GPU vs CPU")
+        else:
+            assert gs[key] == cs[key], key
+    return gpu, cpu, dx, hx
+
+
+# ---------------------------------------------------------------- parity
+SCHEDULE = schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+
+CASES = {
+    "plain": (dict(), {}),
+    "momentum": (dict(momentum=0.9), {}),
+    "centered": (dict(centered=True, rho=0.8), {}),
+    "weight_decay_excluded": (dict(weight_decay=0.1), dict(exclude=True)),
+    "clipnorm_zero_grad": (dict(clipnorm=0.5), dict(zero_at=(1,))),
+    "global_clipnorm_zero": (dict(global_clipnorm=0.7), dict(all_zero_at=(2,))),
+    "clipvalue": (dict(clipvalue=0.3), {}),
+    "loss_scale": (dict(loss_scale_factor=128.0), {}),
+    "ema_overwrite": (dict(use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=2),
+                      dict(none_at=(1,))),
+    "accumulation_2": (dict(gradient_accumulation_steps=2), dict(steps=5)),
+    "accumulation_3": (dict(gradient_accumulation_steps=3, momentum=0.5),
+                       dict(steps=6, none_at=(4,))),
+    "schedule": (dict(learning_rate=SCHEDULE), {}),
+    # The combined user story: a schedule, loss scaling, accumulation,
+    # centered RMSprop with momentum, decoupled weight decay with an excluded
+    # variable, global clipping and an EMA that overwrites the weights.
+    "user_story": (dict(learning_rate=SCHEDULE, loss_scale_factor=8.0,
+                        gradient_accumulation_steps=2, centered=True, momentum=0.9,
+                        weight_decay=0.05, global_clipnorm=1.0, use_ema=True,
+                        ema_momentum=0.8, ema_overwrite_frequency=3),
+                   dict(steps=6, exclude=True, none_at=(3,))),
+    "user_story_clipnorm": (dict(loss_scale_factor=8.0, gradient_accumulation_steps=2,
+                                 centered=True, momentum=0.9, weight_decay=0.05,
+                                 clipnorm=0.4, use_ema=True, ema_overwrite_frequency=2),
+                            dict(steps=4, exclude=True)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", list(CASES))
+def test_parity_with_cpu_and_reference(case, dtype):
+    kw, opts = CASES[case]
+    check_three(kw, dtype, **opts)
+
+
+@pytest.mark.parametrize("clip", [dict(clipnorm=0.5), dict(global_clipnorm=0.5)])
+def test_nan_gradient_propagates_like_cpu(clip):
+    gpu, cpu, ref, dx, hx, rx = run_three(clip, np.float64, steps=2, nan_at=(1,))
+    for d, h in zip(dx, hx):
+        np.testing.assert_array_equal(np.isnan(host(d)), np.isnan(h))
+        assert_close(host(d), h, np.float64, "NaN case")
+    assert np.isnan(host(dx[1])).any()
+
+
+def test_ema_finalize_and_mixed_dtypes():
+    rng = np.random.default_rng(3)
+    init = [rng.standard_normal(5).astype(np.float32), rng.standard_normal((2, 2))]
+    hx = [a.copy() for a in init]
+    dx = [cuda.to_device(a) for a in init]
+    kw = dict(learning_rate=0.1, use_ema=True, ema_momentum=0.5, global_clipnorm=0.1)
+    gpu, cpu = RMSprop(**kw), RMSprop(**kw)
+    for _ in range(3):
+        grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in init]
+        gpu.apply([cuda.to_device(g) for g in grads], dx)
+        cpu.apply(grads, hx)
+    gpu.finalize_variable_values()
+    cpu.finalize_variable_values()
+    for d, h in zip(dx, hx):
+        assert_close(host(d), h, h.dtype.type, "finalize_variable_values")
+
+
+def test_strided_device_variables_are_updated_in_place():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((4, 6))
+    cube = np.asfortranarray(rng.standard_normal((2, 3, 4)))
+    hbase, hcube = base.copy(), cube.copy(order="F")
+    dbase, dcube = cuda.to_device(base), cuda.to_device(cube)
+    hx = [hbase[:, ::2], hcube[:, ::2, :]]
+    dx = [dbase[:, ::2], dcube[:, ::2, :]]
+    assert not dx[0].is_c_contiguous() and not dx[0].is_f_contiguous()
+    kw = dict(learning_rate=0.1, momentum=0.5, use_ema=True, ema_overwrite_frequency=2)
+    gpu, cpu = RMSprop(**kw), RMSprop(**kw)
+    for _ in range(3):
+        grads = [rng.standard_normal(a.shape) for a in hx]
+        gpu.apply([cuda.to_device(g) for g in grads], dx)
+        cpu.apply(grads, hx)
+    gpu.finalize_variable_values()  # device-to-device copy into strided views
+    cpu.finalize_variable_values()
+    assert_close(host(dbase), hbase, np.float64, "strided 2-D view")
+    assert_close(host(dcube), hcube, np.float64, "strided 3-D view of an F-ordered array")
+    np.testing.assert_array_equal(host(dbase)[:, 1::2], base[:, 1::2])  # outside the view
+    np.testing.assert_array_equal(host(dcube)[:, 1::2, :], cube[:, 1::2, :])
+    assert not np.array_equal(hbase, base)
+
+
+def test_variables_can_be_passed_as_new_views_of_the_same_memory():
+    x = cuda.to_device(np.arange(6.0))
+    opt = RMSprop(0.1)
+    opt.build([x])
+    opt.apply([cuda.to_device(np.ones(6))], [x[:]])  # another view, same memory
+    assert not np.array_equal(host(x), np.arange(6.0))
+
+
+# ---------------------------------------------------------------- checkpoints
+def _grads(rng, init, steps):
+    return [[rng.standard_normal(a.shape).astype(a.dtype) for a in init] for _ in range(steps)]
+
+
+CKPT_KW = dict(learning_rate=0.05, momentum=0.9, centered=True, use_ema=True,
+               gradient_accumulation_steps=2, clipnorm=1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_checkpoint_cpu_to_gpu(dtype):
+    rng = np.random.default_rng(5)
+    init = make_variables(dtype, rng)
+    first, second = _grads(rng, init, 3), _grads(rng, init, 3)
+    hx = [a.copy(order="K") for a in init]
+    cpu = RMSprop(**CKPT_KW)
+    for g in first:
+        cpu.apply(g, hx)
+    state = cpu.state_dict()
+    dx = [cuda.to_device(a) for a in hx]
+    gpu = RMSprop(**CKPT_KW)
+    gpu.load_state_dict(state)  # before build: restored by build()
+    gpu.build(dx)
+    assert gpu.iterations == 3
+    for g in second:
+        cpu.apply(g, hx)
+        gpu.apply([cuda.to_device(a) for a in g], dx)
+    for d, h in zip(dx, hx):
+        assert_close(host(d), h, dtype, "CPU -> GPU checkpoint")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_checkpoint_gpu_to_cpu_and_back(dtype):
+    rng = np.random.default_rng(6)
+    init = make_variables(dtype, rng)
+    first, second = _grads(rng, init, 3), _grads(rng, init, 3)
+    dx = [cuda.to_device(a) for a in init]
+    gpu = RMSprop(**CKPT_KW)
+    for g in first:
+        gpu.apply([cuda.to_device(a) for a in g], dx)
+    state = gpu.state_dict()
+    assert all(type(v) is np.ndarray for k, v in state.items() if "/" in k)
+    assert state["iterations"] == 3
+    hx = [host(d) for d in dx]
+    cpu = RMSprop(**CKPT_KW)
+    cpu.build(hx)
+    cpu.load_state_dict(state)  # after build
+    # ...and into a second, built GPU optimizer.
+    dx2 = [cuda.to_device(h) for h in hx]
+    gpu2 = RMSprop(**CKPT_KW)
+    gpu2.build(dx2)
+    gpu2.load_state_dict(state)
+    for g in second:
+        gpu.apply([cuda.to_device(a) for a in g], dx)
+        cpu.apply(g, hx)
+        gpu2.apply([cuda.to_device(a) for a in g], dx2)
+    for d, d2, h in zip(dx, dx2, hx):
+        assert_close(host(d), h, dtype, "GPU -> CPU checkpoint")
+        np.testing.assert_array_equal(host(d2), host(d))
+    for key, value in gpu2.state_dict().items():
+        np.testing.assert_array_equal(value, gpu.state_dict()[key])
+
+
+# ---------------------------------------------------------------- errors
+def _snapshot(opt, dx):
+    return [host(d) for d in dx], opt.iterations, (opt.state_dict() if opt.built else None)
+
+
+def _assert_unchanged(opt, dx, snap):
+    xs, it, state = snap
+    for d, x in zip(dx, xs):
+        np.testing.assert_array_equal(host(d), x)
+    assert opt.iterations == it
+    if state is not None:
+        for k, v in opt.state_dict().items():
+            np.testing.assert_array_equal(v, state[k])
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_host_gradient_for_device_variable_is_rejected(built):
+    dx = [cuda.to_device(np.ones(3)), cuda.to_device(np.ones(2))]
+    opt = RMSprop(0.1)
+    if built:
+        opt.build(dx)
+    snap = _snapshot(opt, dx)
+    with pytest.raises(TypeError, match="mixed host and device"):
+        opt.apply([cuda.to_device(np.ones(3)), np.ones(2)], dx)
+    _assert_unchanged(opt, dx, snap)
+    assert opt.built == built
+
+
+def test_host_and_device_variables_cannot_be_mixed():
+    dx, hx = cuda.to_device(np.ones(3)), np.ones(2)
+    opt = RMSprop(0.1)
+    with pytest.raises(ValueError, match="mixes host"):
+        opt.apply([cuda.to_device(np.ones(3)), np.ones(2)], [dx, hx])
+    assert not opt.built
+    opt.build([dx])
+    with pytest.raises(TypeError, match="cannot be mixed"):
+        opt.apply([np.ones(3)], [np.ones(3)])
+    with pytest.raises(ValueError, match="device='cuda'"):
+        RMSprop(0.1, device="cuda").build([np.ones(3)])
+    with pytest.raises(ValueError, match="device='cpu'"):
+        RMSprop(0.1, device="cpu").build([cuda.to_device(np.ones(3))])
+
+
+def test_gradient_shape_and_dtype_must_match():
+    dx = [cuda.to_device(np.ones((2, 3)))]
+    opt = RMSprop(0.1)
+    opt.build(dx)
+    snap = _snapshot(opt, dx)
+    with pytest.raises(ValueError, match=r"grads\[0\] has shape \(3, 2\)"):
+        opt.apply([cuda.to_device(np.ones((3, 2)))], dx)
+    with pytest.raises(TypeError, match=r"grads\[0\] has dtype float32"):
+        opt.apply([cuda.to_device(np.ones((2, 3), np.float32))], dx)
+    with pytest.raises(TypeError, match="mixed host and device"):
+        opt.apply([[1.0, 2.0, 3.0]], dx)
+    _assert_unchanged(opt, dx, snap)
+
+
+def test_gradient_on_another_gpu_is_rejected(monkeypatch):
+    x, g = cuda.to_device(np.ones(3)), cuda.to_device(np.ones(3))
+    monkeypatch.setattr(_cuda, "_device_id", lambda a: 1 if a is g else 0)
+    opt = RMSprop(0.1)
+    with pytest.raises(ValueError, match="is on GPU 1 but variables.0. is on GPU 0"):
+        opt.apply([g], [x])
+    assert not opt.built
+
+
+def test_device_variables_must_be_float():
+    with pytest.raises(TypeError, match=r"variables\[0\] must have dtype float32 or float64"):
+        RMSprop(0.1).build([cuda.to_device(np.ones(3, np.int64))])
+
+
+def test_simulator_counts_as_usable():
+    _cuda.require_cuda()
+    assert RMSprop(device="cuda").device == "cuda"

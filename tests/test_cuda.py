@@ -1,0 +1,243 @@
+"""The CUDA backend, tested without a GPU.
+
+* ``tests/cuda_cases.py`` (parity with the CPU backend and the NumPy
+  reference, checkpoints, errors) runs in a subprocess under the CUDA
+  simulator (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba.cuda is
+  imported, hence the subprocess); where a GPU is present it runs on it too.
+* The kernels are compiled to PTX for a real GPU (sm_90) with libNVVM, which
+  needs no GPU: this checks what the simulator cannot (typing, no Python
+  objects), including that float32 kernels do no float64 arithmetic.
+* ``device="cuda"`` without a usable CUDA, and the package without numba-cuda
+  at all, are simulated in subprocesses.
+
+Skipped only when numba-cuda itself is not installed.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+try:
+    import numba.cuda  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    pytest.skip(f"numba-cuda is not installed ({exc}); install it with "
+                "`pip install numba-rmsprop[cuda]`", allow_module_level=True)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = os.path.join("tests", "cuda_cases.py")
+
+
+def _run(args, env_extra=None, timeout=600):
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _script(code, env_extra=None):
+    return _run(["-c", textwrap.dedent(code)], env_extra)
+
+
+def _tail(proc, n=6000):
+    out = proc.stdout + proc.stderr
+    return out[-n:]
+
+
+def _run_cases(env_extra):
+    """Run tests/cuda_cases.py as two concurrent pytest processes (the CPU
+    kernels the parity checks compare against compile in each); returns the
+    number of cases that passed and fails with their output otherwise."""
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra)
+    procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "-k", k, CASES], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for k in ("float32", "not float32")]
+    passed = 0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, \
+            f"tests/cuda_cases.py failed (exit {proc.returncode}):\n{out[-8000:]}"
+        assert " failed" not in out and " error" not in out, out[-8000:]
+        m = re.search(r"(\d+) passed", out)
+        assert m, out[-8000:]
+        passed += int(m.group(1))
+    return passed
+
+
+def test_simulator_cases():
+    """Parity, checkpoints and errors on simulated device arrays."""
+    assert _run_cases({"NUMBA_ENABLE_CUDASIM": "1"}) >= 44
+
+
+def test_real_gpu_cases():
+    """The same cases on a real GPU, where one is present."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine (the simulator cases cover the logic)")
+    assert _run_cases({"NUMBA_RMSPROP_REAL_GPU": "1"}) >= 44
+
+
+PTX_CHECK = r"""
+import os, re, sys
+import numpy as np
+from numba import cuda, types
+
+if not cuda.is_available():
+    # Compile without a GPU: pin the target architecture and skip NVRTC's
+    # architecture query (these are numba-cuda internals; any failure to
+    # set this up is reported as "cannot compile here", exit 77).
+    try:
+        os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
+        from numba.cuda.cudadrv import nvrtc
+        from numba.cuda import cuda_paths
+        import numba.cuda.dispatcher as dispatcher
+
+        nvrtc.get_supported_ccs = lambda: ((7, 5), (8, 0), (8, 6), (8, 9), (9, 0))
+        nvrtc.get_lowest_supported_cc = lambda: (7, 5)
+        cuda_paths._get_nvrtc_path = lambda: ("none", None)
+
+        class _Device:
+            compute_capability = (9, 0)
+
+        dispatcher.get_current_device = lambda: _Device()
+
+        def probe(a):
+            a[0] = a[0] * 2.0
+
+        cuda.compile_ptx(probe, (types.float64[::1],), cc=(9, 0))
+    except Exception as exc:
+        print(f"cannot compile CUDA kernels here: {type(exc).__name__}: {exc}")
+        sys.exit(77)
+
+from numba_rmsprop import _cuda as C
+
+f32, f64, i64, i32 = types.float32, types.float64, types.int64, types.int32
+
+
+def a1(t):
+    return types.Array(t, 1, "C")
+
+
+def ptx(kernel, sig):
+    return cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))[0]
+
+
+F64_OP = re.compile(r"\b(?:add|sub|mul|div|sqrt|fma|neg|cvt)\.[a-z0-9.]*f64")
+
+
+def assert_float32_only(src, what):
+    bad = sorted(set(F64_OP.findall(src)))
+    assert not bad, f"{what}: float64 arithmetic in a float32 kernel: {bad}"
+
+
+n = 0
+for cfg in [(False,) * 8, (True,) * 8, (True, True, True, True, True, False, True, True),
+            (False, False, False, False, False, True, False, False),
+            (False, False, False, False, True, True, True, True)]:
+    for t in (f32, f64):
+        a = a1(t)
+        src = ptx(C._make_update_kernel(*cfg), (a,) * 9 + (i64, t, t, t, i64))
+        if t is f32:
+            assert_float32_only(src, f"update{cfg}")
+        n += 1
+for cfg in [(False, False), (True, True)]:
+    for t in (f32, f64):
+        a = a1(t)
+        ptx(C._make_sumsq_kernel(*cfg), (a, a, a, a1(f64), i64, a1(i32), a1(f64), i64))
+        src = ptx(C._make_accumulate_kernel(*cfg), (a, a, a, a, a, t, t, i64))
+        if t is f32:
+            assert_float32_only(src, f"accumulate{cfg}")
+        n += 2
+ptx(C._factor_kernel, (a1(f64), i64, i64, f64, a1(f32), a1(f64)))
+for t in (f32, f64):
+    src = ptx(C._ema_kernel, (a1(t), a1(t), t, t, i64))
+    if t is f32:
+        assert_float32_only(src, "ema")
+    ptx(C._fill_kernel, (a1(t), t))
+    ptx(C._copy_kernel, (a1(t), a1(t)))
+    for nd, kernel in C._STRIDED.items():
+        ptx(kernel, (types.Array(t, nd, "A"), a1(t), i64, i64))
+ptx(C._fill_kernel, (a1(i32), i32))
+print(f"compiled {n} configured kernels and the helpers")
+"""
+
+
+def test_kernels_compile_for_a_real_gpu():
+    """Every kernel compiles to PTX; float32 kernels stay in float32."""
+    proc = _script(PTX_CHECK)
+    if proc.returncode == 77:
+        pytest.skip(proc.stdout.strip() or "libNVVM unavailable")
+    assert proc.returncode == 0, _tail(proc)
+    assert "compiled" in proc.stdout
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("CUDA driver library cannot be found.", "driver could not be initialised"),
+    (None, "no CUDA-capable GPU is visible"),
+])
+def test_device_cuda_without_a_usable_gpu_says_what_is_missing(reason, expected):
+    proc = _script(f"""
+        from numba import cuda
+        cuda.is_available = lambda: False
+        cuda.cuda_error = lambda: {reason!r}
+        from numba_rmsprop import RMSprop
+        try:
+            RMSprop(device="cuda")
+        except RuntimeError as exc:
+            print("ERROR:", exc)
+        else:
+            print("no error")
+    """)
+    assert proc.returncode == 0, _tail(proc)
+    assert "ERROR:" in proc.stdout, proc.stdout
+    assert expected in proc.stdout
+    assert "pip install numba-rmsprop[cuda]" in proc.stdout
+
+
+BLOCK_NUMBA_CUDA = """
+    import importlib.abc
+    import sys
+
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba.cuda" or name.startswith("numba.cuda.") \\
+                    or name.split(".")[0] in ("numba_cuda", "cuda"):
+                raise ImportError(f"No module named {name!r} (blocked by the test)")
+            return None
+
+    sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_without_numba_cuda_the_cpu_path_works_and_cuda_names_the_extra():
+    proc = _script(BLOCK_NUMBA_CUDA + """
+    import numpy as np
+    import numba_rmsprop
+    from numba_rmsprop import RMSprop
+
+    x = np.ones(4)
+    opt = RMSprop(0.1, momentum=0.9)
+    opt.apply([np.ones(4)], [x])
+    assert opt.device == "cpu" and np.all(x < 1), x
+    assert opt.state_dict()["iterations"] == 1
+    assert not any(m == "numba.cuda" or m.startswith("numba.cuda.") for m in sys.modules
+                   if sys.modules[m] is not None)
+    try:
+        RMSprop(device="cuda")
+    except ImportError as exc:
+        print("ERROR:", exc)
+    else:
+        print("no error")
+    """)
+    assert proc.returncode == 0, _tail(proc)
+    assert "ERROR:" in proc.stdout and "pip install numba-rmsprop[cuda]" in proc.stdout, proc.stdout
