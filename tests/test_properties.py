@@ -140,3 +140,25 @@ def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, 
     for i, v in enumerate(theirs):
         np.testing.assert_allclose(state[f"velocity/{i}"], ref.state["velocity"][i],
                                    rtol=rtol, atol=atol * max(1.0, np.abs(ref.state["velocity"][i]).max(initial=0)))
+
+
+@pytest.mark.parametrize("clip", [{"global_clipnorm": 0.5}, {"clipnorm": 0.5}, {}])
+def test_mixed_dtypes_sizes_and_empty_variables(monkeypatch, clip):
+    """One optimizer over float32 and float64, tiny, empty and 'large' variables."""
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 1000)  # (40, 40) takes the prange kernels
+    rng = np.random.default_rng(7)
+    shapes_dtypes = [((3,), np.float32), ((40, 40), np.float32), ((0,), np.float32),
+                     ((5, 2), np.float64), ((2000,), np.float64), ((), np.float64)]
+    ours = [rng.standard_normal(s).astype(d) for s, d in shapes_dtypes]
+    theirs = [a.copy() for a in ours]
+    cfg = dict(learning_rate=0.05, momentum=0.5, centered=True, use_ema=True,
+               gradient_accumulation_steps=2, **clip)
+    opt, ref = nr.RMSprop(**cfg), ReferenceRMSprop(**cfg)
+    for _ in range(6):
+        grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in ours]
+        opt.apply(grads, ours)
+        ref.apply([g.copy() for g in grads], theirs)
+    for a, b in zip(ours, theirs):
+        tol = 1e-12 if a.dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert ours[2].shape == (0,)
