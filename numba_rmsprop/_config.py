@@ -12,7 +12,7 @@ import os
 #: smaller ones take the serial (still vectorised) twins, because a parallel
 #: launch costs a few microseconds. Measured on a 2-core machine with
 #: ``benchmarks/threshold.py``; override with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD``.
-PARALLEL_THRESHOLD: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD", 32768))
+PARALLEL_THRESHOLD: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD", 50_000))
 
 #: Numba threading layer requested before the first parallel launch, unless the
 #: user already chose one with ``NUMBA_THREADING_LAYER``. ``"threadsafe"`` picks

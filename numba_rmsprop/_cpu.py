@@ -121,105 +121,8 @@ def _sumsq_element(i, g, acc, ls, nacc):
     return gd * gd
 
 
-# ---------------------------------------------------------------- drivers
-# Each exists twice: a serial loop for small arrays and a prange loop for
-# large ones. The bodies are the shared inline element functions above.
-
-@njit(**_OPTS)
-def update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                  clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
-    """One fused RMSprop update of a flat variable (serial)."""
-    for i in range(x.size):
-        _update_element(i, 0, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                        clip_val, wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
-
-
-@njit(parallel=True, **_OPTS)
-def update_parallel(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                    clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
-    """One fused RMSprop update of a flat variable (threads)."""
-    for i in prange(x.size):
-        _update_element(i, 0, x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                        clip_val, wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
-
-
-@njit(**_OPTS)
-def accumulate_serial(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
-    """Accumulation-only call (plus the EMA), one pass (serial)."""
-    for i in range(x.size):
-        _accumulate_element(i, 0, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
-
-
-@njit(parallel=True, **_OPTS)
-def accumulate_parallel(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
-    """Accumulation-only call (plus the EMA), one pass (threads)."""
-    for i in prange(x.size):
-        _accumulate_element(i, 0, x, g, acc, avg, ls, ema_m, ema_omm, overwrite)
-
-
-@njit(**_OPTS)
-def ema_serial(x, avg, ema_m, ema_omm, overwrite):
-    """EMA of a variable that got no gradient this call (serial)."""
-    for i in range(x.size):
-        _ema_element(i, 0, x, avg, ema_m, ema_omm, overwrite)
-
-
-@njit(parallel=True, **_OPTS)
-def ema_parallel(x, avg, ema_m, ema_omm, overwrite):
-    """EMA of a variable that got no gradient this call (threads)."""
-    for i in prange(x.size):
-        _ema_element(i, 0, x, avg, ema_m, ema_omm, overwrite)
-
-
-@njit(**_OPTS)
-def sumsq_serial(g, acc, ls, nacc):
-    """Sum of squares (float64) of the effective gradient, read-only (serial)."""
-    s = 0.0
-    for i in range(g.size):
-        s += _sumsq_element(i, g, acc, ls, nacc)
-    return s
-
-
-@njit(parallel=True, **_OPTS)
-def sumsq_parallel(g, acc, ls, nacc):
-    """Sum of squares (float64) of the effective gradient, read-only (threads)."""
-    s = 0.0
-    for i in prange(g.size):
-        s += _sumsq_element(i, g, acc, ls, nacc)
-    return s
-
-
-# ---------------------------------------------------------------- groups
-# Many small variables of one dtype form a group: their state lives in flat
-# group buffers, their gradients are gathered into one buffer, and one
-# compiled call updates them all, so a model with hundreds of small tensors
-# pays one Python->Numba dispatch per call, not one per tensor. ``p`` holds
-# the per-call scalars in the group's dtype (see ``P_*``); storing into it
-# casts float64 values to that dtype exactly as NumPy would.
-
-@intrinsic
-def _as_voidptr(typingctx, address):
-    """An integer address as a ``void*`` (for ``numba.carray``)."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
-
-    return types.voidptr(address), codegen
-
-
-@njit(inline="always", **_OPTS)
-def _member(addresses, sizes, k, like):
-    """Variable ``k`` of a group as a flat array (its owner keeps it alive)."""
-    return numba.carray(_as_voidptr(addresses[k]), (sizes[k],), like.dtype)
-
-
-P_LR, P_RHO, P_OMR, P_EPS, P_MU, P_EMA_M, P_EMA_OMM, P_SCALE, P_NUM, P_DEN, P_ONE = range(11)
-N_PARAMS = 11
-
-
-# The per-variable loops below are separate (not inlined) functions that
+# ---------------------------------------------------------------- segments
+# Each segment loop is a separate (not inlined) function that
 # slice their segment first and index it from 0. Indexing ``g[o + j]`` with a
 # run-time offset left Numba's negative-index wraparound in the address
 # computation, and LLVM then refused to vectorise the loop (measured 8x
@@ -283,6 +186,115 @@ def _segment_sumsq(x, o, g, acc, ls, nacc):
     for j in range(n):
         s += _sumsq_element(j, g_, acc_, ls, nacc)
     return s
+
+
+# ---------------------------------------------------------------- drivers
+# Per-variable kernels, each twice: serial for small arrays, and a prange
+# over per-thread chunks for large ones. A prange over elements did not
+# vectorise (a chunk starts at a run-time index, so LLVM could not drop
+# Numba's negative-index wraparound; measured 5x slower than serial at 1M),
+# so each chunk hands a slice to the same vectorised segment loop.
+
+@njit(**_OPTS)
+def _chunk(n, k, nchunks):
+    """Bounds of chunk ``k`` of ``nchunks`` over ``n`` elements."""
+    return (k * n) // nchunks, ((k + 1) * n) // nchunks
+
+
+@njit(**_OPTS)
+def update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                  clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+    """One fused RMSprop update of a flat variable (serial)."""
+    _segment_update(x, 0, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den, clip_val,
+                    wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
+
+
+@njit(parallel=True, **_OPTS)
+def update_parallel(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                    clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+    """One fused RMSprop update of a flat variable (threads)."""
+    nchunks = numba.get_num_threads()
+    for k in prange(nchunks):
+        lo, hi = _chunk(x.size, k, nchunks)
+        _segment_update(x[lo:hi], lo, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
+                        clip_val, wd, True, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def accumulate_serial(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+    """Accumulation-only call (plus the EMA), one pass (serial)."""
+    _segment_accumulate(x, 0, g, acc, avg, ls, ema_m, ema_omm, overwrite)
+
+
+@njit(parallel=True, **_OPTS)
+def accumulate_parallel(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+    """Accumulation-only call (plus the EMA), one pass (threads)."""
+    nchunks = numba.get_num_threads()
+    for k in prange(nchunks):
+        lo, hi = _chunk(x.size, k, nchunks)
+        _segment_accumulate(x[lo:hi], lo, g, acc, avg, ls, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def ema_serial(x, avg, ema_m, ema_omm, overwrite):
+    """EMA of a variable that got no gradient this call (serial)."""
+    _segment_ema(x, 0, avg, ema_m, ema_omm, overwrite)
+
+
+@njit(parallel=True, **_OPTS)
+def ema_parallel(x, avg, ema_m, ema_omm, overwrite):
+    """EMA of a variable that got no gradient this call (threads)."""
+    nchunks = numba.get_num_threads()
+    for k in prange(nchunks):
+        lo, hi = _chunk(x.size, k, nchunks)
+        _segment_ema(x[lo:hi], lo, avg, ema_m, ema_omm, overwrite)
+
+
+@njit(**_OPTS)
+def sumsq_serial(g, acc, ls, nacc):
+    """Sum of squares (float64) of the effective gradient, read-only (serial)."""
+    return _segment_sumsq(g, 0, g, acc, ls, nacc)
+
+
+@njit(parallel=True, **_OPTS)
+def sumsq_parallel(g, acc, ls, nacc):
+    """Sum of squares (float64) of the effective gradient, read-only (threads)."""
+    nchunks = numba.get_num_threads()
+    s = 0.0
+    for k in prange(nchunks):
+        lo, hi = _chunk(g.size, k, nchunks)
+        s += _segment_sumsq(g[lo:hi], lo, g, acc, ls, nacc)
+    return s
+
+
+# ---------------------------------------------------------------- groups
+# Many small variables of one dtype form a group: their state lives in flat
+# group buffers, their gradients are gathered into one buffer, and one
+# compiled call updates them all, so a model with hundreds of small tensors
+# pays one Python->Numba dispatch per call, not one per tensor. ``p`` holds
+# the per-call scalars in the group's dtype (see ``P_*``); storing into it
+# casts float64 values to that dtype exactly as NumPy would.
+
+@intrinsic
+def _as_voidptr(typingctx, address):
+    """An integer address as a ``void*`` (for ``numba.carray``)."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+
+    return types.voidptr(address), codegen
+
+
+@njit(inline="always", **_OPTS)
+def _member(addresses, sizes, k, like):
+    """Variable ``k`` of a group as a flat array (its owner keeps it alive)."""
+    return numba.carray(_as_voidptr(addresses[k]), (sizes[k],), like.dtype)
+
+
+P_LR, P_RHO, P_OMR, P_EPS, P_MU, P_EMA_M, P_EMA_OMM, P_SCALE, P_NUM, P_DEN, P_ONE = range(11)
+N_PARAMS = 11
 
 
 @njit(**_OPTS)
