@@ -140,6 +140,7 @@ def section_many_torch(args) -> dict:
 
 
 def section_threshold(args) -> dict:
+    import numba
     import numpy as np
 
     from numba_rmsprop import _cpu as K
@@ -151,7 +152,8 @@ def section_threshold(args) -> dict:
         a = (x, g, v, None, None, None, None, None, None, None, None, None, None,
              f(1e-3), f(0.9), f(0.1), f(1e-7), f(0), f(0), f(0), False)
         t_ser = _timeit(lambda: K.update_serial(*a), args.repeat, 20)
-        t_par = _timeit(lambda: K.launch_parallel(K.update_parallel, *a), args.repeat, 20)
+        t_par = _timeit(lambda: K.launch_parallel(K.update_parallel, *a, numba.get_num_threads()),
+                       args.repeat, 20)
         out[str(n)] = dict(serial_us=t_ser * 1e6, parallel_us=t_par * 1e6)
     return out
 

@@ -193,7 +193,9 @@ def _segment_sumsq(x, o, g, acc, ls, nacc):
 # over per-thread chunks for large ones. A prange over elements did not
 # vectorise (a chunk starts at a run-time index, so LLVM could not drop
 # Numba's negative-index wraparound; measured 5x slower than serial at 1M),
-# so each chunk hands a slice to the same vectorised segment loop.
+# so each chunk hands a slice to the same vectorised segment loop. The
+# caller passes ``nchunks`` (the thread count): calling
+# numba.get_num_threads() inside would make the kernel uncacheable.
 
 @njit(**_OPTS)
 def _chunk(n, k, nchunks):
@@ -211,9 +213,8 @@ def update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
 
 @njit(parallel=True, **_OPTS)
 def update_parallel(x, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
-                    clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite):
+                    clip_val, wd, lr, rho, omr, eps, mu, ema_m, ema_omm, overwrite, nchunks):
     """One fused RMSprop update of a flat variable (threads)."""
-    nchunks = numba.get_num_threads()
     for k in prange(nchunks):
         lo, hi = _chunk(x.size, k, nchunks)
         _segment_update(x[lo:hi], lo, g, v, mg, mom, acc, avg, ls, nacc, clip_num, clip_den,
@@ -227,9 +228,8 @@ def accumulate_serial(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
 
 
 @njit(parallel=True, **_OPTS)
-def accumulate_parallel(x, g, acc, avg, ls, ema_m, ema_omm, overwrite):
+def accumulate_parallel(x, g, acc, avg, ls, ema_m, ema_omm, overwrite, nchunks):
     """Accumulation-only call (plus the EMA), one pass (threads)."""
-    nchunks = numba.get_num_threads()
     for k in prange(nchunks):
         lo, hi = _chunk(x.size, k, nchunks)
         _segment_accumulate(x[lo:hi], lo, g, acc, avg, ls, ema_m, ema_omm, overwrite)
@@ -242,9 +242,8 @@ def ema_serial(x, avg, ema_m, ema_omm, overwrite):
 
 
 @njit(parallel=True, **_OPTS)
-def ema_parallel(x, avg, ema_m, ema_omm, overwrite):
+def ema_parallel(x, avg, ema_m, ema_omm, overwrite, nchunks):
     """EMA of a variable that got no gradient this call (threads)."""
-    nchunks = numba.get_num_threads()
     for k in prange(nchunks):
         lo, hi = _chunk(x.size, k, nchunks)
         _segment_ema(x[lo:hi], lo, avg, ema_m, ema_omm, overwrite)
@@ -257,9 +256,8 @@ def sumsq_serial(g, acc, ls, nacc):
 
 
 @njit(parallel=True, **_OPTS)
-def sumsq_parallel(g, acc, ls, nacc):
+def sumsq_parallel(g, acc, ls, nacc, nchunks):
     """Sum of squares (float64) of the effective gradient, read-only (threads)."""
-    nchunks = numba.get_num_threads()
     s = 0.0
     for k in prange(nchunks):
         lo, hi = _chunk(g.size, k, nchunks)

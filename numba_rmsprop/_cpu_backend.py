@@ -15,6 +15,7 @@ copy that is written back after each call.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import _arrays, _config
@@ -280,7 +281,7 @@ class CPUBackend:
 
 def _run(slot, serial, parallel, *args):
     if slot.parallel:
-        return K.launch_parallel(parallel, *args)
+        return K.launch_parallel(parallel, *args, numba.get_num_threads())
     return serial(*args)
 
 
