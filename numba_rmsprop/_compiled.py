@@ -1,0 +1,509 @@
+"""Compiled pieces of the ``minimize`` front end (:mod:`numba_rmsprop.optimize`).
+
+Two things live here:
+
+:func:`step`
+    One whole optimizer call for the single flat variable of a ``minimize``
+    run: the finiteness checks of the loss and gradient, the stopping tests
+    (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
+    gradient), then the RMSprop call itself through the same kernels
+    :class:`~numba_rmsprop.RMSprop` uses (``update_serial``,
+    ``accumulate_serial``, ``sumsq_serial`` from :mod:`._cpu`, with the same
+    dtype casts as :class:`~numba_rmsprop._spec.Spec` and the same counter
+    rules as :mod:`._plan`), the projection onto the bounds and a rollback
+    when the update overflowed. The Python loop calls it once per step; the
+    compiled loop calls it from compiled code. Both therefore run the same
+    machine code on the same numbers, which is what makes the two loops
+    bit-identical.
+
+:func:`run_segment`
+    The compiled loop: calls a numba-compiled objective, slices the minibatch
+    out of the (host-permuted) data and runs the same compiled step
+    (:func:`step_rows`, which :func:`step` wraps), for a run of steps that
+    stays inside one epoch and one learning-rate block.
+
+Layout of the arrays :func:`step` works on (all built by ``optimize.py``):
+
+``S`` (2-D, the variable's dtype)
+    Row 0 is the variable ``x`` itself (the array the objective sees);
+    further rows hold the RMSprop state, a backup of ``x`` (and of the EMA)
+    for the rollback, and the bounds. ``cfg`` names the rows.
+``P`` (1-D, the variable's dtype)
+    Hyperparameters cast exactly as ``Spec.scalars`` casts them; ``P_*``.
+``T`` (1-D, float64)
+    Tolerance parameters and state (``T_*``), then the moving average of the
+    gradient from ``T_HEAD`` on.
+``cfg`` (tuple)
+    ``(N, ema_freq, r_v, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip_norm,
+    clip_global, clip_value, wd, ls, gtol, ftol)``: two integers, then row
+    numbers or flags that are ``None`` when the feature is off, then two 0/1
+    integers. ``None`` selects the feature away at compile time (as the
+    kernels' ``None`` arguments do), so each configuration compiles into its
+    own straight line of code; the stopping tests are plain run-time
+    switches, which saves compiling a variant per test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from . import _config, _math
+from ._cpu import accumulate_serial, sumsq_serial, update_serial
+
+_OPTS = dict(error_model="numpy", cache=_config.CACHE)
+_clipnorm_denominator = njit(inline="always", **_OPTS)(_math.clipnorm_denominator)
+_global_clip_scale = njit(inline="always", **_OPTS)(_math.global_clip_scale)
+
+# ---------------------------------------------------------------- layout
+# P: hyperparameters in the variable's dtype.
+P_RHO, P_OMR, P_EPS, P_MU, P_WD, P_LS, P_NACC, P_CLIPV, P_EM, P_EMOMM, P_ZERO, P_ONE = range(12)
+P_SIZE = 12
+
+# T: float64 tolerance parameters and state, then the gradient average.
+T_CLIP = 0        # clipnorm / global_clipnorm value
+T_GTOL = 1        # gtol
+T_GBETA = 2       # momentum of the gradient average
+T_GPOW = 3        # GBETA ** (number of averaged gradients), for the bias correction
+T_GNORM = 4       # last inf-norm of the (bias-corrected) gradient average
+T_FTOL = 5        # ftol
+T_FBETA = 6       # momentum of the loss average
+T_FPOW = 7        # FBETA ** (number of averaged losses)
+T_FAVG = 8        # loss average (biased)
+T_FBEST = 9       # best bias-corrected loss average so far
+T_FSINCE = 10     # steps since FBEST improved by more than ftol (relative)
+T_PATIENCE = 11   # patience
+T_FCOUNT = 12     # number of losses averaged
+T_HEAD = 16
+
+# cfg positions
+C_N, C_FREQ, C_V, C_MG, C_MOM, C_ACC, C_AVG, C_BAK, C_LB = range(9)
+C_CLIPN, C_CLIPG, C_CLIPV, C_WD, C_LS, C_GTOL, C_FTOL = range(9, 16)
+
+# Return codes of step() / run_segment().
+OK = 0
+NONFINITE_LOSS = 1
+NONFINITE_GRAD = 2
+GTOL = 3
+FTOL = 4
+OVERFLOW = 5
+BAD_GRAD = 6
+
+
+def _is_none(t) -> bool:
+    return t is None or isinstance(t, (types.NoneType, types.Omitted))
+
+
+# ---------------------------------------------------------------- helpers
+# Each is a compile-time switch on whether a cfg entry is None.
+
+def _row(S, r):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(_row, inline="always")
+def _row_ov(S, r):
+    if _is_none(r):
+        return lambda S, r: None
+    return lambda S, r: S[r]
+
+
+def _row_after(S, r):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_row_after, inline="always")
+def _row_after_ov(S, r):
+    """Row ``r + 1`` of ``S``, or None when ``r`` is None."""
+    if _is_none(r):
+        return lambda S, r: None
+    return lambda S, r: S[r + 1]
+
+
+def _opt(P, i, flag):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_opt, inline="always")
+def _opt_ov(P, i, flag):
+    if _is_none(flag):
+        return lambda P, i, flag: None
+    return lambda P, i, flag: P[i]
+
+
+def _cast(ref, value):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_cast, inline="always")
+def _cast_ov(ref, value):
+    if ref == types.float32:
+        return lambda ref, value: np.float32(value)
+    return lambda ref, value: np.float64(value)
+
+
+def _clip_factors(g, acc, ls, nacc, T, P, clip_norm, clip_global):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_clip_factors)
+def _clip_factors_ov(g, acc, ls, nacc, T, P, clip_norm, clip_global):
+    """``(num, den)`` of the norm clip, as the CPU backend forms them, in the dtype."""
+    if not _is_none(clip_norm):
+        def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
+            c = T[T_CLIP]
+            den = _clipnorm_denominator(sumsq_serial(g, acc, ls, nacc), c)
+            return _cast(P[0], c), _cast(P[0], den)
+        return impl
+    if not _is_none(clip_global):
+        def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
+            # One variable: the global norm is its norm.
+            scale = _global_clip_scale(sumsq_serial(g, acc, ls, nacc), T[T_CLIP])
+            return _cast(P[0], scale), P[P_ONE]
+        return impl
+    return lambda g, acc, ls, nacc, T, P, clip_norm, clip_global: (None, None)
+
+
+def _clamp(v, lb, ub, i):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_clamp, inline="always")
+def _clamp_ov(v, lb, ub, i):
+    """``v`` projected onto ``[lb[i], ub[i]]``; ``v`` itself without bounds."""
+    if _is_none(lb):
+        return lambda v, lb, ub, i: v
+
+    def impl(v, lb, ub, i):
+        if v < lb[i]:
+            return lb[i]
+        if v > ub[i]:
+            return ub[i]
+        return v
+    return impl
+
+
+def _projected(gi, xi, lb, ub, i):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_projected, inline="always")
+def _projected_ov(gi, xi, lb, ub, i):
+    """The projected gradient: 0 where ``x`` sits on a bound and ``g`` pushes past it."""
+    if _is_none(lb):
+        return lambda gi, xi, lb, ub, i: gi
+
+    def impl(gi, xi, lb, ub, i):
+        if (xi <= lb[i] and gi > 0) or (xi >= ub[i] and gi < 0):
+            return 0.0
+        return gi
+    return impl
+
+
+@njit(inline="always", **_OPTS)
+def _grad_average(x, g, T, lb, ub):
+    """Update the gradient average; return its bias-corrected inf-norm.
+
+    With bounds, the projected gradient is averaged: a component pushing
+    ``x`` further past the bound it sits on counts as 0.
+    """
+    beta = T[T_GBETA]
+    omb = 1.0 - beta
+    T[T_GPOW] = T[T_GPOW] * beta
+    corr = 1.0 - T[T_GPOW]
+    m = 0.0
+    for i in range(x.size):
+        gi = _projected(np.float64(g[i]), x[i], lb, ub, i)
+        a = beta * T[T_HEAD + i] + omb * gi
+        T[T_HEAD + i] = a
+        a = abs(a)
+        if a > m:
+            m = a
+    m = m / corr
+    T[T_GNORM] = m
+    return m
+
+
+@njit(inline="always", **_OPTS)
+def _loss_plateau(T, f):
+    """Track the smoothed loss; True once it stopped improving for ``patience`` steps."""
+    beta = T[T_FBETA]
+    T[T_FAVG] = beta * T[T_FAVG] + (1.0 - beta) * f
+    T[T_FPOW] = T[T_FPOW] * beta
+    T[T_FCOUNT] = T[T_FCOUNT] + 1.0
+    smooth = T[T_FAVG] / (1.0 - T[T_FPOW])
+    best = T[T_FBEST]
+    if T[T_FCOUNT] == 1.0 or smooth < best - T[T_FTOL] * abs(best):
+        T[T_FBEST] = smooth
+        T[T_FSINCE] = 0.0
+        return False
+    T[T_FSINCE] = T[T_FSINCE] + 1.0
+    return T[T_FSINCE] >= T[T_PATIENCE]
+
+
+def _finish_avg(avg, lb, ub, i):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_finish_avg, inline="always")
+def _finish_avg_ov(avg, lb, ub, i):
+    """Project ``avg[i]``; False if it is not finite. True without EMA."""
+    if _is_none(avg):
+        return lambda avg, lb, ub, i: True
+
+    def impl(avg, lb, ub, i):
+        ai = avg[i]
+        avg[i] = _clamp(ai, lb, ub, i)
+        return abs(ai) < np.inf
+    return impl
+
+
+def _copy(dst, src):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_copy, inline="always")
+def _copy_ov(dst, src):
+    """``dst[:] = src`` elementwise; nothing when either is None."""
+    if _is_none(src) or _is_none(dst):
+        return lambda dst, src: None
+
+    def impl(dst, src):
+        for i in range(src.size):
+            dst[i] = src[i]
+    return impl
+
+
+@njit(inline="always", **_OPTS)
+def _finish(x, avg, bak, abak, lb, ub):
+    """Project onto the bounds; roll back and return True if a value became non-finite."""
+    finite = True
+    for i in range(x.size):
+        xi = x[i]
+        finite = finite & (abs(xi) < np.inf)
+        x[i] = _clamp(xi, lb, ub, i)
+        finite = finite & _finish_avg(avg, lb, ub, i)
+    if not finite:
+        _copy(x, bak)
+        _copy(avg, abak)
+    return not finite
+
+
+def _accumulate(x, g, acc, avg, ls, em, emo, overwrite):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_accumulate)
+def _accumulate_ov(x, g, acc, avg, ls, em, emo, overwrite):
+    """``accumulate_serial``; never reached (and not compiled) without accumulation."""
+    if _is_none(acc):
+        return lambda x, g, acc, avg, ls, em, emo, overwrite: None
+
+    def impl(x, g, acc, avg, ls, em, emo, overwrite):
+        accumulate_serial(x, g, acc, avg, ls, em, emo, overwrite)
+    return impl
+
+
+def _ema_row(S, r_avg, r_bak):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_ema_row, inline="always")
+def _ema_row_ov(S, r_avg, r_bak):
+    """Backup row of the EMA (the row after ``x``'s backup), or None without EMA."""
+    if _is_none(r_avg):
+        return lambda S, r_avg, r_bak: None
+    return lambda S, r_avg, r_bak: S[r_bak + 1]
+
+
+# ---------------------------------------------------------------- one step
+@njit(inline="always", **_OPTS)
+def rows(S, cfg):
+    """The row views ``(x, v, mg, mom, acc, avg, bak, abak, lb, ub)`` of ``S`` (None when off)."""
+    return (S[0], S[cfg[C_V]], _row(S, cfg[C_MG]), _row(S, cfg[C_MOM]), _row(S, cfg[C_ACC]),
+            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _ema_row(S, cfg[C_AVG], cfg[C_BAK]),
+            _row(S, cfg[C_LB]), _row_after(S, cfg[C_LB]))
+
+
+@njit(inline="always", **_OPTS)
+def step_rows(R, g, T, P, cfg, f, it, lr):
+    """:func:`step` on the row views ``R = rows(S, cfg)``."""
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = R
+    if not math.isfinite(f):
+        return NONFINITE_LOSS
+    # One pass: check the gradient and back x up (for the rollback).
+    finite = True
+    for i in range(x.size):
+        finite = finite & (abs(g[i]) < np.inf)
+        bak[i] = x[i]
+    if not finite:
+        return NONFINITE_GRAD
+    _copy(abak, avg)
+    if cfg[C_FTOL] != 0:
+        if _loss_plateau(T, f):
+            return FTOL
+    if cfg[C_GTOL] != 0:
+        if _grad_average(x, g, T, lb, ub) <= T[T_GTOL]:
+            return GTOL
+
+    ls = _opt(P, P_LS, cfg[C_LS])
+    wd = _opt(P, P_WD, cfg[C_WD])
+    nacc = _opt(P, P_NACC, cfg[C_ACC])
+    clipv = _opt(P, P_CLIPV, cfg[C_CLIPV])
+
+    # The counter rules of _plan.make_plan.
+    n_acc = cfg[C_N]
+    update = True
+    k = it
+    if n_acc > 0:
+        update = (it + 1) % n_acc == 0
+        k = it // n_acc
+    em = P[P_ZERO]
+    emo = P[P_ZERO]
+    overwrite = False
+    if cfg[C_AVG] is not None:
+        if k == 0:
+            emo = P[P_ONE]
+        else:
+            em = P[P_EM]
+            emo = P[P_EMOMM]
+        freq = cfg[C_FREQ]
+        if freq > 0:
+            overwrite = (k + 1) % freq == 0
+
+    if update:
+        num, den = _clip_factors(g, acc, ls, nacc, T, P, cfg[C_CLIPN], cfg[C_CLIPG])
+        update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, num, den, clipv, wd, lr,
+                      P[P_RHO], P[P_OMR], P[P_EPS], P[P_MU], em, emo, overwrite)
+    else:
+        _accumulate(x, g, acc, avg, ls, em, emo, overwrite)
+    if _finish(x, avg, bak, abak, lb, ub):
+        return OVERFLOW
+    return OK
+
+
+@njit(**_OPTS)
+def step(S, g, T, P, cfg, f, it, lr):
+    """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``.
+
+    Returns ``OK`` after the call, or a stop code *before* changing anything
+    but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
+    ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
+    when the update itself produced non-finite values.
+    """
+    return step_rows(rows(S, cfg), g, T, P, cfg, f, it, lr)
+
+
+# ---------------------------------------------------------------- compiled loop
+def _cut_parts(args, batched):
+    """Source of the batch's arguments: the data arrays of ``args`` cut to ``[a:b]``.
+
+    The data arrays are the elements of ``args`` that are arrays with
+    ``ndim >= 1``. ``batched`` is None (full batch: nothing is cut), an
+    integer (rows ``a:b`` in order, as views) or the epoch's permutation
+    (rows ``batched[a:b]``, gathered into a copy) -- what the Python loop does.
+    """
+    items = args.types if isinstance(args, types.BaseTuple) else ()
+    if _is_none(batched):
+        cut = "args[{i}]"
+    elif isinstance(batched, types.Array):
+        cut = "args[{i}][batched[a:b]]"
+    else:
+        cut = "args[{i}][a:b]"
+    return [cut.format(i=i) if isinstance(t, types.Array) and t.ndim >= 1 else f"args[{i}]"
+            for i, t in enumerate(items)]
+
+
+def _impl_from_source(src: str):
+    ns: dict = {}
+    exec(src, ns)
+    return ns["impl"]
+
+
+def _call(fun, x, args, a, b, batched):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_call)
+def _call_ov(fun, x, args, a, b, batched):
+    """``fun(x, *batch)`` with ``batch`` the arguments of the step (see :func:`_cut_parts`)."""
+    parts = "".join(", " + p for p in _cut_parts(args, batched))
+    return _impl_from_source(
+        f"def impl(fun, x, args, a, b, batched):\n    return fun(x{parts})\n")
+
+
+def _batch(args, a, b, batched):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_batch)
+def _batch_ov(args, a, b, batched):
+    parts = "".join(p + ", " for p in _cut_parts(args, batched))
+    return _impl_from_source(f"def impl(args, a, b, batched):\n    return ({parts})\n")
+
+
+@njit(**_OPTS)
+def batch_arguments(args, a, b, batched):
+    """The arguments after ``x`` that :func:`run_segment` passes the objective.
+
+    Compiling it (and reading its return type) tells the caller the exact
+    argument types the objective will be called with in compiled code.
+    """
+    return _batch(args, a, b, batched)
+
+
+def _as_grad(g, P):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_as_grad)
+def _as_grad_ov(g, P):
+    """``np.asarray(g, dtype=P.dtype)`` as the Python loop does it, contiguous."""
+    if isinstance(g, types.Array) and g.dtype == P.dtype and g.layout == "C":
+        return lambda g, P: g
+    if isinstance(g, types.Array):
+        return lambda g, P: np.ascontiguousarray(g).astype(P.dtype)
+    return lambda g, P: np.asarray(g).astype(P.dtype)
+
+
+@njit(**_OPTS)
+def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
+                lrs, lr_off, it0, nsteps, hist, gbuf):
+    """Run up to ``nsteps`` optimizer calls with a compiled objective.
+
+    ``fun`` is a first-class function (``numba.types.FunctionType``), so this
+    loop compiles once per signature of the objective -- not once per
+    objective -- and is cached on disk; the objective runs through its own
+    compiled code, exceptions included. ``fun(x, *batch)`` returns
+    ``(loss, gradient)``. When ``batched`` is not
+    None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
+    ``n_samples``) of the epoch's order of the rows of every data array (see
+    :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
+    learning rate. ``hist[j]`` receives step ``j``'s loss.
+
+    Returns ``(code, steps, loss)``: ``steps`` calls were made, and ``code`` is
+    the stop code of the evaluation after them (``OK`` when all ran); on a
+    stop, ``gbuf`` holds that evaluation's gradient.
+    """
+    R = rows(S, cfg)
+    x = R[0]
+    n = x.size
+    f = np.nan
+    for j in range(nsteps):
+        a = start + j * batch_size
+        b = min(a + batch_size, n_samples)
+        out = _call(fun, x, args, a, b, batched)
+        f = np.float64(out[0])
+        g = _as_grad(out[1], P)
+        hist[j] = f
+        if g.size != n:
+            return BAD_GRAD, j, f
+        code = step_rows(R, g, T, P, cfg, f, it0 + j, lrs[lr_off + j])
+        if code != OK:
+            for i in range(n):
+                gbuf[i] = g[i]
+            return code, j, f
+    return OK, nsteps, f

@@ -1,0 +1,1062 @@
+"""A ``scipy.optimize.minimize`` front end for RMSprop.
+
+Two entry points run the same optimizer::
+
+    from scipy.optimize import minimize
+    import numba_rmsprop as nr
+
+    res = minimize(loss_and_grad, w0, args=(X, y), method=nr.rmsprop, jac=True,
+                   options={"learning_rate": 1e-2, "batch_size": 64, "maxiter": 5000,
+                            "seed": 0})
+    res = nr.minimize(loss_and_grad, w0, args=(X, y), jac=True, options={...})
+
+Both return a :class:`scipy.optimize.OptimizeResult`, and for the same
+arguments the two give bit-identical results.
+
+Each step is one call of Keras 3's RMSprop (:class:`numba_rmsprop.RMSprop`,
+same kernels, same dtype casts, same counter rules) on the single flat
+parameter vector, so ``nr.minimize`` with ``maxiter=k`` reproduces ``k``
+``RMSprop.apply`` calls exactly. (Exceptions: the front end always uses the
+serial kernels, so with ``clipnorm``/``global_clipnorm`` on 32768+ parameters
+its float64 norm is summed in another order than ``RMSprop``'s threaded one;
+and schedules are evaluated vectorised in blocks, which for
+``CosineDecayRestarts`` can differ from a scalar call in the last bit.)
+
+Loops
+-----
+Python objective
+    A lean Python loop: per step, one objective call, a cheap check of the
+    gradient's type and one call of the compiled step
+    (:func:`numba_rmsprop._compiled.step`: finiteness checks, stopping tests,
+    the RMSprop call, bounds), through its compiled entry point.
+Compiled objective
+    When ``fun`` is a numba ``@njit`` function, ``jac=True`` and there is no
+    ``callback`` (and the learning rate is not a zero-argument callable), the
+    whole loop, minibatch gathering included, runs compiled
+    (:func:`numba_rmsprop._compiled.run_segment`), in runs of steps that end
+    at epoch and learning-rate-block boundaries. The first step still runs in
+    Python, to validate what ``fun`` returns. The loop takes the objective as
+    a first-class function, so it compiles once per *signature* of the
+    objective and configuration, and is cached on disk. Epoch permutations
+    are drawn on the host with the same ``Generator`` calls and both loops
+    run the same compiled step, so they give bit-identical results for the
+    same seed. ``options["compiled"]`` forces the Python loop (``False``) or
+    insists on the compiled one (``True``); when an ``@njit`` objective cannot
+    be compiled into the loop (e.g. it has a fixed signature), the run warns
+    (``RuntimeWarning``) and takes the Python loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import sys
+import time
+import warnings
+from typing import Any, Callable, Optional
+
+import numpy as np
+from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
+from scipy.optimize._optimize import MemoizeJac
+
+from . import _compiled as C
+from .optimizer import RMSprop
+from .schedules import LearningRateSchedule
+
+__all__ = ["minimize", "rmsprop"]
+
+#: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
+RMSPROP_OPTIONS = (
+    "learning_rate", "rho", "momentum", "epsilon", "centered", "weight_decay",
+    "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+    "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps",
+)
+#: The options of the loop around it.
+LOOP_OPTIONS = (
+    "maxiter", "maxfev", "batch_size", "shuffle", "seed", "data_args", "gtol", "tol",
+    "ftol", "patience", "tol_momentum", "disp", "return_history", "compiled",
+    "finite_diff_rel_step",
+)
+
+#: Learning rates are evaluated ``LR_BLOCK`` steps at a time, in blocks aligned
+#: to multiples of it, so that every loop sees the same values.
+LR_BLOCK = 4096
+#: Longest run of Python steps between progress-bar refreshes.
+_PY_SEGMENT_DISP = 256
+
+_FD_METHODS = ("2-point", "3-point", "cs")
+_STOP = 99  # callback raised StopIteration
+
+
+# ===================================================================== public
+def rmsprop(fun: Callable, x0, args: tuple = (), jac=None, callback: Optional[Callable] = None,
+            *, bounds=None, constraints=(), tol: Optional[float] = None, hess=None, hessp=None,
+            **options: Any) -> OptimizeResult:
+    """RMSprop as a ``method`` for :func:`scipy.optimize.minimize`.
+
+    ``minimize(fun, x0, args, method=numba_rmsprop.rmsprop, jac=..., bounds=...,
+    callback=..., options={...})`` calls this as scipy calls any callable
+    method: ``method(fun, x0, args=args, jac=jac, hess=hess, hessp=hessp,
+    bounds=bounds, constraints=constraints, callback=callback, **options)``
+    (``tol`` arrives as ``options["tol"]``). With ``jac=True`` scipy wraps
+    ``fun`` in its ``MemoizeJac``; this function unwraps it and calls the
+    original ``fun`` once per step. ``hess`` and ``hessp`` are ignored; a
+    non-empty ``constraints`` raises ``ValueError``. See :func:`minimize` for
+    everything else, options and result included.
+    """
+    return _solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stacklevel=4)
+
+
+def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
+             tol: Optional[float] = None, callback: Optional[Callable] = None,
+             options: Optional[dict] = None) -> OptimizeResult:
+    """Minimize ``fun`` with RMSprop; a drop-in for ``scipy.optimize.minimize``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args)``: the loss, or ``(loss, gradient)`` with ``jac=True``.
+        ``x`` is the optimizer's own 1-D array: read it, don't keep or modify it.
+    x0 : float, sequence or ndarray
+        Starting point, flattened to 1-D (``scipy.optimize.minimize`` itself
+        rejects ``ndim > 1`` before calling a method). float32 stays float32
+        (and the whole run is float32, as in :class:`~numba_rmsprop.RMSprop`);
+        every other real dtype (ints, bools, float16, ...) becomes float64.
+        Must be finite and non-empty. Never modified.
+    args : tuple
+        Extra arguments of ``fun`` (and ``jac``); with ``batch_size`` its data
+        arrays are sliced into minibatches (see ``batch_size``).
+    jac : bool, callable, {'2-point', '3-point', 'cs'} or None
+        ``True``: ``fun`` returns ``(loss, gradient)`` (one evaluation per
+        step). A callable: ``jac(x, *args)`` returns the gradient. ``None``,
+        ``False`` or a finite-difference scheme: the gradient is estimated by
+        :func:`scipy.optimize._numdiff.approx_derivative` (``None`` means
+        ``'2-point'``), which costs ``n + 1`` (``'2-point'``, ``'cs'``) or
+        ``2n + 1`` (``'3-point'``) evaluations of ``fun`` per step for ``n``
+        parameters: expensive, and counted in ``nfev``. (Through
+        ``scipy.optimize.minimize`` the scheme names reach a callable method
+        as ``None``.) The gradient must have ``n`` elements, shape ``(n,)``
+        (or ``()`` when ``n == 1``); it is cast to ``x``'s dtype.
+    bounds : scipy.optimize.Bounds or sequence of (min, max) pairs, optional
+        Box constraints (``None`` or ``±inf`` for no bound). ``x0`` is clipped
+        into the box, and after every step ``x`` (and its EMA) is projected
+        onto it. ``gtol`` then tests the projected gradient (components that
+        push ``x`` past the bound it sits on count as 0).
+    tol : float, optional
+        Shorthand for ``options["gtol"]`` (as for scipy's gradient methods).
+    callback : callable, optional
+        Called after every step, as in scipy, in one of two forms:
+        ``callback(intermediate_result)`` when its only parameter is named
+        ``intermediate_result`` -- an ``OptimizeResult`` with ``x`` (a copy
+        of the new iterate), ``fun`` and ``jac`` (the loss and gradient this
+        step evaluated, at the previous iterate, on its minibatch) and
+        ``nit`` -- else ``callback(xk)`` with a copy of the new iterate.
+        With ``use_ema`` the iterate is the raw one, not the average. Raising
+        ``StopIteration`` ends the run with status 99. A callback makes the
+        run take the Python loop.
+    options : dict, optional
+        Every argument of :class:`~numba_rmsprop.RMSprop`:
+        ``learning_rate`` (float, schedule or zero-argument callable;
+        default 0.001), ``rho``, ``momentum``, ``epsilon``, ``centered``,
+        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``,
+        ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
+        ``loss_scale_factor`` (gradients from ``fun`` are divided by it, as
+        in RMSprop; the losses are reported as ``fun`` returns them) and
+        ``gradient_accumulation_steps``; plus
+
+        maxiter : int, default 1000
+            Number of optimizer calls (``RMSprop.apply`` calls; with
+            ``gradient_accumulation_steps`` only every N-th updates ``x``).
+        maxfev : int, optional
+            Stop (status 1) before an evaluation would take the number of
+            ``fun`` calls past ``maxfev``. The final evaluation (see ``fun``
+            below) is extra.
+        batch_size : int, optional
+            Minibatch size. The *data arrays* of ``args`` are its elements
+            that are ``numpy.ndarray`` with ``ndim >= 1``; all of them must
+            have the same length ``n_samples`` along axis 0 (else
+            ``ValueError``), and each step passes ``fun`` the rows of the next
+            batch of every data array and every other argument whole. An
+            epoch is ``ceil(n_samples / batch_size)`` steps, the last batch
+            possibly smaller. Requires ``1 <= batch_size <= n_samples``.
+        data_args : sequence of int, optional
+            Slice exactly these positions of ``args`` instead (each must be
+            an array, all of the same length); use it when ``args`` holds
+            arrays that are not per-sample data.
+        shuffle : bool, default True
+            Permute the samples at the start of every epoch.
+        seed : int, numpy.random.Generator or None
+            Seed of the permutations (``numpy.random.default_rng(seed)``;
+            a Generator is used, and advanced, as is). The same seed gives
+            bit-identical results.
+        gtol : float, optional
+            Stop (status 0) when the infinity norm of a moving average of the
+            gradient is ``<= gtol``. The average is bias-corrected
+            (``m_t / (1 - beta**t)``, ``m_t = beta m_{t-1} + (1 - beta) g_t``,
+            ``beta = tol_momentum``); with ``tol_momentum=0`` it is the
+            gradient of the step itself. Tested before the step's update:
+            ``x`` is the iterate at which it held.
+        ftol : float, optional
+            Stop (status 0) when the smoothed loss (the same kind of
+            bias-corrected moving average of the losses) has not fallen below
+            ``best - ftol * |best|`` for ``patience`` consecutive steps, where
+            ``best`` is its lowest value that did.
+        patience : int, default 10
+            See ``ftol``.
+        tol_momentum : float, default 0.9
+            Momentum ``beta`` in ``[0, 1)`` of the averages behind ``gtol``
+            and ``ftol``. Use 0 for deterministic full-batch objectives.
+        disp : bool, default False
+            Show a progress bar on stderr (tqdm if installed, else a plain
+            line) and print the final message there.
+        return_history : bool, default False
+            Put the loss of every evaluation of the loop (minibatch losses
+            when batching) in ``res.history``.
+        compiled : {"auto", True, False}, default "auto"
+            Which loop runs (see the module docstring). ``True`` raises when
+            the compiled loop cannot be used.
+        finite_diff_rel_step : float or array, optional
+            Relative step of the finite differences.
+
+        Any other key raises ``scipy.optimize.OptimizeWarning`` and is ignored.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        x : ndarray
+            The final iterate, 1-D, in ``x0``'s float dtype. With ``use_ema``
+            the finalized moving average of the iterates (except for status
+            2, where it is the raw iterate at which ``fun`` and ``jac`` were
+            evaluated).
+        fun, jac : float, ndarray
+            The loss and gradient of the *full* objective ``fun(x, *args)``
+            (all data, not a minibatch) at the returned ``x``. They come from
+            one extra evaluation at the end, counted in ``nfev``/``njev``,
+            except when the last evaluation of the loop already was at that
+            ``x`` on all data (a full-batch run stopped by ``gtol``/``ftol``
+            without ``use_ema``, or status 2, where they are the non-finite
+            values that stopped the run).
+        nit : int
+            Optimizer calls made (``maxiter`` at most).
+        nfev, njev : int
+            Calls of ``fun`` (finite-difference calls included) and gradient
+            evaluations, the final evaluation included.
+        status, success, message
+            0 (True): a requested tolerance (``gtol``, ``ftol``) was met, or
+            ``maxiter`` calls completed when none was requested. 1 (False):
+            ``maxiter`` or ``maxfev`` was reached before a requested
+            tolerance (or ``maxfev`` cut the run short). 2 (False): the loss
+            or gradient became non-finite (or the update overflowed); the
+            message names the step, and ``x`` is the last finite iterate.
+            99 (False): ``callback`` raised ``StopIteration``.
+        nepoch : int
+            With ``batch_size``: the number of epochs begun.
+        history : ndarray
+            With ``return_history``.
+    """
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"`options` must be a dict; got {type(options).__name__}.")
+    return _solve(fun, x0, args, jac, callback, bounds, (), tol, dict(options), stacklevel=3)
+
+
+# ===================================================================== checks
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_option(name: str, value, lo: int, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"`{name}` must be an integer >= {lo}" + (" or None" if allow_none else "")
+                        + f"; got {value!r}.")
+    if value < lo:
+        raise ValueError(f"`{name}` must be an integer >= {lo}; got {value!r}.")
+    return int(value)
+
+
+def _float_option(name: str, value, lo: float = 0.0, hi: float = math.inf,
+                  hi_open: bool = False) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number; got {value!r}.")
+    value = float(value)
+    if not (lo <= value and (value < hi if hi_open else value <= hi)) or math.isnan(value):
+        rng = f"[{lo}, {hi})" if hi_open else (f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}")
+        raise ValueError(f"`{name}` must be in {rng}; got {value!r}.")
+    return value
+
+
+def _bool_option(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool; got {value!r}.")
+    return bool(value)
+
+
+def _check_x0(x0) -> np.ndarray:
+    try:
+        a = np.asarray(x0)
+    except Exception as exc:
+        raise TypeError(f"`x0` must be a real number or an array of them: {exc}") from None
+    if a.dtype.kind == "c":
+        raise TypeError("`x0` must be real; got a complex array.")
+    dt = np.float32 if a.dtype == np.float32 else np.float64
+    try:
+        x = np.array(a, dtype=dt).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`x0` must be a real number or an array of them: {exc}") from None
+    if x.size == 0:
+        raise ValueError("`x0` is empty.")
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x))
+        raise ValueError(f"`x0` must be finite; x0[{bad[0]}] = {x[bad[0]]}"
+                         + (f" (and {bad.size - 1} more)" if bad.size > 1 else "") + ".")
+    return x
+
+
+def _check_constraints(constraints) -> None:
+    if constraints is None:
+        return
+    if isinstance(constraints, (list, tuple, dict)) and len(constraints) == 0:
+        return
+    raise ValueError(
+        "numba_rmsprop.rmsprop does not support `constraints` (only `bounds`, by "
+        "projection). Use method='SLSQP', 'trust-constr' or 'COBYQA' for constrained "
+        "problems, or fold the constraints into the loss as penalties.")
+
+
+def _bounds_arrays(bounds, n: int):
+    """``(lb, ub)`` float64 arrays of length ``n``, or None when every bound is infinite."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, Bounds):
+        lb, ub = bounds.lb, bounds.ub
+    else:
+        try:
+            pairs = list(bounds)
+        except TypeError:
+            raise TypeError("`bounds` must be a scipy.optimize.Bounds or a sequence of "
+                            f"(min, max) pairs; got {bounds!r}.") from None
+        if len(pairs) != n:
+            raise ValueError(f"`bounds` has {len(pairs)} (min, max) pairs; x0 has {n} elements.")
+        lb, ub = [], []
+        for i, p in enumerate(pairs):
+            try:
+                lo, hi = p
+            except (TypeError, ValueError):
+                raise ValueError(f"bounds[{i}] must be a (min, max) pair; got {p!r}.") from None
+            lb.append(-np.inf if lo is None else lo)
+            ub.append(np.inf if hi is None else hi)
+    try:
+        lb = np.broadcast_to(np.asarray(lb, dtype=np.float64), (n,)).copy()
+        ub = np.broadcast_to(np.asarray(ub, dtype=np.float64), (n,)).copy()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`bounds` do not fit x0's {n} elements: {exc}") from None
+    if np.isnan(lb).any() or np.isnan(ub).any():
+        raise ValueError("`bounds` contain NaN.")
+    if (lb > ub).any():
+        i = int(np.flatnonzero(lb > ub)[0])
+        raise ValueError(f"`bounds` are infeasible: lower bound {lb[i]} > upper bound {ub[i]} "
+                         f"for x[{i}].")
+    if np.isneginf(lb).all() and np.isposinf(ub).all():
+        return None
+    return lb, ub
+
+
+def _bounds_in_dtype(lb: np.ndarray, ub: np.ndarray, dt) -> tuple:
+    """Bounds cast to ``dt``, rounded inward so projected values stay feasible."""
+    lo = lb.astype(dt)
+    hi = ub.astype(dt)
+    if dt != np.float64:
+        up = lo.astype(np.float64) < lb
+        lo[up] = np.nextafter(lo[up], dt(np.inf))
+        down = hi.astype(np.float64) > ub
+        hi[down] = np.nextafter(hi[down], dt(-np.inf))
+        if (lo > hi).any():
+            raise ValueError("`bounds` are too narrow to hold a float32 value; use float64 x0.")
+    return lo, hi
+
+
+def _callback_kind(callback) -> Optional[str]:
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise TypeError(f"`callback` must be callable; got {callback!r}.")
+    try:
+        params = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        return "x"
+    return "result" if set(params) == {"intermediate_result"} else "x"
+
+
+def _is_numba_dispatcher(fun) -> bool:
+    mod = sys.modules.get("numba.core.dispatcher")
+    return mod is not None and isinstance(fun, mod.Dispatcher)
+
+
+# ===================================================================== solver
+def _solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stacklevel):
+    if not callable(fun):
+        raise TypeError(f"`fun` must be callable; got {fun!r}.")
+    if not isinstance(args, tuple):
+        args = (args,)
+    _check_constraints(constraints)
+
+    unknown = sorted(k for k in options if k not in RMSPROP_OPTIONS and k not in LOOP_OPTIONS)
+    if unknown:
+        warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))}",
+                      OptimizeWarning, stacklevel=stacklevel)
+    opt = RMSprop(**{k: options[k] for k in RMSPROP_OPTIONS if k in options})
+    x = _check_x0(x0)
+    run = _Run(fun, x, args, jac, callback, bounds, tol, opt, options)
+    return run.solve()
+
+
+class _Run:
+    """One ``minimize`` run: the setup, the driver and the two loops."""
+
+    # ------------------------------------------------------------ setup
+    def __init__(self, fun, x, args, jac, callback, bounds, tol, opt: RMSprop, options: dict):
+        get = options.get
+        self.n = n = x.size
+        self.dtype = dt = x.dtype
+        self.maxiter = _int_option("maxiter", get("maxiter", 1000), 0)
+        self.maxfev = _int_option("maxfev", get("maxfev"), 1, allow_none=True)
+        gtol = get("gtol")
+        if gtol is None:
+            gtol = get("tol", tol)
+        self.gtol = _float_option("gtol", gtol)
+        self.ftol = _float_option("ftol", get("ftol"))
+        self.patience = _int_option("patience", get("patience", 10), 1)
+        self.tol_momentum = _float_option("tol_momentum", get("tol_momentum", 0.9), 0.0, 1.0,
+                                          hi_open=True)
+        self.disp = _bool_option("disp", get("disp", False))
+        self.return_history = _bool_option("return_history", get("return_history", False))
+        self.track = self.return_history or self.disp  # the Python loop records losses
+        compiled = get("compiled", "auto")
+        if compiled not in ("auto", True, False):
+            raise ValueError(f"`compiled` must be 'auto', True or False; got {compiled!r}.")
+        self.compiled_opt = compiled
+        self.cb_kind = _callback_kind(callback)
+        self.callback = callback
+        self.opt = opt
+        self.args = args
+
+        self._setup_objective(fun, jac, get("finite_diff_rel_step"))
+        self._setup_data(get("batch_size"), get("data_args"), get("shuffle", True), get("seed"))
+        bnds = _bounds_arrays(bounds, n)
+        self.bounds64 = bnds
+        self._setup_learning_rate()
+        self._setup_state(x, bnds)
+
+    def _setup_objective(self, fun, jac, rel_step):
+        """``self.ev(x, *args) -> (loss, gradient)`` and its cost in ``fun`` calls."""
+        self.user_fun = fun
+        self.pair_fun = None  # fun returning (loss, grad), when there is one
+        if isinstance(jac, str):
+            if jac not in _FD_METHODS:
+                raise ValueError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
+                                 f"got {jac!r}.")
+        elif not (jac is None or isinstance(jac, (bool, np.bool_)) or callable(jac)):
+            raise TypeError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
+                            f"got {jac!r}.")
+        if isinstance(fun, MemoizeJac) and (jac is True or _is_memo_derivative(jac, fun)):
+            # scipy's dispatcher wrapped a (loss, grad) function: call it directly.
+            self.pair_fun = fun.fun
+            self.jac_mode = "pair"
+        elif jac is True or (isinstance(jac, np.bool_) and bool(jac)):
+            self.pair_fun = fun
+            self.jac_mode = "pair"
+        elif callable(jac):
+            self.jac_mode = "callable"
+        else:
+            self.jac_mode = jac if isinstance(jac, str) else "2-point"
+        n = self.n
+        self.cost = {"pair": 1, "callable": 1, "2-point": n + 1, "3-point": 2 * n + 1,
+                     "cs": n + 1}[self.jac_mode]
+        if self.jac_mode == "pair":
+            self.ev = self.pair_fun
+        elif self.jac_mode == "callable":
+            def ev(x, *a):
+                return fun(x, *a), jac(x, *a)
+            self.ev = ev
+        else:
+            from scipy.optimize._numdiff import approx_derivative
+
+            method = self.jac_mode
+            run = self
+
+            def ev(x, *a):
+                f = fun(x, *a)
+                b = run.bounds64 if run.bounds64 is not None else (-np.inf, np.inf)
+                g = approx_derivative(fun, x, method=method, rel_step=rel_step, f0=f,
+                                      bounds=b, args=a)
+                return f, g
+            self.ev = ev
+
+    def _setup_data(self, batch_size, data_args, shuffle, seed):
+        args = self.args
+        self.shuffle = _bool_option("shuffle", shuffle)
+        self.batched = batch_size is not None
+        auto = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim >= 1]
+        if data_args is not None:
+            if isinstance(data_args, (str, bytes)) or not hasattr(data_args, "__iter__"):
+                raise TypeError(f"`data_args` must be a sequence of positions in `args`; "
+                                f"got {data_args!r}.")
+            idx = []
+            for i in data_args:
+                if not _is_int(i) or not -len(args) <= i < len(args):
+                    raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
+                                     f"(which has {len(args)} elements).")
+                i = int(i) % len(args)
+                if not isinstance(args[i], np.ndarray) or args[i].ndim < 1:
+                    raise ValueError(f"`data_args` names args[{i}], which is not a numpy array "
+                                     "with ndim >= 1.")
+                idx.append(i)
+            data_idx = sorted(set(idx))
+        else:
+            data_idx = auto
+        self.data_idx = data_idx
+        self.data_is_auto = data_idx == auto
+        self.nepoch = 0
+        if not self.batched:
+            self.n_samples = None
+            return
+        if not data_idx:
+            raise ValueError(
+                f"`batch_size={batch_size!r}` was given but `args` holds no data arrays "
+                "(numpy arrays with ndim >= 1) to slice into minibatches.")
+        lengths = {i: len(args[i]) for i in data_idx}
+        if len(set(lengths.values())) > 1:
+            desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
+            raise ValueError(
+                "With `batch_size`, every data array of `args` (numpy array with ndim >= 1) "
+                f"is sliced along axis 0, so they must have the same length; {desc} rows. "
+                "Pass `data_args` to name the per-sample arrays explicitly.")
+        self.n_samples = ns = next(iter(lengths.values()))
+        if not _is_int(batch_size):
+            raise TypeError(f"`batch_size` must be an integer; got {batch_size!r}.")
+        if batch_size <= 0:
+            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
+        if batch_size > ns:
+            raise ValueError(f"`batch_size={batch_size}` is larger than the data "
+                             f"({ns} samples).")
+        self.batch_size = int(batch_size)
+        self.n_batches = -(-ns // self.batch_size)
+        self.rng = np.random.default_rng(seed)
+        self.perm = None
+
+    def _new_epoch(self):
+        """Draw the epoch's permutation (one ``rng.permutation`` call per epoch)."""
+        self.nepoch += 1
+        if self.shuffle:
+            self.perm = self.rng.permutation(self.n_samples)
+
+    def _batching(self):
+        """The compiled loop's ``batched`` argument: None, the permutation, or 1 (in order)."""
+        if not self.batched:
+            return None
+        return self.perm if self.shuffle else 1
+
+    def _setup_learning_rate(self):
+        lr = self.opt._learning_rate
+        self.lr_fn = None
+        self.lr_const = None
+        self.lr_blocks = {}
+        if isinstance(lr, LearningRateSchedule):
+            self.schedule = lr
+        elif callable(lr):
+            self.schedule = None
+            self.lr_fn = lr
+        else:
+            self.schedule = None
+            self.lr_const = np.full(LR_BLOCK, lr, dtype=self.dtype)
+
+    def _lr_block(self, k: int) -> Optional[np.ndarray]:
+        """Learning rates of steps ``[k * LR_BLOCK, (k + 1) * LR_BLOCK)``, in the dtype."""
+        if self.lr_const is not None:
+            return self.lr_const
+        if self.lr_fn is not None:
+            return None
+        block = self.lr_blocks.get(k)
+        if block is None:
+            steps = np.arange(k * LR_BLOCK, (k + 1) * LR_BLOCK, dtype=np.int64)
+            try:
+                vals = np.asarray(self.schedule(steps), dtype=np.float64)
+                if vals.shape != steps.shape:
+                    raise ValueError
+            except Exception:
+                # A Keras-style schedule that only takes scalars.
+                end = min(steps[-1] + 1, max(self.maxiter, steps[0] + 1))
+                vals = np.full(LR_BLOCK, np.nan)
+                for i in range(steps[0], end):
+                    vals[i - steps[0]] = float(self.schedule(i))
+            block = vals.astype(self.dtype)
+            self.lr_blocks = {k: block}  # keep one block
+        return block
+
+    def _setup_state(self, x0: np.ndarray, bnds):
+        opt, dt, n = self.opt, self.dtype, self.n
+        spec = opt._spec
+        s = spec.scalars(dt)
+        rows = ["x", "v"]
+        r = {}
+
+        def add(name):
+            r[name] = len(rows)
+            rows.append(name)
+            return r[name]
+
+        r_mg = add("mg") if opt.centered else None
+        r_mom = add("mom") if opt.momentum > 0 else None
+        nacc = opt.gradient_accumulation_steps
+        r_acc = add("acc") if nacc is not None else None
+        r_avg = add("avg") if opt.use_ema else None
+        r_bak = add("bak")
+        if opt.use_ema:
+            add("abak")
+        r_lb = None
+        if bnds is not None:
+            r_lb = add("lb")
+            add("ub")
+        S = np.zeros((len(rows), n), dtype=dt)
+        x = S[0]
+        x[:] = x0
+        if bnds is not None:
+            lo, hi = _bounds_in_dtype(bnds[0], bnds[1], dt.type)
+            S[r_lb] = lo
+            S[r_lb + 1] = hi
+            np.clip(x, lo, hi, out=x)
+        self.S, self.x = S, x
+        self.r_avg = r_avg
+
+        P = np.zeros(C.P_SIZE, dtype=dt)
+        P[C.P_RHO] = s.rho
+        P[C.P_OMR] = s.one_minus_rho
+        P[C.P_EPS] = s.eps
+        P[C.P_MU] = s.momentum
+        P[C.P_WD] = s.wd if s.wd is not None else 0
+        P[C.P_LS] = s.ls if s.ls is not None else 0
+        P[C.P_NACC] = s.nacc if s.nacc is not None else 0
+        P[C.P_CLIPV] = s.clip_value if s.clip_value is not None else 0
+        P[C.P_EM] = s.ema_momentum
+        P[C.P_EMOMM] = s.ema_one_minus
+        P[C.P_ZERO] = s.zero
+        P[C.P_ONE] = dt.type(1)
+        self.P = P
+
+        T = np.zeros(C.T_HEAD + n, dtype=np.float64)
+        T[C.T_CLIP] = spec.clip if spec.clip_mode in ("norm", "global") else 0.0
+        T[C.T_GTOL] = self.gtol if self.gtol is not None else 0.0
+        T[C.T_GBETA] = self.tol_momentum
+        T[C.T_GPOW] = 1.0
+        T[C.T_FTOL] = self.ftol if self.ftol is not None else 0.0
+        T[C.T_FBETA] = self.tol_momentum
+        T[C.T_FPOW] = 1.0
+        T[C.T_PATIENCE] = self.patience
+        self.T = T
+
+        on = 1
+        self.cfg = (
+            int(nacc or 0), int(opt.ema_overwrite_frequency or 0) if opt.use_ema else 0,
+            1, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb,
+            on if spec.clip_mode == "norm" else None,
+            on if spec.clip_mode == "global" else None,
+            on if spec.clip_mode == "value" else None,
+            on if spec.weight_decay is not None else None,
+            on if spec.loss_scale_factor is not None else None,
+            int(self.gtol is not None),
+            int(self.ftol is not None),
+        )
+        self.gbuf = np.zeros(n, dtype=dt)
+        self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
+        self.step_ep = _entry_point(C.step, (S, self.gbuf, T, P, self.cfg, 1.0, 0, dt.type(0)))
+
+    # ------------------------------------------------------------ gradient checks
+    def _coerce_grad(self, g):
+        """``g`` as a C-contiguous 1-D array of ``x``'s dtype, or a clear error."""
+        n = self.n
+        try:
+            arr = np.asarray(g)
+        except Exception as exc:
+            raise TypeError(f"The gradient must be an array of {n} numbers: {exc}") from None
+        shape = arr.shape
+        if not (shape == (n,) or (n == 1 and shape == ())):
+            raise ValueError(
+                f"The gradient has shape {shape}; expected ({n},) to match x0's {n} "
+                "elements" + (" (from `jac`)" if self.jac_mode == "callable" else "") + ".")
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"The gradient must be real; got dtype {arr.dtype}.")
+        return np.ascontiguousarray(arr.reshape(n), dtype=self.dtype)
+
+    def _check_first(self, out):
+        """Validate the first evaluation thoroughly; returns ``(f, g)``."""
+        if self.jac_mode == "pair":
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise ValueError(
+                    "With jac=True, `fun` must return a pair (loss, gradient); got "
+                    f"{type(out).__name__}" + (f" of length {len(out)}"
+                                               if isinstance(out, (tuple, list)) else "") + ".")
+        f, g = out
+        if np.ndim(f) != 0 or isinstance(f, (str, bytes)):
+            raise ValueError(f"`fun` must return a scalar loss; got shape {np.shape(f)}.")
+        try:
+            fv = float(f)
+        except (TypeError, ValueError):
+            raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.") from None
+        if isinstance(f, complex) or np.iscomplexobj(f):
+            raise TypeError("`fun` must return a real loss; got a complex number.")
+        return fv, self._coerce_grad(g)
+
+    # ------------------------------------------------------------ loops
+    def _batch_bounds(self, start: int, j: int):
+        a = start + j * self.batch_size
+        return a, min(a + self.batch_size, self.n_samples)
+
+    def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
+        """Python loop: returns ``(code, steps_made, evaluations)``."""
+        x, S, T, P, cfg = self.x, self.S, self.T, self.P, self.cfg
+        step = self.step_ep
+        ev = self.ev
+        nd = np.ndarray
+        dt = self.dtype
+        shp = (self.n,)
+        hbuf = self.hbuf if self.track else None
+        lr_fn = self.lr_fn
+        lr_type = dt.type
+        cb = self.callback
+        cb_result = self.cb_kind == "result"
+        batched = self.batched
+        a = self.args
+        if batched:
+            lst = list(a)
+            data = [(i, a[i]) for i in self.data_idx]
+            bs, ns = self.batch_size, self.n_samples
+            perm = self.perm if self.shuffle else None
+        lr = None
+        for j in range(nsteps):
+            if batched:
+                s = start + j * bs
+                e = s + bs
+                if e > ns:
+                    e = ns
+                if perm is None:
+                    for i, d in data:
+                        lst[i] = d[s:e]
+                else:
+                    idx = perm[s:e]
+                    for i, d in data:
+                        lst[i] = d[idx]  # a copy of the batch's rows
+                a = tuple(lst)
+            out = ev(x, *a)
+            if first:
+                f, g = self._check_first(out)
+                first = False
+            else:
+                f, g = out
+                if g.__class__ is not nd or g.dtype is not dt or g.shape != shp \
+                        or not g.flags.c_contiguous:
+                    g = self._coerce_grad(g)
+            if hbuf is not None:
+                hbuf[j] = f
+            if lr_fn is None:
+                lr = lrs[lr_off + j]
+            else:
+                lr = lr_type(self.opt._current_learning_rate(it0 + j))
+            code = step(S, g, T, P, cfg, f, it0 + j, lr)
+            if code:
+                self.f_last = float(f)
+                self.gbuf[:] = g
+                return code, j, j + 1
+            if cb is not None:
+                try:
+                    if cb_result:
+                        cb(intermediate_result=OptimizeResult(
+                            x=x.copy(), fun=float(f), jac=np.array(g), nit=it0 + j + 1))
+                    else:
+                        cb(x.copy())
+                except StopIteration:
+                    return _STOP, j + 1, j + 1
+        return C.OK, nsteps, nsteps
+
+    def _compile_loop(self):
+        """Entry point of ``run_segment`` for this run's types.
+
+        The objective is passed as a first-class function of the exact
+        signature it is called with in the loop, read off
+        ``batch_arguments``; both compiled functions are cached on disk.
+        """
+        from numba import typeof, types
+
+        batching = self._batching()
+        i64 = types.int64
+        bsig = (typeof(self.args), i64, i64, typeof(batching))
+        C.batch_arguments.compile(bsig)
+        batch_types = C.batch_arguments.overloads[bsig].signature.return_type
+        fargs = (typeof(self.x),) + tuple(batch_types)
+        fun = self.pair_fun
+        fun.compile(fargs)
+        ret = fun.overloads[fargs].signature.return_type
+        ftype = types.FunctionType(ret(*fargs))
+        sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
+               bsig[0], bsig[3], i64, i64, i64, typeof(self._lr_block(0)), i64, i64, i64,
+               typeof(self.hbuf), typeof(self.gbuf))
+        return C.run_segment.compile(sig)
+
+    def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, start):
+        code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, self.args,
+                              self._batching(), start,
+                              self.batch_size if self.batched else 1,
+                              self.n_samples if self.batched else 1,
+                              lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
+        if code == C.BAD_GRAD:
+            raise ValueError(f"The gradient `fun` returned at step {it0 + done} does not have "
+                             f"{self.n} elements; expected shape ({self.n},).")
+        if code != C.OK:
+            self.f_last = float(f)
+            return code, done, done + 1
+        return code, done, done
+
+    # ------------------------------------------------------------ driver
+    def _loop_choice(self):
+        """``"compiled"``, ``"python"``, or ``"decide"`` (after the first step).
+
+        The compiled loop needs an ``@njit`` objective with ``jac=True`` and
+        nothing that runs Python each step. ``compiled=True`` without those
+        raises here, before any evaluation.
+        """
+        if self.compiled_opt is False:
+            return "python"
+        reason = self._static_reason()
+        if reason is None:
+            return "decide"
+        if self.compiled_opt is True:
+            raise ValueError(f"compiled=True, but {reason}.")
+        return "python"
+
+    def _static_reason(self):
+        if not _is_numba_dispatcher(self.pair_fun):
+            return "`fun` is not a numba-compiled (@njit) function with jac=True"
+        if self.callback is not None:
+            return "a `callback` needs the Python loop"
+        if self.lr_fn is not None:
+            return "a zero-argument callable `learning_rate` needs the Python loop"
+        if self.batched and not self.data_is_auto:
+            return ("`data_args` differs from the automatic choice of data arrays, which "
+                    "the compiled loop uses")
+        return None
+
+    def _compiled_entry(self):
+        """Entry point of the compiled loop, or None (with a warning, or an error
+        for ``compiled=True``) when it does not compile for these arguments."""
+        try:
+            return self._compile_loop()
+        except Exception as exc:  # typing errors of the user's function or args
+            text = str(exc).strip()
+            reason = (f"the loop around `fun` did not compile for these arguments "
+                      f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})")
+        if self.compiled_opt is True:
+            raise ValueError(f"compiled=True, but {reason}.")
+        warnings.warn(f"numba_rmsprop: using the Python loop: {reason}", RuntimeWarning,
+                      stacklevel=4)
+        return None
+
+    def _segment(self, it, epoch_pos):
+        """``(nsteps, lrs, lr_off, start)`` of the next run of steps, or a stop reason."""
+        nsteps = self.maxiter - it
+        if nsteps <= 0:
+            return "maxiter"
+        if self.maxfev is not None:
+            left = (self.maxfev - self.nev * self.cost) // self.cost
+            if left <= 0:
+                return "maxfev"
+            nsteps = min(nsteps, left)
+        k, lr_off = divmod(it, LR_BLOCK)
+        nsteps = min(nsteps, LR_BLOCK - lr_off)  # one learning-rate block
+        start = 0
+        if self.batched:
+            if epoch_pos == 0:
+                self._new_epoch()
+            nsteps = min(nsteps, self.n_batches - epoch_pos)  # one epoch
+            start = epoch_pos * self.batch_size
+        return nsteps, self._lr_block(k), lr_off, start
+
+    def solve(self) -> OptimizeResult:
+        choice = self._loop_choice()
+        entry = None
+        history = [] if self.return_history else None
+        bar = _Progress(self.maxiter, "rmsprop") if self.disp else None
+        it = self.nev = epoch_pos = 0
+        code, stop = C.OK, None
+        try:
+            while True:
+                seg = self._segment(it, epoch_pos)
+                if isinstance(seg, str):
+                    stop = seg
+                    break
+                nsteps, lrs, lr_off, start = seg
+                if it == 0:
+                    # The first step runs in Python: it validates fun's output.
+                    code, made, evals = self._run_python(it, 1, lrs, lr_off, start, first=True)
+                    if code == C.OK and choice == "decide":
+                        entry = self._compiled_entry()
+                elif entry is not None:
+                    code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off, start)
+                else:
+                    if bar is not None or self.callback is not None:
+                        nsteps = min(nsteps, _PY_SEGMENT_DISP)
+                    code, made, evals = self._run_python(it, nsteps, lrs, lr_off, start,
+                                                         first=False)
+                if history is not None:
+                    history.append(self.hbuf[:evals].copy())
+                it += made
+                self.nev += evals
+                if self.batched:
+                    epoch_pos = (epoch_pos + made) % self.n_batches
+                if bar is not None:
+                    bar.update(it, self.hbuf[evals - 1])
+                if code != C.OK:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        self.it = it
+        res = self._result(code, stop)
+        if history is not None:
+            res.history = np.concatenate(history) if history else np.zeros(0)
+        if self.disp:
+            sys.stderr.write(f"{res.message}\n         Current function value: {res.fun:.6g}\n"
+                             f"         Iterations: {res.nit}\n"
+                             f"         Function evaluations: {res.nfev}\n")
+            sys.stderr.flush()
+        return res
+
+    def _result(self, code, stop) -> OptimizeResult:
+        it, nev = self.it, self.nev
+        tol_requested = self.gtol is not None or self.ftol is not None
+        step_desc = f"step {it} (0-based optimizer call {it}, evaluation {nev})"
+        if code == C.OK:
+            if stop == "maxiter":
+                status = 1 if tol_requested else 0
+                msg = (f"Maximum number of iterations (maxiter={self.maxiter}) reached before "
+                       "the requested tolerance was met." if tol_requested else
+                       f"Completed maxiter={self.maxiter} iterations.")
+            else:
+                status = 1
+                msg = (f"Maximum number of function evaluations (maxfev={self.maxfev}) "
+                       "reached" + (" before the requested tolerance was met." if tol_requested
+                                    else "."))
+        elif code == C.GTOL:
+            status = 0
+            msg = (f"Optimization terminated successfully: gtol met (infinity norm of the "
+                   f"gradient average {self.T[C.T_GNORM]:.3g} <= {self.gtol:g}).")
+        elif code == C.FTOL:
+            status = 0
+            msg = ("Optimization terminated successfully: ftol met (the smoothed loss improved "
+                   f"by less than ftol={self.ftol:g} relative over patience={self.patience} "
+                   "steps).")
+        elif code == C.NONFINITE_LOSS:
+            status = 2
+            msg = (f"Non-finite loss ({self.f_last}) at {step_desc}; x is the last finite "
+                   "iterate, where it was evaluated.")
+        elif code == C.NONFINITE_GRAD:
+            status = 2
+            msg = (f"Non-finite gradient at {step_desc}; x is the last finite iterate, "
+                   "where it was evaluated.")
+        elif code == C.OVERFLOW:
+            status = 2
+            msg = (f"The update of {step_desc} produced non-finite parameters; it was undone, "
+                   "and x is the last finite iterate.")
+        elif code == _STOP:
+            status = 99
+            msg = "`callback` raised StopIteration."
+        else:  # pragma: no cover
+            raise AssertionError(code)
+
+        raw = status == 2
+        # The loop's last evaluation was at the current x, on all data, when it
+        # stopped before updating (tolerance or non-finite values).
+        reuse = raw or (code in (C.GTOL, C.FTOL) and not self.batched and self.r_avg is None)
+        x = self.x.copy()
+        if self.r_avg is not None and not raw:
+            x = self.S[self.r_avg].copy()  # finalize_variable_values
+        nfev, njev = nev * self.cost, nev
+        if reuse:
+            fun, jac = self.f_last, self.gbuf.copy()
+        else:
+            out = self.ev(x.copy(), *self.args)
+            fun, jac = self._check_first(out)
+            nfev += self.cost
+            njev += 1
+        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=it, nfev=nfev, njev=njev,
+                             status=status, success=status == 0, message=msg)
+        if self.batched:
+            res.nepoch = self.nepoch
+        return res
+
+
+def _is_memo_derivative(jac, memo) -> bool:
+    return getattr(jac, "__self__", None) is memo and \
+        getattr(jac, "__func__", None) is MemoizeJac.derivative
+
+
+def _entry_point(dispatcher, sample_args):
+    """The compiled entry of ``dispatcher`` for the types of ``sample_args``.
+
+    Calling it skips numba's per-call type dispatch (about 0.1 us per
+    argument), which matters for a once-per-step call from Python; the
+    callers keep every argument's type fixed (the gradient is checked before
+    each call). Falls back to the dispatcher itself when the entry cannot be
+    had.
+    """
+    from numba import typeof
+
+    sig = tuple(typeof(a) for a in sample_args)
+    try:
+        return dispatcher.compile(sig)
+    except Exception:  # pragma: no cover - numba internals changed
+        return dispatcher
+
+
+# ===================================================================== progress
+class _Progress:
+    """Progress on stderr: a tqdm bar when tqdm is installed, else a plain line."""
+
+    def __init__(self, total: int, desc: str):
+        self.total = total
+        self.desc = desc
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        self.bar = None
+        if tqdm is not None:
+            self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.done = 0
+        self.last = 0.0
+
+    def update(self, it: int, loss) -> None:
+        if self.bar is not None:
+            self.bar.update(it - self.done)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        else:
+            now = time.monotonic()
+            if now - self.last >= 0.5 or it >= self.total:
+                self.last = now
+                tail = f" loss {loss:.6g}" if loss is not None else ""
+                sys.stderr.write(f"\r{self.desc}: step {it}/{self.total}{tail}")
+                sys.stderr.flush()
+        self.done = it
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            sys.stderr.write(f"\r{self.desc}: step {self.done}/{self.total}\n")
+            sys.stderr.flush()
