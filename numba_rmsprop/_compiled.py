@@ -51,12 +51,13 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import _config, _math
+from . import _config, _math, _plan
 from ._cpu import accumulate_serial, sumsq_serial, update_serial
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _clipnorm_denominator = njit(inline="always", **_OPTS)(_math.clipnorm_denominator)
 _global_clip_scale = njit(inline="always", **_OPTS)(_math.global_clip_scale)
+_counters = njit(inline="always", **_OPTS)(_plan.counters)
 
 # ---------------------------------------------------------------- layout
 # P: hyperparameters in the variable's dtype.
@@ -354,25 +355,16 @@ def step_rows(R, g, T, P, cfg, f, it, lr):
     nacc = _opt(P, P_NACC, cfg[C_ACC])
     clipv = _opt(P, P_CLIPV, cfg[C_CLIPV])
 
-    # The counter rules of _plan.make_plan.
-    n_acc = cfg[C_N]
-    update = True
-    k = it
-    if n_acc > 0:
-        update = (it + 1) % n_acc == 0
-        k = it // n_acc
+    # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+    update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
     em = P[P_ZERO]
     emo = P[P_ZERO]
-    overwrite = False
     if cfg[C_AVG] is not None:
-        if k == 0:
+        if first:
             emo = P[P_ONE]
         else:
             em = P[P_EM]
             emo = P[P_EMOMM]
-        freq = cfg[C_FREQ]
-        if freq > 0:
-            overwrite = (k + 1) % freq == 0
 
     if update:
         num, den = _clip_factors(g, acc, ls, nacc, T, P, cfg[C_CLIPN], cfg[C_CLIPG])

@@ -47,18 +47,20 @@ class StepPlan(NamedTuple):
     ema_overwrite: bool
 
 
-def is_update_call(iteration: int, accumulation_steps: Optional[int]) -> bool:
-    """True when call number ``iteration`` (0-based) updates the variables."""
-    if not accumulation_steps:
-        return True
-    return (iteration + 1) % accumulation_steps == 0
+def counters(iteration: int, accumulation_steps: int, overwrite_frequency: int):
+    """``(update, ema_first, ema_overwrite)`` for call number ``iteration`` (0-based).
 
-
-def ema_step(iteration: int, accumulation_steps: Optional[int]) -> int:
-    """The counter the EMA sees: ``iteration // N`` with accumulation."""
-    if not accumulation_steps:
-        return iteration
-    return iteration // accumulation_steps
+    ``accumulation_steps`` and ``overwrite_frequency`` are 0 when unset. Plain
+    integer code, so that the compiled minimize loop compiles this same
+    function with Numba.
+    """
+    update = True
+    k = iteration
+    if accumulation_steps > 0:
+        update = (iteration + 1) % accumulation_steps == 0
+        k = iteration // accumulation_steps
+    overwrite = overwrite_frequency > 0 and (k + 1) % overwrite_frequency == 0
+    return update, k == 0, overwrite
 
 
 def make_plan(
@@ -71,17 +73,15 @@ def make_plan(
     ema_overwrite_frequency: Optional[int],
 ) -> StepPlan:
     """Plan call number ``iteration`` (0-based), given its learning rate."""
+    update, first, overwrite = counters(iteration, accumulation_steps or 0,
+                                        ema_overwrite_frequency or 0)
     ema_mom = None
-    overwrite = False
     if use_ema:
-        k = ema_step(iteration, accumulation_steps)
-        ema_mom = 0.0 if k == 0 else float(ema_momentum)
-        if ema_overwrite_frequency:
-            overwrite = (k + 1) % ema_overwrite_frequency == 0
+        ema_mom = 0.0 if first else float(ema_momentum)
     return StepPlan(
         iteration=iteration,
-        update=is_update_call(iteration, accumulation_steps),
+        update=update,
         learning_rate=float(learning_rate),
         ema_momentum=ema_mom,
-        ema_overwrite=overwrite,
+        ema_overwrite=overwrite if use_ema else False,
     )
