@@ -16,11 +16,10 @@ arguments the two give bit-identical results.
 Each step is one call of Keras 3's RMSprop (:class:`numba_rmsprop.RMSprop`,
 same kernels, same dtype casts, same counter rules) on the single flat
 parameter vector, so ``nr.minimize`` with ``maxiter=k`` reproduces ``k``
-``RMSprop.apply`` calls exactly. (Exceptions: the front end always uses the
-serial kernels, so with ``clipnorm``/``global_clipnorm`` on 32768+ parameters
-its float64 norm is summed in another order than ``RMSprop``'s threaded one;
-and schedules are evaluated vectorised in blocks, which for
-``CosineDecayRestarts`` can differ from a scalar call in the last bit.)
+``RMSprop.apply`` calls exactly. (Exception: the front end always uses the
+serial kernels, so with ``clipnorm``/``global_clipnorm`` on more parameters
+than ``_config.PARALLEL_THRESHOLD`` its float64 norm is summed in another
+order than ``RMSprop``'s threaded one.)
 
 Loops
 -----
