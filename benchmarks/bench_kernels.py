@@ -15,7 +15,7 @@ never share a process, and so the cache measurements start cold):
 * ``many``: 200 tensors x 1k elements in one ``apply``, against
   ``torch.optim.RMSprop(foreach=True)`` when torch is installed.
 * ``threshold``: the serial and parallel kernels per size, to place
-  ``_config.PARALLEL_THRESHOLD``.
+  ``_config.PARALLEL_THRESHOLD_BYTES``.
 * ``cache``: import + first step, with a cold and with a warm
   ``NUMBA_CACHE_DIR``.
 """
@@ -47,6 +47,18 @@ def _timeit(fn, repeat: int, number: int = 1) -> float:
     return statistics.median(times)
 
 
+def _timeit_pair(fa, fb, repeat: int):
+    """Median seconds of ``fa`` and ``fb``, timed alternately so drift hits both alike."""
+    fa(), fb()
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, out in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def _grads_like(xs, seed=0):
     import numpy as np
 
@@ -64,14 +76,13 @@ def section_bandwidth(args) -> dict:
     out = {}
     n = args.n_large
     for dtype in (np.float32, np.float64):
-        for cfg_name, kw in (("plain", {}), ("momentum+centered", dict(momentum=0.9, centered=True))):
+        for cfg_name, kw in (("plain", {}), ("centered+momentum", dict(momentum=0.9, centered=True))):
             cfg = peers.CONFIGS[cfg_name]
             xs = [np.zeros(n, dtype)]
             gs = _grads_like(xs)
             opt = nr.RMSprop(learning_rate=1e-3, **kw)
-            ours = _timeit(lambda: opt.apply(gs, xs), args.repeat)
             bw = peers.bandwidth_stepper([np.zeros(n, dtype)], cfg, parallel=True)
-            t_bw = _timeit(lambda: bw.step(gs), args.repeat)
+            ours, t_bw = _timeit_pair(lambda: opt.apply(gs, xs), lambda: bw.step(gs), args.repeat)
             npy = peers.numpy_stepper([np.zeros(n, dtype)], cfg)
             t_np = _timeit(lambda: npy.step(gs), max(3, args.repeat // 2))
             nbytes = n * np.dtype(dtype).itemsize * (3 + 2 * cfg.n_state)  # read x, g, state; write x, state

@@ -479,38 +479,72 @@ _BW_KERNELS: dict = {}
 
 
 def _bw_kernels(parallel: bool):
+    """Trivial kernels moving the same bytes as the update (1-3 state arrays).
+
+    The parallel ones split the array into one chunk per thread and run a
+    plain loop over each slice: a prange over elements does not vectorise
+    (the chunk start is a run-time index, so LLVM keeps numba's wraparound
+    check), which would make the "bound" compute-limited and too slow.
+    """
     key = bool(parallel)
     if key in _BW_KERNELS:
         return _BW_KERNELS[key]
     import numba
 
-    deco = numba.njit(parallel=parallel, fastmath=False, nogil=True,
-                      cache=False)
-    rng = numba.prange if parallel else range
+    ser = numba.njit(fastmath=False, nogil=True, cache=False, error_model="numpy")
 
-    @deco
-    def k1(x, g, a):
-        for i in rng(x.size):
+    @ser
+    def s1(x, g, a):
+        for i in range(x.size):
             xi = x[i] * 0.5 + g[i]
             x[i] = xi
             a[i] = a[i] * 0.5 + xi
-    @deco
-    def k2(x, g, a, b):
-        for i in rng(x.size):
+
+    @ser
+    def s2(x, g, a, b):
+        for i in range(x.size):
             xi = x[i] * 0.5 + g[i]
             x[i] = xi
             a[i] = a[i] * 0.5 + xi
             b[i] = b[i] * 0.5 + xi
-    @deco
-    def k3(x, g, a, b, c):
-        for i in rng(x.size):
+
+    @ser
+    def s3(x, g, a, b, c):
+        for i in range(x.size):
             xi = x[i] * 0.5 + g[i]
             x[i] = xi
             a[i] = a[i] * 0.5 + xi
             b[i] = b[i] * 0.5 + xi
             c[i] = c[i] * 0.5 + xi
 
-    _BW_KERNELS[key] = (k1, k2, k3)
+    if not parallel:
+        _BW_KERNELS[key] = (s1, s2, s3)
+        return _BW_KERNELS[key]
+
+    par = numba.njit(parallel=True, fastmath=False, nogil=True, cache=False)
+
+    @par
+    def p1(x, g, a, nchunks):
+        for k in numba.prange(nchunks):
+            lo, hi = (k * x.size) // nchunks, ((k + 1) * x.size) // nchunks
+            s1(x[lo:hi], g[lo:hi], a[lo:hi])
+
+    @par
+    def p2(x, g, a, b, nchunks):
+        for k in numba.prange(nchunks):
+            lo, hi = (k * x.size) // nchunks, ((k + 1) * x.size) // nchunks
+            s2(x[lo:hi], g[lo:hi], a[lo:hi], b[lo:hi])
+
+    @par
+    def p3(x, g, a, b, c, nchunks):
+        for k in numba.prange(nchunks):
+            lo, hi = (k * x.size) // nchunks, ((k + 1) * x.size) // nchunks
+            s3(x[lo:hi], g[lo:hi], a[lo:hi], b[lo:hi], c[lo:hi])
+
+    def with_threads(kernel):
+        return lambda *arrays: kernel(*arrays, numba.get_num_threads())
+
+    _BW_KERNELS[key] = tuple(with_threads(k) for k in (p1, p2, p3))
     return _BW_KERNELS[key]
 
 

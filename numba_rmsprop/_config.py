@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 
-#: Variables with at least this many elements take the ``prange`` kernels;
-#: smaller ones take the serial (still vectorised) twins, because a parallel
-#: launch costs a few microseconds. Measured on a 2-core machine with
-#: ``benchmarks/threshold.py``; override with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD``.
-PARALLEL_THRESHOLD: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD", 50_000))
+#: Variables of at least this many bytes take the ``prange`` kernels; smaller
+#: ones take the serial (still vectorised) twins, because a parallel launch
+#: costs a few microseconds. The serial/parallel crossover measured on a
+#: 2-core machine (``benchmarks/bench_kernels.py --sections threshold``) was
+#: ~16k float32 and ~7k float64 elements: about 64 KiB for both. Override with
+#: ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES``.
+PARALLEL_THRESHOLD_BYTES: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES", 65536))
 
 #: Numba threading layer requested before the first parallel launch, unless the
 #: user already chose one with ``NUMBA_THREADING_LAYER``. ``"threadsafe"`` picks

@@ -2,7 +2,7 @@
 
 At build time, :meth:`CPUBackend.prepare` sorts the variables:
 
-* **large** ones (``>= _config.PARALLEL_THRESHOLD`` elements) each get the
+* **large** ones (``>= _config.PARALLEL_THRESHOLD_BYTES``) each get the
   ``prange`` kernels of :mod:`numba_rmsprop._cpu`;
 * **small** ones are grouped by dtype. A group's state lives in flat buffers,
   its variables are passed by address (a table built once), and each call gathers the
@@ -129,8 +129,8 @@ class CPUBackend:
         return np.zeros(x.shape, dtype=x.dtype, order=order or "C")
 
     @staticmethod
-    def use_parallel(size: int) -> bool:
-        return size >= _config.PARALLEL_THRESHOLD
+    def use_parallel(nbytes: int) -> bool:
+        return nbytes >= _config.PARALLEL_THRESHOLD_BYTES
 
     @staticmethod
     def to_host(a: np.ndarray) -> np.ndarray:

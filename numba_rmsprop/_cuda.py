@@ -688,7 +688,7 @@ class CUDABackend:
         return a
 
     @staticmethod
-    def use_parallel(size: int) -> bool:
+    def use_parallel(nbytes: int) -> bool:
         return False
 
     @staticmethod

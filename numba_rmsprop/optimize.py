@@ -18,7 +18,7 @@ same kernels, same dtype casts, same counter rules) on the single flat
 parameter vector, so ``nr.minimize`` with ``maxiter=k`` reproduces ``k``
 ``RMSprop.apply`` calls exactly. (Exception: the front end always uses the
 serial kernels, so with ``clipnorm``/``global_clipnorm`` on more parameters
-than ``_config.PARALLEL_THRESHOLD`` its float64 norm is summed in another
+than ``_config.PARALLEL_THRESHOLD_BYTES`` its float64 norm is summed in another
 order than ``RMSprop``'s threaded one.)
 
 Loops

@@ -415,9 +415,9 @@ class RMSprop:
     def _make_slot(self, i: int, x, backend) -> _Slot:
         order = backend.memory_order(x)
         shape, dtype = _shape_dtype(x)
-        slot = _Slot(index=i, var=x, shape=shape, dtype=dtype, order=order,
-                     size=int(np.prod(shape, dtype=np.int64)),
-                     parallel=backend.use_parallel(int(np.prod(shape, dtype=np.int64))),
+        size = int(np.prod(shape, dtype=np.int64))
+        slot = _Slot(index=i, var=x, shape=shape, dtype=dtype, order=order, size=size,
+                     parallel=backend.use_parallel(size * dtype.itemsize),
                      decay=self._weight_decay is not None and id(x) not in self._exclude_ids)
         slot.xf = backend.flat(x, order) if order is not None else None
         for _, attr in STATE_KINDS:

@@ -76,7 +76,8 @@ def gradient(rng, shape, dtype, layout, scale):
 
 @pytest.fixture(params=["serial-groups", "parallel-kernels"])
 def threshold(request, monkeypatch):
-    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 10**9 if request.param == "serial-groups" else 1)
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD_BYTES",
+                        10**12 if request.param == "serial-groups" else 1)
     return request.param
 
 
@@ -145,7 +146,7 @@ def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, 
 @pytest.mark.parametrize("clip", [{"global_clipnorm": 0.5}, {"clipnorm": 0.5}, {}])
 def test_mixed_dtypes_sizes_and_empty_variables(monkeypatch, clip):
     """One optimizer over float32 and float64, tiny, empty and 'large' variables."""
-    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 1000)  # (40, 40) takes the prange kernels
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD_BYTES", 4000)  # (40, 40) f32 takes prange
     rng = np.random.default_rng(7)
     shapes_dtypes = [((3,), np.float32), ((40, 40), np.float32), ((0,), np.float32),
                      ((5, 2), np.float64), ((2000,), np.float64), ((), np.float64)]
