@@ -281,16 +281,21 @@ _ACCUMULATE_KERNELS: dict = {}
 _SUMSQ_KERNELS: dict = {}
 
 
+def _cached_kernel(cache: dict, factory, cfg):
+    """``factory(*cfg)``, built once per ``cfg`` even when threads race."""
+    k = cache.get(cfg)
+    if k is None:
+        with _FACTORY_LOCK:
+            k = cache.get(cfg)
+            if k is None:
+                k = cache[cfg] = factory(*cfg)
+    return k
+
+
 def _update_kernel(cfg):
     """Fused update kernel for ``cfg``: which of (loss scale, accumulation, norm clip,
     value clip, weight decay, centered, momentum, EMA) are on."""
-    k = _UPDATE_KERNELS.get(cfg)
-    if k is None:
-        with _FACTORY_LOCK:
-            k = _UPDATE_KERNELS.get(cfg)
-            if k is None:
-                k = _UPDATE_KERNELS[cfg] = _make_update_kernel(*cfg)
-    return k
+    return _cached_kernel(_UPDATE_KERNELS, _make_update_kernel, cfg)
 
 
 def _make_update_kernel(HAS_LS, HAS_ACC, HAS_NORM, HAS_CV, HAS_WD, HAS_MG, HAS_MOM, HAS_AVG):
@@ -349,13 +354,7 @@ def _make_update_kernel(HAS_LS, HAS_ACC, HAS_NORM, HAS_CV, HAS_WD, HAS_MG, HAS_M
 
 def _accumulate_kernel(cfg):
     """Accumulation-only kernel for ``cfg = (ls, ema)``."""
-    k = _ACCUMULATE_KERNELS.get(cfg)
-    if k is None:
-        with _FACTORY_LOCK:
-            k = _ACCUMULATE_KERNELS.get(cfg)
-            if k is None:
-                k = _ACCUMULATE_KERNELS[cfg] = _make_accumulate_kernel(*cfg)
-    return k
+    return _cached_kernel(_ACCUMULATE_KERNELS, _make_accumulate_kernel, cfg)
 
 
 def _make_accumulate_kernel(HAS_LS, HAS_AVG):
@@ -380,13 +379,7 @@ def _make_accumulate_kernel(HAS_LS, HAS_AVG):
 
 def _sumsq_kernel(cfg):
     """Sum-of-squares kernel for ``cfg = (ls, acc)``."""
-    k = _SUMSQ_KERNELS.get(cfg)
-    if k is None:
-        with _FACTORY_LOCK:
-            k = _SUMSQ_KERNELS.get(cfg)
-            if k is None:
-                k = _SUMSQ_KERNELS[cfg] = _make_sumsq_kernel(*cfg)
-    return k
+    return _cached_kernel(_SUMSQ_KERNELS, _make_sumsq_kernel, cfg)
 
 
 def _make_sumsq_kernel(HAS_LS, HAS_ACC):
