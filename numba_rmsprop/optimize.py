@@ -712,10 +712,6 @@ class _Run:
         return fv, self._coerce_grad(g)
 
     # ------------------------------------------------------------ loops
-    def _batch_bounds(self, start: int, j: int):
-        a = start + j * self.batch_size
-        return a, min(a + self.batch_size, self.n_samples)
-
     def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
         """Python loop: returns ``(code, steps_made, evaluations)``."""
         x, S, T, P, cfg = self.x, self.S, self.T, self.P, self.cfg
