@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -52,15 +53,25 @@ def _tail(proc, n=6000):
 def _run_cases(env_extra):
     """Run tests/cuda_cases.py as two concurrent pytest processes (the CPU
     kernels the parity checks compare against compile in each); returns the
-    number of cases that passed and fails with their output otherwise."""
+    number of cases that passed and fails with their output otherwise.
+
+    Each process gets its own Numba cache directory: Numba's on-disk cache is
+    not safe for concurrent first compiles of different signatures of one
+    function (numba/numba#4807: two writers can pick the same data file, and
+    a signature then loads another signature's code). Seen here once as a
+    wrong GPU-vs-CPU result in CI.
+    """
     env = dict(os.environ)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra)
+    cache_root = env.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                            "numba-rmsprop-tests")
     procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "-k", k, CASES], cwd=ROOT, env=env, text=True,
+                               "-k", k, CASES], cwd=ROOT, text=True,
+                              env=dict(env, NUMBA_CACHE_DIR=os.path.join(cache_root, f"cuda-cases-{i}")),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for k in ("float32", "not float32")]
+             for i, k in enumerate(("float32", "not float32"))]
     passed = 0
     for proc in procs:
         out, _ = proc.communicate(timeout=900)
