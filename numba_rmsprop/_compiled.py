@@ -7,8 +7,8 @@ Two things live here:
     run: the finiteness checks of the loss and gradient, the stopping tests
     (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
     gradient), then the RMSprop call itself through the same kernels
-    :class:`~numba_rmsprop.RMSprop` uses (``update_serial``,
-    ``accumulate_serial``, ``sumsq_serial`` from :mod:`._cpu`, with the same
+    :class:`~numba_rmsprop.RMSprop` uses (the segment loops of :mod:`._cpu`
+    behind ``update_serial``, ``accumulate_serial``, ``sumsq_serial``, with the same
     dtype casts as :class:`~numba_rmsprop._spec.Spec` and the same counter
     rules as :mod:`._plan`), the projection onto the bounds and a rollback
     when the update overflowed. The Python loop calls it once per step; the
@@ -52,7 +52,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import _config, _math, _plan
-from ._cpu import accumulate_serial, sumsq_serial, update_serial
+from ._cpu import _segment_accumulate, _segment_sumsq, _segment_update
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _clipnorm_denominator = njit(inline="always", **_OPTS)(_math.clipnorm_denominator)
@@ -156,13 +156,13 @@ def _clip_factors_ov(g, acc, ls, nacc, T, P, clip_norm, clip_global):
     if not _is_none(clip_norm):
         def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
             c = T[T_CLIP]
-            den = _clipnorm_denominator(sumsq_serial(g, acc, ls, nacc), c)
+            den = _clipnorm_denominator(_segment_sumsq(g, 0, g, acc, ls, nacc), c)
             return _cast(P[0], c), _cast(P[0], den)
         return impl
     if not _is_none(clip_global):
         def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
             # One variable: the global norm is its norm.
-            scale = _global_clip_scale(sumsq_serial(g, acc, ls, nacc), T[T_CLIP])
+            scale = _global_clip_scale(_segment_sumsq(g, 0, g, acc, ls, nacc), T[T_CLIP])
             return _cast(P[0], scale), P[P_ONE]
         return impl
     return lambda g, acc, ls, nacc, T, P, clip_norm, clip_global: (None, None)
@@ -299,12 +299,12 @@ def _accumulate(x, g, acc, avg, ls, em, emo, overwrite):  # pragma: no cover
 
 @overload(_accumulate)
 def _accumulate_ov(x, g, acc, avg, ls, em, emo, overwrite):
-    """``accumulate_serial``; never reached (and not compiled) without accumulation."""
+    """``_segment_accumulate``; never reached (and not compiled) without accumulation."""
     if _is_none(acc):
         return lambda x, g, acc, avg, ls, em, emo, overwrite: None
 
     def impl(x, g, acc, avg, ls, em, emo, overwrite):
-        accumulate_serial(x, g, acc, avg, ls, em, emo, overwrite)
+        _segment_accumulate(x, 0, g, acc, avg, ls, em, emo, overwrite)
     return impl
 
 
@@ -368,8 +368,10 @@ def step_rows(R, g, T, P, cfg, f, it, lr):
 
     if update:
         num, den = _clip_factors(g, acc, ls, nacc, T, P, cfg[C_CLIPN], cfg[C_CLIPG])
-        update_serial(x, g, v, mg, mom, acc, avg, ls, nacc, num, den, clipv, wd, lr,
-                      P[P_RHO], P[P_OMR], P[P_EPS], P[P_MU], em, emo, overwrite)
+        # The segment loop itself, not update_serial: one call level fewer was
+        # 37 ns of a 0.17 us step on a 10-parameter problem.
+        _segment_update(x, 0, g, v, mg, mom, acc, avg, ls, nacc, num, den, clipv, wd, True, lr,
+                        P[P_RHO], P[P_OMR], P[P_EPS], P[P_MU], em, emo, overwrite)
     else:
         _accumulate(x, g, acc, avg, ls, em, emo, overwrite)
     if _finish(x, avg, bak, abak, lb, ub):
