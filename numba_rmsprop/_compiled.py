@@ -1,69 +1,70 @@
 """Compiled pieces of the ``minimize`` front end (:mod:`numba_rmsprop.optimize`).
 
-Two things live here:
+Three things live here:
 
+:class:`RunState` (made by :func:`make_state`)
+    The memory of one run: the variable, its RMSprop state, the tolerance
+    state and the per-call scalars, laid out for :func:`step`.
 :func:`step`
     One whole optimizer call for the single flat variable of a ``minimize``
     run: the finiteness checks of the loss and gradient, the stopping tests
     (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
-    gradient), then the RMSprop call itself through the same kernels
-    :class:`~numba_rmsprop.RMSprop` uses (the segment loops of :mod:`._cpu`
-    behind ``update_serial``, ``accumulate_serial``, ``sumsq_serial``, with the same
-    dtype casts as :class:`~numba_rmsprop._spec.Spec` and the same counter
-    rules as :mod:`._plan`), the projection onto the bounds and a rollback
-    when the update overflowed. The Python loop calls it once per step; the
-    compiled loop calls it from compiled code. Both therefore run the same
-    machine code on the same numbers, which is what makes the two loops
-    bit-identical.
-
+    gradient), then the RMSprop call itself through the same element rule
+    and segment loops :class:`~numba_rmsprop.RMSprop` uses
+    (:func:`numba_rmsprop._cpu.segment_update`, with the same per-call
+    scalars, :mod:`numba_rmsprop._layout`, and the same counter rules,
+    :mod:`numba_rmsprop._plan`), the projection onto the bounds and a
+    rollback when the update overflowed. The Python loop calls it once per
+    step; the compiled loop calls it from compiled code. Both therefore run
+    the same machine code on the same numbers, which is what makes the two
+    loops bit-identical.
 :func:`run_segment`
     The compiled loop: calls a numba-compiled objective, slices the minibatch
     out of the (host-permuted) data and runs the same compiled step
     (:func:`step_rows`, which :func:`step` wraps), for a run of steps that
     stays inside one epoch and one learning-rate block.
 
-Layout of the arrays :func:`step` works on (all built by ``optimize.py``):
-
+Layout (:class:`RunState`)
+--------------------------
 ``S`` (2-D, the variable's dtype)
     Row 0 is the variable ``x`` itself (the array the objective sees);
     further rows hold the RMSprop state, a backup of ``x`` (and of the EMA)
     for the rollback, and the bounds. ``cfg`` names the rows.
 ``P`` (1-D, the variable's dtype)
-    Hyperparameters cast exactly as ``Spec.scalars`` casts them; ``P_*``.
+    The per-call scalars of :mod:`numba_rmsprop._layout`.
 ``T`` (1-D, float64)
     Tolerance parameters and state (``T_*``), then the moving average of the
     gradient from ``T_HEAD`` on.
 ``cfg`` (tuple)
-    ``(N, ema_freq, r_v, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip_norm,
-    clip_global, clip_value, wd, ls, gtol, ftol)``: two integers, then row
-    numbers or flags that are ``None`` when the feature is off, then two 0/1
-    integers. ``None`` selects the feature away at compile time (as the
-    kernels' ``None`` arguments do), so each configuration compiles into its
-    own straight line of code; the stopping tests are plain run-time
-    switches, which saves compiling a variant per test.
+    ``(N, ema_freq, r_v, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip_mode,
+    gtol, ftol, switches)``: two integers, then row numbers that are ``None``
+    when the feature is off, the clip mode (``None`` without a norm clip),
+    two 0/1 integers, and the element rule's switch tuple. ``None`` selects
+    the feature away at compile time (as the kernels' ``None`` arguments
+    do), so each configuration compiles into its own straight line of code;
+    the stopping tests are plain run-time switches, which saves compiling a
+    variant per test.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import _config, _math, _plan
-from ._cpu import _segment_accumulate, _segment_sumsq, _segment_update
+from . import _config, _layout, _math, _plan, _rule
+from ._cpu import _cast, _clip_factors, _load, segment_accumulate, segment_sumsq, segment_update
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
-_clipnorm_denominator = njit(inline="always", **_OPTS)(_math.clipnorm_denominator)
-_global_clip_scale = njit(inline="always", **_OPTS)(_math.global_clip_scale)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
+_update_count = njit(inline="always", **_OPTS)(_plan.update_count)
+_bias_correction = njit(inline="always", **_OPTS)(_plan.bias_correction)
+_pack_call = njit(inline="always", **_OPTS)(_layout.pack_call)
 
 # ---------------------------------------------------------------- layout
-# P: hyperparameters in the variable's dtype.
-P_RHO, P_OMR, P_EPS, P_MU, P_WD, P_LS, P_NACC, P_CLIPV, P_EM, P_EMOMM, P_ZERO, P_ONE = range(12)
-P_SIZE = 12
-
 # T: float64 tolerance parameters and state, then the gradient average.
 T_CLIP = 0        # clipnorm / global_clipnorm value
 T_GTOL = 1        # gtol
@@ -78,11 +79,12 @@ T_FBEST = 9       # best bias-corrected loss average so far
 T_FSINCE = 10     # steps since FBEST improved by more than ftol (relative)
 T_PATIENCE = 11   # patience
 T_FCOUNT = 12     # number of losses averaged
+T_RHO = 13        # rho in float64 (RMSprop's bias correction)
 T_HEAD = 16
 
 # cfg positions
 C_N, C_FREQ, C_V, C_MG, C_MOM, C_ACC, C_AVG, C_BAK, C_LB = range(9)
-C_CLIPN, C_CLIPG, C_CLIPV, C_WD, C_LS, C_GTOL, C_FTOL = range(9, 16)
+C_CLIP, C_GTOL, C_FTOL, C_SWITCHES = range(9, 13)
 
 # Return codes of step() / run_segment().
 OK = 0
@@ -92,6 +94,77 @@ GTOL = 3
 FTOL = 4
 OVERFLOW = 5
 BAD_GRAD = 6
+
+
+class RunState(NamedTuple):
+    """The arrays of one run (see the module docstring); ``x`` is row 0 of ``S``."""
+
+    S: np.ndarray
+    T: np.ndarray
+    P: np.ndarray
+    cfg: tuple
+    x: np.ndarray
+    r_avg: Optional[int]
+
+
+def make_state(spec, x0: np.ndarray, bounds, *, gtol: Optional[float], ftol: Optional[float],
+               patience: int, tol_momentum: float, initial_velocity: float) -> RunState:
+    """Lay out a run of :func:`step` for an RMSprop ``spec`` from ``x0``.
+
+    ``bounds`` is None or ``(lb, ub)`` in ``x0``'s dtype (rounded inward);
+    ``x0`` is projected onto them.
+    """
+    dt = x0.dtype
+    rows = ["x", "v"]
+    r = {}
+
+    def add(name):
+        r[name] = len(rows)
+        rows.append(name)
+        return r[name]
+
+    r_mg = add("mg") if spec.centered else None
+    r_mom = add("mom") if spec.momentum > 0 else None
+    r_acc = add("acc") if spec.accumulation_steps is not None else None
+    r_avg = add("avg") if spec.use_ema else None
+    r_bak = add("bak")
+    if spec.use_ema:
+        add("abak")
+    r_lb = None
+    if bounds is not None:
+        r_lb = add("lb")
+        add("ub")
+    S = np.zeros((len(rows), x0.size), dtype=dt)
+    x = S[0]
+    x[:] = x0
+    S[1] = initial_velocity
+    if bounds is not None:
+        S[r_lb], S[r_lb + 1] = bounds
+        np.clip(x, bounds[0], bounds[1], out=x)
+
+    T = np.zeros(T_HEAD + x0.size, dtype=np.float64)
+    T[T_CLIP] = spec.clip if spec.clips_by_norm else 0.0
+    T[T_GTOL] = gtol if gtol is not None else 0.0
+    T[T_GBETA] = tol_momentum
+    T[T_GPOW] = 1.0
+    T[T_FTOL] = ftol if ftol is not None else 0.0
+    T[T_FBETA] = tol_momentum
+    T[T_FPOW] = 1.0
+    T[T_PATIENCE] = patience
+    T[T_RHO] = spec.rho
+
+    clip = None
+    if spec.clip_mode == "norm":
+        clip = _math.CLIP_NORM
+    elif spec.clip_mode == "global":
+        clip = _math.CLIP_GLOBAL
+    cfg = (
+        int(spec.accumulation_steps or 0),
+        int(spec.ema_overwrite_frequency or 0) if spec.use_ema else 0,
+        1, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip,
+        int(gtol is not None), int(ftol is not None), spec.switches,
+    )
+    return RunState(S=S, T=T, P=spec.constants(dt).copy(), cfg=cfg, x=x, r_avg=r_avg)
 
 
 def _is_none(t) -> bool:
@@ -124,48 +197,23 @@ def _row_after_ov(S, r):
     return lambda S, r: S[r + 1]
 
 
-def _opt(P, i, flag):  # pragma: no cover
+def _clip_step(g, acc, s, sw, T, P, clip):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_opt, inline="always")
-def _opt_ov(P, i, flag):
-    if _is_none(flag):
-        return lambda P, i, flag: None
-    return lambda P, i, flag: P[i]
+@overload(_clip_step)
+def _clip_step_ov(g, acc, s, sw, T, P, clip):
+    """``(num, den)`` of the norm clip in the dtype, or ``(None, None)`` without one.
 
+    One variable: its norm is also the global norm.
+    """
+    if _is_none(clip):
+        return lambda g, acc, s, sw, T, P, clip: (None, None)
 
-def _cast(ref, value):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_cast, inline="always")
-def _cast_ov(ref, value):
-    if ref == types.float32:
-        return lambda ref, value: np.float32(value)
-    return lambda ref, value: np.float64(value)
-
-
-def _clip_factors(g, acc, ls, nacc, T, P, clip_norm, clip_global):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_clip_factors)
-def _clip_factors_ov(g, acc, ls, nacc, T, P, clip_norm, clip_global):
-    """``(num, den)`` of the norm clip, as the CPU backend forms them, in the dtype."""
-    if not _is_none(clip_norm):
-        def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
-            c = T[T_CLIP]
-            den = _clipnorm_denominator(_segment_sumsq(g, 0, g, acc, ls, nacc), c)
-            return _cast(P[0], c), _cast(P[0], den)
-        return impl
-    if not _is_none(clip_global):
-        def impl(g, acc, ls, nacc, T, P, clip_norm, clip_global):
-            # One variable: the global norm is its norm.
-            scale = _global_clip_scale(_segment_sumsq(g, 0, g, acc, ls, nacc), T[T_CLIP])
-            return _cast(P[0], scale), P[P_ONE]
-        return impl
-    return lambda g, acc, ls, nacc, T, P, clip_norm, clip_global: (None, None)
+    def impl(g, acc, s, sw, T, P, clip):
+        num, den = _clip_factors(clip, segment_sumsq(g.size, 0, g, acc, s, sw), T[T_CLIP])
+        return _cast(P[0], num), _cast(P[0], den)
+    return impl
 
 
 def _clamp(v, lb, ub, i):  # pragma: no cover
@@ -293,18 +341,18 @@ def _finish(x, avg, bak, abak, lb, ub):
     return not finite
 
 
-def _accumulate(x, g, acc, avg, ls, em, emo, overwrite):  # pragma: no cover
+def _accumulate(x, g, acc, avg, s, sw, overwrite):  # pragma: no cover
     raise NotImplementedError
 
 
 @overload(_accumulate)
-def _accumulate_ov(x, g, acc, avg, ls, em, emo, overwrite):
-    """``_segment_accumulate``; never reached (and not compiled) without accumulation."""
+def _accumulate_ov(x, g, acc, avg, s, sw, overwrite):
+    """``segment_accumulate``; never reached (and not compiled) without accumulation."""
     if _is_none(acc):
-        return lambda x, g, acc, avg, ls, em, emo, overwrite: None
+        return lambda x, g, acc, avg, s, sw, overwrite: None
 
-    def impl(x, g, acc, avg, ls, em, emo, overwrite):
-        _segment_accumulate(x, 0, g, acc, avg, ls, em, emo, overwrite)
+    def impl(x, g, acc, avg, s, sw, overwrite):
+        segment_accumulate(x, 0, g, acc, avg, s, sw, overwrite)
     return impl
 
 
@@ -350,30 +398,19 @@ def step_rows(R, g, T, P, cfg, f, it, lr):
         if _grad_average(x, g, T, lb, ub) <= T[T_GTOL]:
             return GTOL
 
-    ls = _opt(P, P_LS, cfg[C_LS])
-    wd = _opt(P, P_WD, cfg[C_WD])
-    nacc = _opt(P, P_NACC, cfg[C_ACC])
-    clipv = _opt(P, P_CLIPV, cfg[C_CLIPV])
-
     # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+    sw = cfg[C_SWITCHES]
     update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-    em = P[P_ZERO]
-    emo = P[P_ZERO]
-    if cfg[C_AVG] is not None:
-        if first:
-            emo = P[P_ONE]
-        else:
-            em = P[P_EM]
-            emo = P[P_EMOMM]
-
+    correction = 1.0
+    if sw[_rule.BIAS_CORRECTION] is not None and update:
+        correction = _bias_correction(T[T_RHO], _update_count(it, cfg[C_N]))
+    _pack_call(P, lr, first, correction)
+    s = _load(P)
     if update:
-        num, den = _clip_factors(g, acc, ls, nacc, T, P, cfg[C_CLIPN], cfg[C_CLIPG])
-        # The segment loop itself, not update_serial: one call level fewer was
-        # 37 ns of a 0.17 us step on a 10-parameter problem.
-        _segment_update(x, 0, g, v, mg, mom, acc, avg, ls, nacc, num, den, clipv, wd, True, lr,
-                        P[P_RHO], P[P_OMR], P[P_EPS], P[P_MU], em, emo, overwrite)
+        num, den = _clip_step(g, acc, s, sw, T, P, cfg[C_CLIP])
+        segment_update(x, 0, g, v, mg, mom, acc, avg, s, sw, num, den, True, overwrite)
     else:
-        _accumulate(x, g, acc, avg, ls, em, emo, overwrite)
+        _accumulate(x, g, acc, avg, s, sw, overwrite)
     if _finish(x, avg, bak, abak, lb, ub):
         return OVERFLOW
     return OK

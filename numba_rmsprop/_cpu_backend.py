@@ -1,5 +1,7 @@
 """The CPU backend: runs a :class:`~numba_rmsprop._plan.StepPlan` over NumPy arrays.
 
+It implements :class:`numba_rmsprop._backend.Backend`.
+
 At build time, :meth:`CPUBackend.prepare` sorts the variables:
 
 * **large** ones (``>= _config.PARALLEL_THRESHOLD_BYTES``) each get the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import _arrays, _config
+from . import _arrays, _config, _layout, _math
 from . import _cpu as K
 
 
@@ -43,22 +45,20 @@ class _Group:
         views = [w if w is not None else s.xf for s, w in zip(slots, self.work)]
         self.addresses = np.array([v.ctypes.data for v in views], np.int64)
         self.sizes = np.array([v.size for v in views], np.int64)
-        # Re-home each slot's state into flat group buffers (views keep the variable's shape).
+        # Re-home each slot's state (with its initial values) into flat group
+        # buffers; the slots keep views of the variable's shape.
         for attr in ("v", "mg", "mom", "acc", "avg"):
             if getattr(slots[0], attr) is None:
                 setattr(self, attr, None)
                 continue
-            buf = np.zeros(total, dtype)
+            buf = np.empty(total, dtype)
             setattr(self, attr, buf)
             for s, o in zip(slots, self.offsets):
                 flat = buf[o:o + s.size]
+                flat[:] = getattr(s, attr + "f")
                 setattr(s, attr, flat.reshape(s.shape, order=s.order or "C"))
                 setattr(s, attr + "f", flat)
-        sc = spec.scalars(dtype)
-        self.p = np.zeros(K.N_PARAMS, dtype)
-        self.p[K.P_RHO], self.p[K.P_OMR], self.p[K.P_EPS] = sc.rho, sc.one_minus_rho, sc.eps
-        self.p[K.P_MU], self.p[K.P_ONE] = sc.momentum, 1
-        self.scalars = sc
+        self.P = spec.constants(dtype).copy()
         self.single = len(slots) == 1 and slots[0].order is not None
         self.any_f = any(s.order == "F" for s in slots)
         for i, s in enumerate(slots):
@@ -99,6 +99,7 @@ class CPUBackend:
     def __init__(self):
         self.groups: list[_Group] = []
         self.large = []
+        self.P: dict = {}  # dtype -> per-call scalars of the large variables
 
     # -- interface used by RMSprop ------------------------------------------
     @staticmethod
@@ -125,8 +126,8 @@ class CPUBackend:
         return f
 
     @staticmethod
-    def zeros_like(x: np.ndarray, order) -> np.ndarray:
-        return np.zeros(x.shape, dtype=x.dtype, order=order or "C")
+    def full_like(x: np.ndarray, order, value: float) -> np.ndarray:
+        return np.full(x.shape, value, dtype=x.dtype, order=order or "C")
 
     @staticmethod
     def use_parallel(nbytes: int) -> bool:
@@ -159,9 +160,24 @@ class CPUBackend:
             s.group = None
             if s.parallel:
                 self.large.append(s)
+                if s.dtype not in self.P:
+                    self.P[s.dtype] = spec.constants(s.dtype).copy()
             else:
                 small.setdefault(s.dtype, []).append(s)
         self.groups = [_Group(members, spec, dt) for dt, members in small.items()]
+
+    @staticmethod
+    def full_gradients(grads, slots):
+        """``grads`` if each is an ndarray of exactly its variable's shape and dtype."""
+        if type(grads) is not list and type(grads) is not tuple:
+            return None
+        if len(grads) != len(slots):
+            return None
+        for g, s in zip(grads, slots):
+            if type(g) is not np.ndarray or g.dtype is not s.dtype or g.shape != s.shape \
+                    or not s.var.flags.writeable:
+                return None
+        return grads
 
     # -- one call -------------------------------------------------------------
     def execute_full(self, plan, spec, grads) -> None:
@@ -190,14 +206,17 @@ class CPUBackend:
         for slot in ema_slots:
             if slot.group is not None:
                 continue  # handled as an inactive group member
-            s = spec.scalars(slot.dtype)
-            ema_m, ema_omm = s.ema(plan.ema_momentum)
             xf = _work_view(slot)
-            _run(slot, K.ema_serial, K.ema_parallel, xf, slot.avgf, ema_m, ema_omm,
+            _run(slot, K.ema_serial, K.ema_parallel, xf, slot.avgf, self.P[slot.dtype],
                  plan.ema_overwrite)
             _write_back(slot, xf)
 
     def _run_update_or_accumulate(self, plan, spec, work, large) -> None:
+        for P in self.P.values():
+            _pack_call(P, plan)
+        for gr, _, _ in work:
+            _pack_call(gr.P, plan)
+        sw = spec.switches
         if plan.update:
             scale = self._global_scale(spec, work, large)
             for gr, gbuf, active in work:
@@ -206,77 +225,61 @@ class CPUBackend:
                 self._update_large(plan, spec, slot, gf, xf, scale)
         else:
             for gr, gbuf, active in work:
-                self._accumulate_group(plan, spec, gr, gbuf, active)
+                gr.copy_in()
+                K.group_accumulate(gr.addresses, gr.sizes, gbuf, gr.offsets, active, gr.acc,
+                                   gr.avg, gr.P, sw, plan.ema_overwrite)
+                gr.copy_out()
             for slot, gf, xf in large:
-                s = spec.scalars(slot.dtype)
-                ema_m, ema_omm = s.ema(plan.ema_momentum)
                 _run(slot, K.accumulate_serial, K.accumulate_parallel,
-                     xf, gf, slot.accf, slot.avgf, s.ls, ema_m, ema_omm, plan.ema_overwrite)
+                     xf, gf, slot.accf, slot.avgf, self.P[slot.dtype], sw, plan.ema_overwrite)
                 _write_back(slot, xf)
 
     # -- pieces -----------------------------------------------------------------
-    @staticmethod
-    def _set_ema(p, sc, plan) -> None:
-        p[K.P_EMA_M], p[K.P_EMA_OMM] = sc.ema(plan.ema_momentum)
-
     def _global_scale(self, spec, work, large):
         """The global-norm clip scale, or None when the group kernel computes it itself."""
         if spec.clip_mode != "global" or (len(work) == 1 and not large):
             return None
         total = 0.0
         for gr, gbuf, active in work:
-            total += K.group_sumsq(gr.addresses, gr.sizes, gbuf, gr.offsets, active, gr.acc, gr.scalars.ls,
-                                   gr.scalars.nacc if gr.acc is not None else None)
+            total += K.group_sumsq(gr.sizes, gbuf, gr.offsets, active, gr.acc, gr.P,
+                                   spec.switches)
         for slot, gf, _ in large:
-            s = spec.scalars(slot.dtype)
-            total += _run(slot, K.sumsq_serial, K.sumsq_parallel, gf, slot.accf, s.ls,
-                          s.nacc if slot.accf is not None else None)
-        return spec.global_clip_scale(total)
-
-    @classmethod
-    def _update_group(cls, plan, spec, gr, gbuf, active, scale) -> None:
-        sc, p = gr.scalars, gr.p
-        p[K.P_LR] = plan.learning_rate
-        cls._set_ema(p, sc, plan)
-        if scale is not None:
-            p[K.P_SCALE] = scale
-        gr.copy_in()
-        K.group_update(gr.addresses, gr.sizes, gbuf, gr.offsets, active, gr.decay, gr.v, gr.mg, gr.mom, gr.acc,
-                       gr.avg, p, sc.ls, sc.nacc if gr.acc is not None else None,
-                       spec.clip if spec.clip_mode == "norm" else None,
-                       spec.clip if spec.clip_mode == "global" and scale is None else None,
-                       True if scale is not None else None,
-                       sc.clip_value, sc.wd, plan.ema_overwrite)
-        gr.copy_out()
-
-    @classmethod
-    def _accumulate_group(cls, plan, spec, gr, gbuf, active) -> None:
-        sc, p = gr.scalars, gr.p
-        cls._set_ema(p, sc, plan)
-        gr.copy_in()
-        K.group_accumulate(gr.addresses, gr.sizes, gbuf, gr.offsets, active, gr.acc, gr.avg, p, sc.ls,
-                           plan.ema_overwrite)
-        gr.copy_out()
+            total += _run(slot, K.sumsq_serial, K.sumsq_parallel, gf, slot.accf,
+                          self.P[slot.dtype], spec.switches)
+        return spec.clip_factors(total)[0]
 
     @staticmethod
-    def _update_large(plan, spec, slot, gf, xf, scale) -> None:
-        s = spec.scalars(slot.dtype)
-        t = s.dtype
+    def _update_group(plan, spec, gr, gbuf, active, scale) -> None:
+        clip = None
+        if scale is not None:
+            clip = (K.CLIP_GIVEN, spec.clip, scale)
+        elif spec.clip_mode == "norm":
+            clip = (_math.CLIP_NORM, spec.clip, 1.0)
+        elif spec.clip_mode == "global":
+            clip = (_math.CLIP_GLOBAL, spec.clip, 1.0)
+        gr.copy_in()
+        K.group_update(gr.addresses, gr.sizes, gbuf, gr.offsets, active, gr.decay, gr.v, gr.mg,
+                       gr.mom, gr.acc, gr.avg, gr.P, spec.switches, clip, plan.ema_overwrite)
+        gr.copy_out()
+
+    def _update_large(self, plan, spec, slot, gf, xf, scale) -> None:
+        P = self.P[slot.dtype]
+        t = slot.dtype.type
         num = den = None
         if spec.clip_mode == "norm":
-            ss = _run(slot, K.sumsq_serial, K.sumsq_parallel, gf, slot.accf, s.ls,
-                      s.nacc if slot.accf is not None else None)
-            c, d = spec.clipnorm_factors(ss)
-            num, den = t(c), t(d)
+            ss = _run(slot, K.sumsq_serial, K.sumsq_parallel, gf, slot.accf, P, spec.switches)
+            num, den = spec.clip_factors(ss)
+            num, den = t(num), t(den)
         elif spec.clip_mode == "global":
             num, den = t(scale), t(1)
-        ema_m, ema_omm = s.ema(plan.ema_momentum)
         _run(slot, K.update_serial, K.update_parallel,
-             xf, gf, slot.vf, slot.mgf, slot.momf, slot.accf, slot.avgf,
-             s.ls, s.nacc if slot.accf is not None else None, num, den, s.clip_value,
-             s.wd if slot.decay else None, t(plan.learning_rate), s.rho, s.one_minus_rho,
-             s.eps, s.momentum, ema_m, ema_omm, plan.ema_overwrite)
+             xf, gf, slot.vf, slot.mgf, slot.momf, slot.accf, slot.avgf, P, spec.switches,
+             num, den, slot.decay, plan.ema_overwrite)
         _write_back(slot, xf)
+
+
+def _pack_call(P, plan) -> None:
+    _layout.pack_call(P, plan.learning_rate, plan.ema_momentum == 0.0, plan.correction)
 
 
 def _run(slot, serial, parallel, *args):

@@ -15,15 +15,17 @@ Kernels
 One fused grid-stride pass per variable and call, folded exactly as the CPU
 kernels fold it: loss scale, accumulation mean (and reset), clip, decoupled
 weight decay, the rho-averages, momentum and the EMA (with overwrite). The
-scalar arithmetic is :mod:`numba_rmsprop._math`, compiled with
-``cuda.jit(device=True)``, so both backends perform the same operations in
-the same order and dtype. Optional pieces are selected at compile time: each
-configuration (which of loss scale / accumulation / norm clip / value clip /
-weight decay / centered / momentum / EMA is on) gets its own kernel from a
-factory whose closure constants Numba folds, so disabled branches are pruned
-before typing, as the CPU kernels prune their ``None`` arguments. Kernels
-take no ``None`` arguments: absent state is a 2-element dummy array that is
-never indexed. No fastmath.
+arithmetic is the element rule of :mod:`numba_rmsprop._rule`, compiled with
+``cuda.jit(device=True, inline="always")``, so both backends perform the same
+operations in the same order and dtype. Optional pieces are selected at
+compile time: each configuration (the rule's switch tuple, whether a norm
+clip applies, which state arrays exist) gets its own kernel from a factory
+whose closure constants Numba folds; the kernel hands the rule ``None`` for
+what is off, so disabled branches are pruned before typing, exactly as on
+the CPU. A kernel launch cannot pass ``None`` (numba-cuda marshals no
+``none`` arguments), so absent state arrives as a 2-element dummy array
+that the kernel replaces by ``None``. The per-call scalars
+(:mod:`numba_rmsprop._layout`) are one tuple argument. No fastmath.
 
 Norms (``clipnorm``, ``global_clipnorm``) are reduced on the device in float64:
 each block reduces in shared memory and writes a partial sum; the last block
@@ -60,7 +62,7 @@ import warnings
 
 import numpy as np
 
-from . import _arrays, _config, _math
+from . import _arrays, _config, _layout, _math, _rule
 
 INSTALL_HINT = "pip install numba-rmsprop[cuda]"
 
@@ -127,19 +129,9 @@ else:
     _MIN_THREADS = min(_MIN_THREADS, _TPB)
 
 if cuda is not None:
-    _dev = cuda.jit(device=True)
-    _clip_by_value = _dev(_math.clip_by_value)
-    _velocity = _dev(_math.velocity)
-    _average_gradient = _dev(_math.average_gradient)
-    _centered_denominator = _dev(_math.centered_denominator)
-    _increment = _dev(_math.increment)
-    _decay = _dev(_math.decay)
-    _moving_average = _dev(_math.moving_average)
-    _clipnorm_denominator = _dev(_math.clipnorm_denominator)
-    _global_clip_scale = _dev(_math.global_clip_scale)
-
-    # Layout of the per-dtype parameter array (values cast as Spec.scalars does).
-    # P_LS, P_NACC, P_CLIPV, P_WD, P_RHO, P_OMR, P_EPS, P_MU = 0..7
+    _R = _rule.compile_with(cuda.jit(device=True, inline="always"))
+    _clip_factors = _R.clip_factors
+    _ema_element = _R.ema_element
 
     @cuda.jit(device=True)
     def _block_tree_sum(sh, t, nt):
@@ -155,21 +147,19 @@ if cuda is not None:
     def _factor_kernel(sums, n, mode, c, fac32, fac64):
         """Clip factors ``(num, den)`` per variable from its float64 sum of squares.
 
-        ``mode`` 1: per-variable clipnorm ``(c, max(norm, c))``; 2: global
-        scale ``(scale, 1)`` over ``sums[0:n]`` summed in order. Stores cast to
-        each dtype.
+        ``mode`` ``CLIP_NORM``: per-variable clipnorm; ``CLIP_GLOBAL``: the
+        global scale over ``sums[0:n]`` summed in order
+        (:func:`numba_rmsprop._math.clip_factors`). Stores cast to each dtype.
         """
         k = cuda.grid(1)
         if k < n:
-            if mode == 1:
-                num = c
-                den = _clipnorm_denominator(sums[k], c)
+            if mode == _math.CLIP_NORM:
+                total = sums[k]
             else:
                 total = 0.0
                 for j in range(n):
                     total += sums[j]
-                num = _global_clip_scale(total, c)
-                den = 1.0
+            num, den = _clip_factors(mode, total, c)
             fac32[2 * k] = num
             fac32[2 * k + 1] = den
             fac64[2 * k] = num
@@ -260,13 +250,10 @@ if cuda is not None:
     _STRIDED = {1: _strided1, 2: _strided2, 3: _strided3, 4: _strided4}
 
     @cuda.jit
-    def _ema_kernel(x, avg, ema_m, ema_omm, overwrite):
+    def _ema_kernel(x, avg, s, overwrite):
         """EMA of a variable that got no gradient this call."""
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            ai = _moving_average(avg[i], x[i], ema_m, ema_omm)
-            avg[i] = ai
-            if overwrite:
-                x[i] = ai
+            _ema_element(i, x, avg, s, overwrite)
 
 MAX_STRIDED_NDIM = 4
 
@@ -293,97 +280,54 @@ def _cached_kernel(cache: dict, factory, cfg):
 
 
 def _update_kernel(cfg):
-    """Fused update kernel for ``cfg``: which of (loss scale, accumulation, norm clip,
-    value clip, weight decay, centered, momentum, EMA) are on."""
+    """Fused update kernel for ``cfg = (switches, norm clip, centered, momentum,
+    accumulation, EMA)``."""
     return _cached_kernel(_UPDATE_KERNELS, _make_update_kernel, cfg)
 
 
-def _make_update_kernel(HAS_LS, HAS_ACC, HAS_NORM, HAS_CV, HAS_WD, HAS_MG, HAS_MOM, HAS_AVG):
-    clip_by_value, velocity, average_gradient = _clip_by_value, _velocity, _average_gradient
-    centered_denominator, increment, decay = _centered_denominator, _increment, _decay
-    moving_average = _moving_average
+def _make_update_kernel(SWITCHES, HAS_CLIP, HAS_MG, HAS_MOM, HAS_ACC, HAS_AVG):
+    update_element = _R.update_element
 
     @cuda.jit
-    def update(x, g, v, mg, mom, acc, avg, p, fac, k, lr, ema_m, ema_omm, overwrite):
-        # Scalars are read once: the stores below could alias ``p`` for all
-        # the compiler knows, so reads in the loop would be repeated.
-        ls, nacc, clip_val, wd = p[0], p[1], p[2], p[3]
-        rho, omr, eps, mu = p[4], p[5], p[6], p[7]
-        num = fac[2 * k]
-        den = fac[2 * k + 1]
+    def update(x, g, v, mg, mom, acc, avg, s, fac, k, decay_on, overwrite):
+        mg_ = mg if HAS_MG else None
+        mom_ = mom if HAS_MOM else None
+        acc_ = acc if HAS_ACC else None
+        avg_ = avg if HAS_AVG else None
+        num = fac[2 * k] if HAS_CLIP else None
+        den = fac[2 * k + 1] if HAS_CLIP else None
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            # The effective gradient: scaled, averaged over accumulation, clipped.
-            gi = g[i]
-            if HAS_LS:
-                gi = gi / ls
-            if HAS_ACC:
-                gi = (gi + acc[i]) / nacc
-            if HAS_NORM:
-                gi = (gi * num) / den
-            if HAS_CV:
-                gi = clip_by_value(gi, clip_val)
-            if HAS_ACC:
-                acc[i] = 0  # stores cast to the array's dtype
-            xi = x[i]
-            if HAS_WD:
-                xi = decay(xi, wd, lr)
-            vi = velocity(v[i], gi, rho, omr)
-            v[i] = vi
-            if HAS_MG:
-                mgi = average_gradient(mg[i], gi, rho, omr)
-                mg[i] = mgi
-                d = centered_denominator(vi, mgi, eps)
-            else:
-                d = vi + eps
-            inc = increment(lr, gi, d)
-            if HAS_MOM:
-                mi = mu * mom[i] + inc
-                mom[i] = mi
-                xi = xi - mi
-            else:
-                xi = xi - inc
-            if HAS_AVG:
-                ai = moving_average(avg[i], xi, ema_m, ema_omm)
-                avg[i] = ai
-                if overwrite:
-                    xi = ai
-            x[i] = xi
+            update_element(i, x, g, v, mg_, mom_, acc_, avg_, s, SWITCHES, num, den, decay_on,
+                           overwrite)
 
     return update
 
 
 def _accumulate_kernel(cfg):
-    """Accumulation-only kernel for ``cfg = (ls, ema)``."""
+    """Accumulation-only kernel for ``cfg = (switches, EMA)``."""
     return _cached_kernel(_ACCUMULATE_KERNELS, _make_accumulate_kernel, cfg)
 
 
-def _make_accumulate_kernel(HAS_LS, HAS_AVG):
-    moving_average = _moving_average
+def _make_accumulate_kernel(SWITCHES, HAS_AVG):
+    accumulate_element = _R.accumulate_element
 
     @cuda.jit
-    def accumulate(x, g, acc, avg, p, ema_m, ema_omm, overwrite):
-        ls = p[0]
+    def accumulate(x, g, acc, avg, s, overwrite):
+        avg_ = avg if HAS_AVG else None
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            gi = g[i]
-            if HAS_LS:
-                gi = gi / ls
-            acc[i] = gi + acc[i]
-            if HAS_AVG:
-                ai = moving_average(avg[i], x[i], ema_m, ema_omm)
-                avg[i] = ai
-                if overwrite:
-                    x[i] = ai
+            accumulate_element(i, x, g, acc, avg_, s, SWITCHES, overwrite)
 
     return accumulate
 
 
 def _sumsq_kernel(cfg):
-    """Sum-of-squares kernel for ``cfg = (ls, acc)``."""
+    """Sum-of-squares kernel for ``cfg = (switches, accumulation)``."""
     return _cached_kernel(_SUMSQ_KERNELS, _make_sumsq_kernel, cfg)
 
 
-def _make_sumsq_kernel(HAS_LS, HAS_ACC):
+def _make_sumsq_kernel(SWITCHES, HAS_ACC):
     tree = _block_tree_sum
+    gradient_square = _R.gradient_square
     float64 = np.float64
     int32 = np.int32
 
@@ -394,16 +338,10 @@ def _make_sumsq_kernel(HAS_LS, HAS_ACC):
         last = cuda.shared.array(1, dtype=int32)
         t = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        ls, nacc = p[0], p[1]
+        acc_ = acc if HAS_ACC else None
         s = 0.0
         for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-            gi = g[i]
-            if HAS_LS:
-                gi = gi / ls
-            if HAS_ACC:
-                gi = (gi + acc[i]) / nacc
-            gd = float64(gi)
-            s += gd * gd
+            s += gradient_square(i, g, acc_, p, SWITCHES)
         sh[t] = s
         cuda.syncthreads()
         tree(sh, t, nt)
@@ -578,13 +516,16 @@ class _NormLayout:
 
 # ====================================================================== backend
 class CUDABackend:
-    """Executes plans on CUDA device arrays (see the module docstring)."""
+    """Executes plans on CUDA device arrays (see the module docstring).
+
+    It implements :class:`numba_rmsprop._backend.Backend`.
+    """
 
     name = "cuda"
 
     def __init__(self):
         require_cuda()
-        self._params = {}
+        self._P = {}  # dtype -> per-call scalars (host), passed to kernels as a tuple
         self._dummies = {}
         self._records = {}
         self._layouts = {}
@@ -674,10 +615,10 @@ class CUDABackend:
         return _flat_view(d, order)
 
     @staticmethod
-    def zeros_like(x, order):
+    def full_like(x, order, value):
         d = as_device(x)
         a = cuda.device_array(tuple(d.shape), dtype=np.dtype(d.dtype), order=order or "C")
-        _fill(_flat_view(a, order or "C"), np.dtype(d.dtype).type(0))
+        _fill(_flat_view(a, order or "C"), np.dtype(d.dtype).type(value))
         return a
 
     @staticmethod
@@ -739,20 +680,25 @@ class CUDABackend:
         """Record each variable's device (used to check gradients)."""
         for s in slots:
             self._devices[id(s.var)] = _device_id(s.var)
+            if s.dtype not in self._P:
+                self._P[s.dtype] = spec.constants(s.dtype).copy()
+
+    @staticmethod
+    def full_gradients(grads, slots):
+        """Device gradients always take the checked path."""
+        return None
+
+    def execute_full(self, plan, spec, grads) -> None:  # pragma: no cover - never offered
+        raise AssertionError("CUDABackend.full_gradients accepts no fast path")
 
     # -- per-call helpers ----------------------------------------------------
-    def _param_array(self, spec, dtype):
-        p = self._params.get(dtype)
-        if p is None:
-            s = spec.scalars(dtype)
-            one = s.dtype(1)
-            host = np.array([one if s.ls is None else s.ls,
-                             one if s.nacc is None else s.nacc,
-                             s.zero if s.clip_value is None else s.clip_value,
-                             s.zero if s.wd is None else s.wd,
-                             s.rho, s.one_minus_rho, s.eps, s.momentum], dtype=dtype)
-            p = self._params[dtype] = cuda.to_device(host)
-        return p
+    def _scalars(self, plan) -> dict:
+        """This call's per-call scalars per dtype, as the tuples kernels take."""
+        out = {}
+        for dtype, P in self._P.items():
+            _layout.pack_call(P, plan.learning_rate, plan.ema_momentum == 0.0, plan.correction)
+            out[dtype] = tuple(P)
+        return out
 
     def _dummy(self, dtype):
         d = self._dummies.get(dtype)
@@ -822,73 +768,68 @@ class CUDABackend:
     def execute(self, plan, spec, pairs, ema_slots) -> None:
         """Apply ``plan`` to ``pairs`` of (slot, gradient); EMA-only for ``ema_slots``."""
         work = [(slot, self._flat_gradient(slot, g), self._work_view(slot)) for slot, g in pairs]
+        scalars = self._scalars(plan)
         ow = 1 if plan.ema_overwrite else 0
         if plan.update:
-            lay = self._clip_factors(spec, work)
+            lay = self._clip_factors(spec, work, scalars)
             for k, (slot, gf, xf) in enumerate(work):
                 if slot.size:
                     r = self._record(slot, spec)
-                    ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
                     fac, kf = (r.dummy, 0) if lay is None else (lay.fac[slot.dtype], k)
                     _launch(r.update, r.blocks, r.threads, xf, gf, r.v, r.mg, r.mom, r.acc,
-                            r.avg, r.params, fac, kf, r.scalars.dtype(plan.learning_rate),
-                            ema_m, ema_omm, ow)
+                            r.avg, scalars[slot.dtype], fac, kf, r.decay, ow)
                 self._write_back(slot, xf)
         else:
             for slot, gf, xf in work:
                 if slot.size:
                     r = self._record(slot, spec)
-                    ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
-                    _launch(r.accumulate, r.blocks, r.threads, xf, gf, r.acc, r.avg, r.params,
-                            ema_m, ema_omm, ow)
+                    _launch(r.accumulate, r.blocks, r.threads, xf, gf, r.acc, r.avg,
+                            scalars[slot.dtype], ow)
                 self._write_back(slot, xf)
         for slot in ema_slots:
             if slot.size:
                 r = self._record(slot, spec)
-                ema_m, ema_omm = r.scalars.ema(plan.ema_momentum)
                 xf = self._work_view(slot)
-                _launch(_ema_kernel, r.blocks, r.threads, xf, r.avg, ema_m, ema_omm, ow)
+                _launch(_ema_kernel, r.blocks, r.threads, xf, r.avg, scalars[slot.dtype], ow)
                 self._write_back(slot, xf)
 
-    def _clip_factors(self, spec, work):
+    def _clip_factors(self, spec, work, scalars):
         """Launch the norm reductions and the factor kernel; the layout holding the factors."""
-        if spec.clip_mode not in ("norm", "global"):
+        if not spec.clips_by_norm:
             return None
         lay = self._layout(work)
         for k, (slot, gf, _) in enumerate(work):
             if slot.size:
                 r = self._record(slot, spec)
                 b, t = lay.dims[k]
-                _launch(r.sumsq, b, t, gf, r.acc, r.params, lay.partials, lay.base[k],
-                        lay.tickets, lay.sums, k)
+                _launch(r.sumsq, b, t, gf, r.acc, scalars[slot.dtype], lay.partials,
+                        lay.base[k], lay.tickets, lay.sums, k)
         b, t = _dims(lay.n, _MAX_BLOCKS)
-        _launch(_factor_kernel, b, t, lay.sums, lay.n, 1 if spec.clip_mode == "norm" else 2,
-                np.float64(spec.clip), lay.fac[np.dtype(np.float32)], lay.fac[np.dtype(np.float64)])
+        mode = _math.CLIP_NORM if spec.clip_mode == "norm" else _math.CLIP_GLOBAL
+        _launch(_factor_kernel, b, t, lay.sums, lay.n, mode, np.float64(spec.clip),
+                lay.fac[np.dtype(np.float32)], lay.fac[np.dtype(np.float64)])
         return lay
 
 
 class _SlotRecord:
     """What launching a variable's kernels needs, worked out once (the per-call
-    work is then the learning rate, the EMA momentum and the launch itself)."""
+    work is then the per-call scalars and the launch itself)."""
 
-    __slots__ = ("scalars", "blocks", "threads", "update", "accumulate", "sumsq", "v", "mg",
-                 "mom", "acc", "avg", "params", "dummy")
+    __slots__ = ("blocks", "threads", "update", "accumulate", "sumsq", "v", "mg",
+                 "mom", "acc", "avg", "decay", "dummy")
 
     def __init__(self, backend, slot, spec):
-        dt = slot.dtype
-        s = self.scalars = spec.scalars(dt)
         self.blocks, self.threads = _dims(slot.size, _MAX_BLOCKS)
-        has_ls, has_acc = s.ls is not None, slot.accf is not None
-        self.update = _update_kernel((
-            has_ls, has_acc, spec.clip_mode in ("norm", "global"), s.clip_value is not None,
-            bool(slot.decay), slot.mgf is not None, slot.momf is not None,
-            slot.avgf is not None))
-        self.accumulate = _accumulate_kernel((has_ls, slot.avgf is not None))
-        self.sumsq = _sumsq_kernel((has_ls, has_acc))
-        d = self.dummy = backend._dummy(dt)
+        sw = spec.switches
+        self.update = _update_kernel((sw, spec.clips_by_norm, slot.mgf is not None,
+                                      slot.momf is not None, slot.accf is not None,
+                                      slot.avgf is not None))
+        self.accumulate = _accumulate_kernel((sw, slot.avgf is not None))
+        self.sumsq = _sumsq_kernel((sw, slot.accf is not None))
+        d = self.dummy = backend._dummy(slot.dtype)
         self.v = slot.vf
         self.mg = d if slot.mgf is None else slot.mgf
         self.mom = d if slot.momf is None else slot.momf
         self.acc = d if slot.accf is None else slot.accf
         self.avg = d if slot.avgf is None else slot.avgf
-        self.params = backend._param_array(spec, dt)
+        self.decay = 1 if slot.decay else 0

@@ -1,10 +1,11 @@
-"""Device-neutral scalar arithmetic shared by the CPU and CUDA kernels.
+"""Device-neutral scalar formulas: clipping factors from a norm, and the clip by value.
 
-These are plain Python functions of scalars. ``_cpu`` compiles them with
-``numba.njit`` and ``_cuda`` with ``numba.cuda.jit(device=True)``, so both
-backends perform the same operations in the same order: Keras's order,
-operation by operation. All arguments arrive already cast to the variable's
-dtype; no float literal appears here, so float32 stays float32.
+Plain Python functions of scalars, used as they are on the host and compiled
+into the kernels by :mod:`numba_rmsprop._rule` (with ``numba.njit`` for the
+CPU, ``numba.cuda.jit(device=True)`` for CUDA), so every backend performs the
+same operations in the same order: Keras's order, operation by operation.
+No float literal appears in a formula of the variable's dtype, so float32
+stays float32.
 """
 
 import math
@@ -17,39 +18,6 @@ def clip_by_value(g, c):
     if g < -c:
         return -c
     return g
-
-
-def velocity(v, g, rho, one_minus_rho):
-    """``rho * v + (1 - rho) * g**2``."""
-    return rho * v + one_minus_rho * (g * g)
-
-
-def average_gradient(mg, g, rho, one_minus_rho):
-    """``rho * mg + (1 - rho) * g`` (centered RMSprop)."""
-    return rho * mg + one_minus_rho * g
-
-
-def centered_denominator(v, mg, eps):
-    """``max(v - mg**2, 0) + eps``; the clamp only acts where rounding made it negative."""
-    d = v - mg * mg
-    if d < 0:
-        d = d - d  # 0 in d's own dtype (a literal 0 would promote float32 to float64)
-    return d + eps
-
-
-def increment(lr, g, denominator):
-    """``lr * g / sqrt(denominator)``."""
-    return (lr * g) / math.sqrt(denominator)
-
-
-def decay(x, wd, lr):
-    """Decoupled weight decay, Keras's ``x - x * wd * lr``."""
-    return x - x * wd * lr
-
-
-def moving_average(avg, x, momentum, one_minus_momentum):
-    """EMA of the weights: ``momentum * avg + (1 - momentum) * x``."""
-    return momentum * avg + one_minus_momentum * x
 
 
 def clipnorm_denominator(sumsq, c):
@@ -77,3 +45,22 @@ def global_clip_scale(sumsq, c):
         inv_n = n  # NaN
     m = inv_n if (inv_n != inv_n or inv_n < inv_c) else inv_c
     return c * m + (n - n)
+
+
+#: Clip modes of :func:`clip_factors`.
+CLIP_NORM = 1
+CLIP_GLOBAL = 2
+
+
+def clip_factors(mode, sumsq, c):
+    """``(num, den)`` of the clipped gradient ``g * num / den``, in float64.
+
+    ``CLIP_NORM`` (per variable, Keras's ``clipnorm``): ``(c, max(norm, c))``;
+    ``CLIP_GLOBAL`` (``global_clipnorm``, ``sumsq`` summed over every
+    gradient of the call): ``(scale, 1)``. The one place the factors are
+    formed: the host, the CPU kernels, the compiled loop and the CUDA factor
+    kernel all call it.
+    """
+    if mode == CLIP_NORM:
+        return c, clipnorm_denominator(sumsq, c)
+    return global_clip_scale(sumsq, c), 1.0

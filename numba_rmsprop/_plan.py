@@ -14,6 +14,9 @@ Keras 3 rules (``base_optimizer.py`` and the JAX backend's ``optimizer.py``):
   first call(s) copy the weights) and it overwrites the weights when
   ``(iteration // N + 1) % ema_overwrite_frequency == 0``;
 * the EMA is updated on every call, accumulation-only calls included.
+
+Bias correction (optax's ``bias_correction=True``) divides the averages of
+the ``t``-th update by ``1 - rho**t``, where ``t`` counts updates, not calls.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class StepPlan(NamedTuple):
         without EMA.
     ema_overwrite : bool
         Whether the variables are overwritten by their EMA after this call.
+    correction : float
+        Bias correction ``1 - rho**t`` of this update (1.0 without it).
     """
 
     iteration: int
@@ -45,6 +50,7 @@ class StepPlan(NamedTuple):
     learning_rate: float
     ema_momentum: Optional[float]
     ema_overwrite: bool
+    correction: float = 1.0
 
 
 def counters(iteration: int, accumulation_steps: int, overwrite_frequency: int):
@@ -63,6 +69,25 @@ def counters(iteration: int, accumulation_steps: int, overwrite_frequency: int):
     return update, k == 0, overwrite
 
 
+def update_count(iteration: int, accumulation_steps: int) -> int:
+    """Number of updates made once call ``iteration`` (0-based) is done.
+
+    On an update call this is ``t``, the 1-based index of the update.
+    """
+    if accumulation_steps > 0:
+        return (iteration + 1) // accumulation_steps
+    return iteration + 1
+
+
+def bias_correction(rho: float, t: int) -> float:
+    """``1 - rho**t`` in float64 (optax's ``bias_correction``).
+
+    The exponent is a float so that Python and Numba both call the C
+    library's ``pow`` and agree to the last bit.
+    """
+    return 1.0 - rho ** float(t)
+
+
 def make_plan(
     iteration: int,
     learning_rate: float,
@@ -71,8 +96,12 @@ def make_plan(
     use_ema: bool,
     ema_momentum: float,
     ema_overwrite_frequency: Optional[int],
+    correction_rho: Optional[float] = None,
 ) -> StepPlan:
-    """Plan call number ``iteration`` (0-based), given its learning rate."""
+    """Plan call number ``iteration`` (0-based), given its learning rate.
+
+    ``correction_rho`` is ``rho`` when the averages are bias-corrected.
+    """
     update, first, overwrite = counters(iteration, accumulation_steps or 0,
                                         ema_overwrite_frequency or 0)
     ema_mom = None
@@ -84,4 +113,6 @@ def make_plan(
         learning_rate=float(learning_rate),
         ema_momentum=ema_mom,
         ema_overwrite=overwrite if use_ema else False,
+        correction=1.0 if correction_rho is None or not update else
+        bias_correction(correction_rho, update_count(iteration, accumulation_steps or 0)),
     )

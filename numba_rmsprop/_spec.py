@@ -1,100 +1,70 @@
-"""Static hyperparameters of an optimizer, cast once per variable dtype.
+"""The optimizer's fixed configuration, in the form the backends consume.
 
-Keras casts each Python-float hyperparameter to the variable's dtype where it
-meets an array (``1 - rho`` is formed in Python first; the EMA's
-``1 - momentum`` is formed in the dtype). :class:`Spec` reproduces those casts
-once, so the per-call work is only the learning rate and the clip factor.
+A :class:`Spec` is made once from the validated hyperparameters. It holds
+the values the kernels need (as plain attributes), the switch tuple of the
+element rule (:func:`numba_rmsprop._rule.switches`) and, per dtype, the
+build-time slots of the per-call scalars (:mod:`numba_rmsprop._layout`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from . import _math
+from . import _layout, _math, _rule
 
-
-@dataclass(frozen=True)
-class Scalars:
-    """Hyperparameters cast to one dtype, ready to pass to a kernel."""
-
-    dtype: type
-    rho: np.floating
-    one_minus_rho: np.floating
-    eps: np.floating
-    momentum: np.floating
-    wd: Optional[np.floating]
-    ls: Optional[np.floating]
-    nacc: Optional[np.floating]
-    clip_value: Optional[np.floating]
-    ema_momentum: np.floating
-    ema_one_minus: np.floating
-    zero: np.floating
-
-    def ema(self, momentum: Optional[float]):
-        """``(m, 1 - m)`` in this dtype for the plan's EMA momentum (0 on the first step)."""
-        if momentum is None:
-            return self.zero, self.zero
-        if momentum == 0.0:
-            return self.zero, self.dtype(1)
-        return self.ema_momentum, self.ema_one_minus
+_CLIP_OPTIONS = (("clipnorm", "norm"), ("global_clipnorm", "global"), ("clipvalue", "value"))
 
 
 class Spec:
-    """The optimizer's fixed configuration, in the form the backends consume."""
+    """Hyperparameters as the backends read them."""
 
-    def __init__(self, *, rho, momentum, epsilon, centered, weight_decay, clipnorm,
-                 clipvalue, global_clipnorm, loss_scale_factor,
-                 gradient_accumulation_steps, use_ema, ema_momentum):
-        self.rho = float(rho)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.centered = bool(centered)
-        self.weight_decay = None if weight_decay is None else float(weight_decay)
-        self.loss_scale_factor = None if loss_scale_factor is None else float(loss_scale_factor)
-        self.accumulation_steps = gradient_accumulation_steps or None
-        self.use_ema = bool(use_ema)
-        self.ema_momentum = float(ema_momentum)
-        if clipnorm is not None:
-            self.clip_mode, self.clip = "norm", float(clipnorm)
-        elif global_clipnorm is not None:
-            self.clip_mode, self.clip = "global", float(global_clipnorm)
-        elif clipvalue is not None:
-            self.clip_mode, self.clip = "value", float(clipvalue)
-        else:
-            self.clip_mode, self.clip = None, None
-        self._scalars = {}
+    def __init__(self, values: dict):
+        self.rho: float = values["rho"]
+        self.momentum: float = values["momentum"]
+        self.epsilon: float = values["epsilon"]
+        self.centered: bool = values["centered"]
+        self.weight_decay: Optional[float] = values["weight_decay"]
+        self.loss_scale_factor: Optional[float] = values["loss_scale_factor"]
+        self.accumulation_steps: Optional[int] = values["gradient_accumulation_steps"]
+        self.use_ema: bool = values["use_ema"]
+        self.ema_momentum: float = values["ema_momentum"]
+        self.ema_overwrite_frequency: Optional[int] = values["ema_overwrite_frequency"]
+        self.initial_velocity: float = values["initial_velocity"]
+        self.epsilon_in_sqrt: bool = values["epsilon_in_sqrt"]
+        self.learning_rate_in_momentum: bool = values["learning_rate_in_momentum"]
+        self.decoupled_weight_decay: bool = values["decoupled_weight_decay"]
+        self.maximize: bool = values["maximize"]
+        self.nesterov: bool = values["nesterov"]
+        self.bias_correction: bool = values["bias_correction"]
+        self.clip_mode: Optional[str] = None
+        self.clip: Optional[float] = None
+        for option, mode in _CLIP_OPTIONS:
+            if values[option] is not None:
+                self.clip_mode, self.clip = mode, values[option]
+        self.switches: tuple = _rule.switches(self)
+        self._constants: dict = {}
 
-    def scalars(self, dtype) -> Scalars:
-        """Hyperparameters cast to ``dtype`` (cached)."""
+    @property
+    def correction_rho(self) -> Optional[float]:
+        """``rho`` when the averages are bias-corrected, else None (for the plan)."""
+        return self.rho if self.bias_correction else None
+
+    def constants(self, dtype) -> np.ndarray:
+        """The build-time slots of ``P`` for ``dtype`` (cached; copy before writing)."""
         key = np.dtype(dtype)
-        s = self._scalars.get(key)
-        if s is None:
-            t = key.type
-            em = t(self.ema_momentum)
-            s = Scalars(
-                dtype=t,
-                rho=t(self.rho),
-                one_minus_rho=t(1.0 - self.rho),
-                eps=t(self.epsilon),
-                momentum=t(self.momentum),
-                wd=None if self.weight_decay is None else t(self.weight_decay),
-                ls=None if self.loss_scale_factor is None else t(self.loss_scale_factor),
-                nacc=None if self.accumulation_steps is None else t(self.accumulation_steps),
-                clip_value=t(self.clip) if self.clip_mode == "value" else None,
-                ema_momentum=em,
-                ema_one_minus=t(1) - em,
-                zero=t(0),
-            )
-            self._scalars[key] = s
-        return s
+        P = self._constants.get(key)
+        if P is None:
+            P = self._constants[key] = _layout.pack_constants(self, key)
+        return P
 
-    def clipnorm_factors(self, sumsq: float):
-        """Keras's ``g * c / max(norm, c)`` as ``(c, max(norm, c))``; NaN propagates."""
-        return self.clip, _math.clipnorm_denominator(sumsq, self.clip)
+    def clip_factors(self, sumsq: float) -> tuple:
+        """``(num, den)`` in float64 for a norm clip (see :func:`_math.clip_factors`)."""
+        mode = _math.CLIP_NORM if self.clip_mode == "norm" else _math.CLIP_GLOBAL
+        return _math.clip_factors(mode, sumsq, self.clip)
 
-    def global_clip_scale(self, sumsq: float) -> float:
-        """Keras's ``c * min(1/n, 1/c) + (n - n)`` for the global norm ``n``."""
-        return _math.global_clip_scale(sumsq, self.clip)
+    @property
+    def clips_by_norm(self) -> bool:
+        """True for ``clipnorm`` and ``global_clipnorm`` (clip factors from a norm)."""
+        return self.clip_mode in ("norm", "global")

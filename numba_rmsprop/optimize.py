@@ -66,11 +66,7 @@ from .schedules import LearningRateSchedule
 __all__ = ["minimize", "rmsprop"]
 
 #: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
-RMSPROP_OPTIONS = (
-    "learning_rate", "rho", "momentum", "epsilon", "centered", "weight_decay",
-    "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
-    "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps",
-)
+RMSPROP_OPTIONS = RMSprop.names(options=True)
 #: The options of the loop around it.
 LOOP_OPTIONS = (
     "maxiter", "maxfev", "batch_size", "shuffle", "seed", "data_args", "gtol", "tol",
@@ -599,81 +595,16 @@ class _Run:
         return block
 
     def _setup_state(self, x0: np.ndarray, bnds):
-        opt, dt, n = self.opt, self.dtype, self.n
-        spec = opt._spec
-        s = spec.scalars(dt)
-        rows = ["x", "v"]
-        r = {}
-
-        def add(name):
-            r[name] = len(rows)
-            rows.append(name)
-            return r[name]
-
-        r_mg = add("mg") if opt.centered else None
-        r_mom = add("mom") if opt.momentum > 0 else None
-        nacc = opt.gradient_accumulation_steps
-        r_acc = add("acc") if nacc is not None else None
-        r_avg = add("avg") if opt.use_ema else None
-        r_bak = add("bak")
-        if opt.use_ema:
-            add("abak")
-        r_lb = None
         if bnds is not None:
-            r_lb = add("lb")
-            add("ub")
-        S = np.zeros((len(rows), n), dtype=dt)
-        x = S[0]
-        x[:] = x0
-        if bnds is not None:
-            lo, hi = _bounds_in_dtype(bnds[0], bnds[1], dt.type)
-            S[r_lb] = lo
-            S[r_lb + 1] = hi
-            np.clip(x, lo, hi, out=x)
-        self.S, self.x = S, x
-        self.r_avg = r_avg
-
-        P = np.zeros(C.P_SIZE, dtype=dt)
-        P[C.P_RHO] = s.rho
-        P[C.P_OMR] = s.one_minus_rho
-        P[C.P_EPS] = s.eps
-        P[C.P_MU] = s.momentum
-        P[C.P_WD] = s.wd if s.wd is not None else 0
-        P[C.P_LS] = s.ls if s.ls is not None else 0
-        P[C.P_NACC] = s.nacc if s.nacc is not None else 0
-        P[C.P_CLIPV] = s.clip_value if s.clip_value is not None else 0
-        P[C.P_EM] = s.ema_momentum
-        P[C.P_EMOMM] = s.ema_one_minus
-        P[C.P_ZERO] = s.zero
-        P[C.P_ONE] = dt.type(1)
-        self.P = P
-
-        T = np.zeros(C.T_HEAD + n, dtype=np.float64)
-        T[C.T_CLIP] = spec.clip if spec.clip_mode in ("norm", "global") else 0.0
-        T[C.T_GTOL] = self.gtol if self.gtol is not None else 0.0
-        T[C.T_GBETA] = self.tol_momentum
-        T[C.T_GPOW] = 1.0
-        T[C.T_FTOL] = self.ftol if self.ftol is not None else 0.0
-        T[C.T_FBETA] = self.tol_momentum
-        T[C.T_FPOW] = 1.0
-        T[C.T_PATIENCE] = self.patience
-        self.T = T
-
-        on = 1
-        self.cfg = (
-            int(nacc or 0), int(opt.ema_overwrite_frequency or 0) if opt.use_ema else 0,
-            1, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb,
-            on if spec.clip_mode == "norm" else None,
-            on if spec.clip_mode == "global" else None,
-            on if spec.clip_mode == "value" else None,
-            on if spec.weight_decay is not None else None,
-            on if spec.loss_scale_factor is not None else None,
-            int(self.gtol is not None),
-            int(self.ftol is not None),
-        )
-        self.gbuf = np.zeros(n, dtype=dt)
+            bnds = _bounds_in_dtype(bnds[0], bnds[1], self.dtype.type)
+        state = C.make_state(self.opt._spec, x0, bnds, gtol=self.gtol, ftol=self.ftol,
+                             patience=self.patience, tol_momentum=self.tol_momentum,
+                             initial_velocity=self.opt.initial_velocity)
+        self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state
+        self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
-        self.step_ep = _entry_point(C.step, (S, self.gbuf, T, P, self.cfg, 1.0, 0, dt.type(0)))
+        self.step_ep = _entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
+                                             self.dtype.type(0)))
 
     # ------------------------------------------------------------ gradient checks
     def _coerce_grad(self, g):

@@ -1,15 +1,17 @@
-"""``RMSprop``: Keras 3's RMSprop over arrays updated in place.
+"""``RMSprop``: Keras 3's RMSprop over arrays updated in place, and its variants.
 
-This module owns the arguments, their validation, the optimizer state, the
-counters and the plan of each call. The arithmetic lives in the backends
-(``_cpu`` for NumPy arrays, ``_cuda`` for device arrays), which execute the
-same :class:`~numba_rmsprop._plan.StepPlan`.
+This module owns the arguments (declared once, in the class body, as
+:func:`~numba_rmsprop._hyperparameters.hyperparameter` entries), the
+optimizer state, the counters and the plan of each call. The arithmetic
+lives in the element rule (:mod:`numba_rmsprop._rule`), which the backends
+(:mod:`numba_rmsprop._cpu_backend` for NumPy arrays,
+:mod:`numba_rmsprop._cuda` for device arrays; interface in
+:mod:`numba_rmsprop._backend`) compile into their kernels.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import threading
 import warnings
@@ -19,6 +21,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _arrays, _plan
+from ._hyperparameters import (Configurable, boolean, hyperparameter, integer, one_of,
+                               positive, real, text)
 from ._spec import Spec
 from . import schedules as _schedules
 from .schedules import LearningRateSchedule, deserialize, serialize
@@ -44,55 +48,13 @@ STATE_KINDS = (
 )
 
 
-# ----------------------------------------------------------------- validation
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite; got {value!r}.")
-    return value
-
-
-def _in_range(name: str, value: Any, lo: float, hi: float = math.inf) -> float:
-    value = _real(name, value)
-    if not lo <= value <= hi:
-        rng = f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}"
-        raise ValueError(f"`{name}` must be in {rng}; got {value!r}.")
-    return value
-
-
-def _positive_or_none(name: str, value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, or None to disable it; got {value!r}.")
-    return value
-
-
-def _int_or_none(name: str, value: Any, lo: int) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer >= {lo} or None; got {value!r}.")
-    if value < lo:
-        raise ValueError(f"`{name}` must be an integer >= {lo} or None; got {value!r}.")
-    return int(value)
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a bool; got {value!r}.")
-    return bool(value)
-
-
-def _check_learning_rate(value: Any) -> LearningRate:
-    """A real number >= 0, a schedule, or a zero-argument callable."""
+# ----------------------------------------------------------------- learning rate
+def _check_learning_rate(name: str, value: Any) -> LearningRate:
+    """A real number >= 0, a schedule (or its serialized dict), or a zero-argument callable."""
     if isinstance(value, LearningRateSchedule):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
-        return _in_range("learning_rate", value, 0.0)
+        return real(0.0)(name, value)
     if isinstance(value, Mapping):
         return deserialize(dict(value))
     if callable(value):
@@ -100,16 +62,52 @@ def _check_learning_rate(value: Any) -> LearningRate:
             inspect.signature(value).bind()
         except TypeError:
             raise TypeError(
-                "`learning_rate` callable must take no arguments (use a "
-                "numba_rmsprop.schedules.LearningRateSchedule for step-dependent rates)."
-            ) from None
+                f"`{name}` must be a zero-argument callable; for step-dependent rates use a "
+                "numba_rmsprop.schedules.LearningRateSchedule.") from None
         except ValueError:  # builtins without a signature: accept
             pass
         return value
-    raise TypeError(
-        "`learning_rate` must be a real number, a LearningRateSchedule or a "
-        f"zero-argument callable; got {value!r}."
-    )
+    raise TypeError(f"`{name}` must be a real number >= 0, a LearningRateSchedule or a "
+                    f"zero-argument callable; got {value!r}.")
+
+
+def _set_learning_rate(opt: "RMSprop", value: LearningRate) -> None:
+    if isinstance(opt._learning_rate, LearningRateSchedule) and not isinstance(
+            value, LearningRateSchedule) and not callable(value):
+        raise TypeError(
+            "This optimizer was created with a `LearningRateSchedule` as its "
+            "`learning_rate`, hence its learning rate is not settable. Create it with "
+            "a float `learning_rate` if you need to set it.")
+    opt._learning_rate = _check_learning_rate("learning_rate", value)
+
+
+def _learning_rate_config(value):
+    return serialize(value) if isinstance(value, LearningRateSchedule) else value
+
+
+class _StepSchedule(LearningRateSchedule):
+    """A one-argument callable ``f(step)`` as a schedule (optax's and torch's convention)."""
+
+    def __init__(self, fn: Callable[[int], float]):
+        self.fn = fn
+
+    def __call__(self, step):
+        return self.fn(step)
+
+    def get_config(self):
+        raise TypeError(f"the learning-rate function {self.fn!r} cannot be serialized; "
+                        "use a numba_rmsprop.schedules schedule for get_config().")
+
+
+def _step_schedule(learning_rate):
+    """``learning_rate``, with a one-argument callable wrapped as a schedule."""
+    if callable(learning_rate) and not isinstance(learning_rate, LearningRateSchedule):
+        try:
+            inspect.signature(learning_rate).bind(0)
+        except (TypeError, ValueError):
+            return learning_rate
+        return _StepSchedule(learning_rate)
+    return learning_rate
 
 
 # ----------------------------------------------------------------- state slots
@@ -158,42 +156,17 @@ class _Slot:
 
 
 # ----------------------------------------------------------------- optimizer
-class RMSprop:
+class RMSprop(Configurable):
     """RMSprop exactly as Keras 3 defines it, on arrays updated in place.
+
+    The keyword-only arguments after ``name`` select the variants other
+    frameworks implement; their defaults are Keras's. :meth:`like_torch`,
+    :meth:`like_optax` and :meth:`like_tf1` set them with each framework's own
+    argument names and defaults.
 
     Parameters
     ----------
-    learning_rate : float, LearningRateSchedule or callable, default 0.001
-        A real number, a schedule (called with the raw call count), or a
-        zero-argument callable.
-    rho : float, default 0.9
-        Discount of the squared-gradient average, in [0, 1].
-    momentum : float, default 0.0
-        Momentum (>= 0). The buffer accumulates learning-rate-scaled increments.
-    epsilon : float, default 1e-7
-        Added inside the square root (>= 0).
-    centered : bool, default False
-        Normalise by the estimated variance instead of the second moment.
-    weight_decay : float, optional
-        Decoupled decay ``x -= x * weight_decay * lr`` before each update.
-    clipnorm, clipvalue, global_clipnorm : float, optional
-        Gradient clipping per variable by norm, elementwise by value, or over
-        all gradients by their global norm. At most one may be set.
-    use_ema : bool, default False
-        Keep an exponential moving average of the variables.
-    ema_momentum : float, default 0.99
-        EMA momentum, in [0, 1].
-    ema_overwrite_frequency : int, optional
-        Overwrite the variables with their EMA every this many (accumulated)
-        steps.
-    loss_scale_factor : float, optional
-        Gradients are divided by it (see :meth:`scale_loss`).
-    gradient_accumulation_steps : int, optional
-        Update every N-th call with the mean of the N gradients (N >= 2).
-    name : str, default "rmsprop"
-    device : {"auto", "cpu", "cuda"}, default "auto"
-        Where the state lives. "auto" follows the variables given to
-        :meth:`build`.
+    {parameters}
 
     Notes
     -----
@@ -202,71 +175,112 @@ class RMSprop:
     centered RMSprop clamps ``v - mg**2`` at 0 where rounding made it negative.
     """
 
-    def __init__(
-        self,
-        learning_rate: LearningRate = 0.001,
-        rho: float = 0.9,
-        momentum: float = 0.0,
-        epsilon: float = 1e-7,
-        centered: bool = False,
-        weight_decay: Optional[float] = None,
-        clipnorm: Optional[float] = None,
-        clipvalue: Optional[float] = None,
-        global_clipnorm: Optional[float] = None,
-        use_ema: bool = False,
-        ema_momentum: float = 0.99,
-        ema_overwrite_frequency: Optional[int] = None,
-        loss_scale_factor: Optional[float] = None,
-        gradient_accumulation_steps: Optional[int] = None,
-        name: str = "rmsprop",
-        device: str = "auto",
-        **kwargs: Any,
-    ) -> None:
-        if kwargs.pop("decay", None) is not None:
-            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
-        if kwargs:
-            raise TypeError(f"Argument(s) not recognized: {sorted(kwargs)}.")
-        self._learning_rate = _check_learning_rate(learning_rate)
-        self._rho = _in_range("rho", rho, 0.0, 1.0)
-        self._momentum = _in_range("momentum", momentum, 0.0)
-        self._epsilon = _in_range("epsilon", epsilon, 0.0)
-        self._centered = _bool("centered", centered)
-        self._weight_decay = None if weight_decay is None else _in_range("weight_decay", weight_decay, 0.0)
-        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
-        if sum(v is not None for v in clips.values()) > 1:
+    _IGNORED_KEYWORDS = {"decay": "Argument `decay` is no longer supported and will be ignored."}
+
+    learning_rate: LearningRate = hyperparameter(
+        0.001, check=_check_learning_rate, type_doc="float, LearningRateSchedule or callable",
+        get=lambda opt: opt._current_learning_rate(opt._iterations), set=_set_learning_rate,
+        to_config=_learning_rate_config,
+        doc="""A real number >= 0, a schedule from ``numba_rmsprop.schedules`` (called with
+        the raw call count), or a zero-argument callable. Reading it gives the rate
+        the next call uses; it is settable unless it is a schedule.""")
+    rho: float = hyperparameter(
+        0.9, check=real(0.0, 1.0),
+        doc="Discount factor of the mean square (and of the mean gradient when centered).")
+    momentum: float = hyperparameter(
+        0.0, check=real(0.0),
+        doc="Momentum (>= 0); 0 disables the momentum buffer.")
+    epsilon: float = hyperparameter(
+        1e-7, check=real(0.0),
+        doc="Added to the mean square inside the square root (see ``epsilon_in_sqrt``).")
+    centered: bool = hyperparameter(
+        False, check=boolean,
+        doc="Normalise by the estimated variance ``v - mg**2`` instead of the mean square.")
+    weight_decay: Optional[float] = hyperparameter(
+        None, check=real(0.0, optional=True),
+        doc="""Weight decay: decoupled, ``x -= x * weight_decay * lr`` before each update
+        (see ``decoupled_weight_decay``).""")
+    clipnorm: Optional[float] = hyperparameter(
+        None, check=positive(optional=True),
+        doc="Clip each gradient to this L2 norm.")
+    clipvalue: Optional[float] = hyperparameter(
+        None, check=positive(optional=True),
+        doc="Clip each gradient element to ``[-clipvalue, clipvalue]``.")
+    global_clipnorm: Optional[float] = hyperparameter(
+        None, check=positive(optional=True),
+        doc="""Clip all gradients of a call together to this global L2 norm. At most one of
+        ``clipnorm``, ``clipvalue`` and ``global_clipnorm`` may be set.""")
+    use_ema: bool = hyperparameter(
+        False, check=boolean,
+        doc="Keep an exponential moving average (EMA) of the variables.")
+    ema_momentum: float = hyperparameter(
+        0.99, check=real(0.0, 1.0),
+        doc="EMA momentum.")
+    ema_overwrite_frequency: Optional[int] = hyperparameter(
+        None, check=integer(1, optional=True),
+        doc="Overwrite the variables with their EMA every this many (accumulated) steps.")
+    loss_scale_factor: Optional[float] = hyperparameter(
+        None, check=positive(optional=True),
+        doc="Gradients are divided by it (see :meth:`scale_loss`).")
+    gradient_accumulation_steps: Optional[int] = hyperparameter(
+        None, check=integer(2, optional=True),
+        doc="Update every N-th call with the mean of the N gradients (N >= 2).")
+    name: str = hyperparameter(
+        "rmsprop", check=text, option=False,
+        doc="The optimizer's name.")
+    device: str = hyperparameter(
+        "auto", check=one_of("auto", "cpu", "cuda"), kw_only=True, option=False,
+        in_config=False,
+        get=lambda opt: opt._backend.name if opt._backend is not None else opt._device,
+        doc="""Where the state lives: ``"cpu"``, ``"cuda"``, or ``"auto"`` (the device of the
+        variables given to :meth:`build`). Reading it gives the device in use once
+        built.""")
+    initial_velocity: float = hyperparameter(
+        0.0, check=real(0.0), kw_only=True,
+        doc="""Initial value of the mean square ``v`` (TF1 and optax's ``initial_scale``:
+        1.0 in TF1).""")
+    epsilon_in_sqrt: bool = hyperparameter(
+        True, check=boolean, kw_only=True,
+        doc="""``sqrt(v + epsilon)`` (Keras, TF1, optax's default); False: ``sqrt(v) + epsilon``
+        (torch).""")
+    learning_rate_in_momentum: bool = hyperparameter(
+        True, check=boolean, kw_only=True,
+        doc="""With momentum, the buffer accumulates ``lr * g / denominator`` (Keras, TF1,
+        optax); False: it accumulates ``g / denominator`` and the step is
+        ``lr * buffer`` (torch; a changed learning rate then scales the whole
+        buffer).""")
+    decoupled_weight_decay: bool = hyperparameter(
+        True, check=boolean, kw_only=True,
+        doc="""Keras's decoupled ``x -= x * weight_decay * lr``; False: L2 decay, the
+        gradient becomes ``g + weight_decay * x`` (torch).""")
+    nesterov: bool = hyperparameter(
+        False, check=boolean, kw_only=True,
+        doc="""Nesterov momentum (optax): the step is ``direction + momentum * buffer``.
+        Needs ``momentum > 0``.""")
+    bias_correction: bool = hyperparameter(
+        False, check=boolean, kw_only=True,
+        doc="""Divide the mean square (and mean gradient) of the t-th update by
+        ``1 - rho**t`` (optax).""")
+    maximize: bool = hyperparameter(
+        False, check=boolean, kw_only=True,
+        doc="Maximize the objective: the gradient is negated (torch).")
+
+    # ------------------------------------------------------------ construction
+    def _check_together(self, values: dict) -> None:
+        clips = ("clipnorm", "clipvalue", "global_clipnorm")
+        if sum(values[c] is not None for c in clips) > 1:
             raise ValueError(
-                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
-                f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
-                f"global_clipnorm={global_clipnorm}"
-            )
-        self._clipnorm = _positive_or_none("clipnorm", clipnorm)
-        self._clipvalue = _positive_or_none("clipvalue", clipvalue)
-        self._global_clipnorm = _positive_or_none("global_clipnorm", global_clipnorm)
-        self._use_ema = _bool("use_ema", use_ema)
-        self._ema_momentum = _in_range("ema_momentum", ema_momentum, 0.0, 1.0)
-        self._ema_overwrite_frequency = _int_or_none("ema_overwrite_frequency", ema_overwrite_frequency, 1)
-        self._loss_scale_factor = _positive_or_none("loss_scale_factor", loss_scale_factor)
-        self._gradient_accumulation_steps = _int_or_none(
-            "gradient_accumulation_steps", gradient_accumulation_steps, 2)
-        if not isinstance(name, str):
-            raise TypeError(f"`name` must be a str; got {name!r}.")
-        self.name = name
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda'; got {device!r}.")
-        self._device = device
-        if device == "cuda":
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                + ", ".join(f"{c}={values[c]}" for c in clips))
+        if values["nesterov"] and values["momentum"] == 0:
+            raise ValueError("`nesterov=True` needs `momentum` > 0; got momentum=0.")
+
+    def _setup(self, values: dict) -> None:
+        if values["device"] == "cuda":
             from . import _cuda
 
             _cuda.require_cuda()
-
-        self._spec = Spec(
-            rho=self._rho, momentum=self._momentum, epsilon=self._epsilon,
-            centered=self._centered, weight_decay=self._weight_decay,
-            clipnorm=self._clipnorm, clipvalue=self._clipvalue,
-            global_clipnorm=self._global_clipnorm, loss_scale_factor=self._loss_scale_factor,
-            gradient_accumulation_steps=self._gradient_accumulation_steps,
-            use_ema=self._use_ema, ema_momentum=self._ema_momentum,
-        )
+        self._spec = Spec(values)
         self._iterations = 0
         self._slots: list[_Slot] = []
         self._by_id: dict[int, _Slot] = {}
@@ -276,23 +290,60 @@ class RMSprop:
         self._lr_table = None
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------ properties
-    rho = property(lambda self: self._rho, doc="Discount of the squared-gradient average.")
-    momentum = property(lambda self: self._momentum, doc="Momentum.")
-    epsilon = property(lambda self: self._epsilon, doc="Epsilon, inside the square root.")
-    centered = property(lambda self: self._centered, doc="Whether RMSprop is centered.")
-    weight_decay = property(lambda self: self._weight_decay, doc="Decoupled weight decay.")
-    clipnorm = property(lambda self: self._clipnorm, doc="Per-variable clip norm.")
-    clipvalue = property(lambda self: self._clipvalue, doc="Elementwise clip value.")
-    global_clipnorm = property(lambda self: self._global_clipnorm, doc="Global clip norm.")
-    use_ema = property(lambda self: self._use_ema, doc="Whether an EMA of the weights is kept.")
-    ema_momentum = property(lambda self: self._ema_momentum, doc="EMA momentum.")
-    ema_overwrite_frequency = property(lambda self: self._ema_overwrite_frequency,
-                                       doc="Overwrite weights with their EMA this often.")
-    loss_scale_factor = property(lambda self: self._loss_scale_factor, doc="Loss scale factor.")
-    gradient_accumulation_steps = property(lambda self: self._gradient_accumulation_steps,
-                                           doc="Number of calls accumulated per update.")
+    # ------------------------------------------------------------ flavors
+    @classmethod
+    def like_torch(cls, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                   weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                   maximize: bool = False, **kwargs: Any) -> "RMSprop":
+        """``torch.optim.RMSprop``, with its argument names and defaults.
 
+        Epsilon outside the square root, L2 weight decay, the learning rate
+        applied outside the momentum buffer. ``lr`` may also be a schedule
+        (``schedule(step)`` is the rate of step ``step``, 0-based: what a
+        torch scheduler stepped after each ``optimizer.step()`` sets).
+        Other keyword arguments (``clipnorm``, ``use_ema``, ...) are passed
+        to :class:`RMSprop`.
+        """
+        if isinstance(weight_decay, numbers.Real) and not isinstance(weight_decay, bool) \
+                and weight_decay == 0:
+            weight_decay = None
+        return cls(learning_rate=_step_schedule(lr), rho=alpha, epsilon=eps,
+                   weight_decay=weight_decay, momentum=momentum, centered=centered,
+                   maximize=maximize, epsilon_in_sqrt=False, learning_rate_in_momentum=False,
+                   decoupled_weight_decay=False, **kwargs)
+
+    @classmethod
+    def like_optax(cls, learning_rate, decay: float = 0.9, eps: float = 1e-8,
+                   initial_scale: float = 0.0, eps_in_sqrt: bool = True,
+                   centered: bool = False, momentum: Optional[float] = None,
+                   nesterov: bool = False, bias_correction: bool = False,
+                   **kwargs: Any) -> "RMSprop":
+        """``optax.rmsprop``, with its argument names and defaults.
+
+        ``learning_rate`` may be an optax-style schedule, a function of the
+        update count. ``momentum=None`` means no momentum (``nesterov`` is
+        then ignored, as in optax). Other keyword arguments are passed to
+        :class:`RMSprop`.
+        """
+        if momentum is None:
+            momentum, nesterov = 0.0, False
+        return cls(learning_rate=_step_schedule(learning_rate), rho=decay, epsilon=eps,
+                   initial_velocity=initial_scale, epsilon_in_sqrt=eps_in_sqrt,
+                   centered=centered, momentum=momentum, nesterov=nesterov,
+                   bias_correction=bias_correction, **kwargs)
+
+    @classmethod
+    def like_tf1(cls, learning_rate, decay: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-10, centered: bool = False, **kwargs: Any) -> "RMSprop":
+        """TF1's ``tf.compat.v1.train.RMSPropOptimizer``, with its argument names and defaults.
+
+        The mean square starts at 1. Other keyword arguments are passed to
+        :class:`RMSprop`.
+        """
+        return cls(learning_rate=learning_rate, rho=decay, momentum=momentum, epsilon=epsilon,
+                   centered=centered, initial_velocity=1.0, **kwargs)
+
+    # ------------------------------------------------------------ properties
     @property
     def built(self) -> bool:
         """Whether :meth:`build` has run."""
@@ -304,31 +355,9 @@ class RMSprop:
         return self._iterations
 
     @property
-    def device(self) -> str:
-        """``"cpu"`` or ``"cuda"`` once built; the requested device before."""
-        return self._backend.name if self._backend is not None else self._device
-
-    @property
     def variables(self) -> list:
         """The variables the optimizer was built with."""
         return [s.var for s in self._slots]
-
-    @property
-    def learning_rate(self) -> float:
-        """The learning rate the next call will use."""
-        return self._current_learning_rate(self._iterations)
-
-    @learning_rate.setter
-    def learning_rate(self, value: LearningRate) -> None:
-        if isinstance(self._learning_rate, LearningRateSchedule) and not isinstance(
-            value, (LearningRateSchedule,)
-        ) and not callable(value):
-            raise TypeError(
-                "This optimizer was created with a `LearningRateSchedule` as its "
-                "`learning_rate`, hence its learning rate is not settable. Create it with "
-                "a float `learning_rate` if you need to set it."
-            )
-        self._learning_rate = _check_learning_rate(value)
 
     def _current_learning_rate(self, iteration: int) -> float:
         lr = self._learning_rate
@@ -384,9 +413,7 @@ class RMSprop:
         pending = self._pending_state
         if pending is not None:
             self._check_state(pending, slots)
-        prepare = getattr(backend, "prepare", None)
-        if prepare is not None:
-            prepare(slots, self._spec)
+        backend.prepare(slots, self._spec)
         self._slots = slots
         self._by_id = {id(s.var): s for s in slots}
         self._backend = backend
@@ -422,10 +449,13 @@ class RMSprop:
         slot.xf = backend.flat(x, order) if order is not None else None
         for _, attr in STATE_KINDS:
             if self._needs(attr):
-                a = backend.zeros_like(x, order)
+                a = backend.full_like(x, order, self._initial_value(attr))
                 setattr(slot, attr, a)
                 setattr(slot, attr + "f", backend.flat(a, order or "C"))
         return slot
+
+    def _initial_value(self, attr: str) -> float:
+        return self._initial_velocity if attr == "v" else 0.0
 
     def _needs(self, attr: str) -> bool:
         return {
@@ -457,6 +487,7 @@ class RMSprop:
                 use_ema=self._use_ema,
                 ema_momentum=self._ema_momentum,
                 ema_overwrite_frequency=self._ema_overwrite_frequency,
+                correction_rho=self._spec.correction_rho,
             )
             if full is not None:
                 self._backend.execute_full(plan, self._spec, full)
@@ -476,17 +507,13 @@ class RMSprop:
         """Gradients in build order when the call is the common, fully valid one.
 
         That is: the optimizer is built, ``variables`` is None or the built
-        variables in build order, and every gradient is an ndarray of exactly
-        its variable's shape and dtype. Anything else returns None and takes
-        the checked path, which also produces the error messages.
+        variables in build order, and the backend accepts the gradients as
+        they are (:meth:`~numba_rmsprop._backend.Backend.full_gradients`).
+        Anything else returns None and takes the checked path, which also
+        produces the error messages.
         """
         slots = self._slots
-        backend = self._backend
-        if backend is None or not hasattr(backend, "execute_full"):
-            return None
-        if type(grads) is not list and type(grads) is not tuple:
-            return None
-        if len(grads) != len(slots):
+        if self._backend is None:
             return None
         if variables is not None:
             if len(variables) != len(slots):
@@ -494,11 +521,7 @@ class RMSprop:
             for x, s in zip(variables, slots):
                 if x is not s.var:
                     return None
-        for g, s in zip(grads, slots):
-            if type(g) is not np.ndarray or g.dtype is not s.dtype or g.shape != s.shape \
-                    or not s.var.flags.writeable:
-                return None
-        return grads
+        return self._backend.full_gradients(grads, slots)
 
     def apply_gradients(self, grads_and_vars: Iterable) -> int:
         """Keras's ``apply_gradients``: a list of ``(gradient, variable)`` pairs."""
@@ -593,29 +616,6 @@ class RMSprop:
             self._backend.copy_into(slot.var, slot.avg)
 
     # ------------------------------------------------------------ config
-    def get_config(self) -> dict:
-        """Keras-compatible config; schedules are serialized as dicts."""
-        lr = self._learning_rate
-        if isinstance(lr, LearningRateSchedule):
-            lr = serialize(lr)
-        return {
-            "name": self.name,
-            "learning_rate": lr,
-            "weight_decay": self._weight_decay,
-            "clipnorm": self._clipnorm,
-            "global_clipnorm": self._global_clipnorm,
-            "clipvalue": self._clipvalue,
-            "use_ema": self._use_ema,
-            "ema_momentum": self._ema_momentum,
-            "ema_overwrite_frequency": self._ema_overwrite_frequency,
-            "loss_scale_factor": self._loss_scale_factor,
-            "gradient_accumulation_steps": self._gradient_accumulation_steps,
-            "rho": self._rho,
-            "momentum": self._momentum,
-            "epsilon": self._epsilon,
-            "centered": self._centered,
-        }
-
     @classmethod
     def from_config(cls, config: Mapping, custom_objects: Optional[dict] = None) -> "RMSprop":
         """Create an optimizer from :meth:`get_config` output (Keras's configs work too)."""

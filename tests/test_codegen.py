@@ -27,6 +27,10 @@ CONFIGS = [
     dict(centered=True, weight_decay=0.1, use_ema=True, clipnorm=1.0,
          gradient_accumulation_steps=2, loss_scale_factor=2.0),
     dict(global_clipnorm=1.0, clipvalue=None, momentum=0.5),
+    # The variants: every switch of the element rule on somewhere.
+    dict(momentum=0.9, centered=True, weight_decay=0.01, maximize=True, epsilon_in_sqrt=False,
+         learning_rate_in_momentum=False, decoupled_weight_decay=False),
+    dict(momentum=0.9, nesterov=True, bias_correction=True, centered=True, initial_velocity=1.0),
 ]
 
 
@@ -46,7 +50,7 @@ def _float32_irs(dispatcher):
 
 def check_float32_update_never_touches_float64():
     _compile_all()
-    irs = _float32_irs(_cpu._segment_update)
+    irs = _float32_irs(_cpu.segment_update)
     assert irs
     for ir in irs:
         assert "fpext" not in ir and "@sqrt(" not in ir
@@ -55,7 +59,7 @@ def check_float32_update_never_touches_float64():
 
 def check_update_loops_vectorise():
     _compile_all()
-    for dispatcher in (_cpu._segment_update, _cpu.update_serial):
+    for dispatcher in (_cpu.segment_update, _cpu.update_serial):
         for sig, ir in dispatcher.inspect_llvm().items():
             elem = "float" if str(sig[0].dtype) == "float32" else "double"
             assert re.search(rf"<\d+ x {elem}>", ir), f"{dispatcher.__name__}{sig} is not vectorised"

@@ -151,27 +151,42 @@ def assert_float32_only(src, what):
     assert not bad, f"{what}: float64 arithmetic in a float32 kernel: {bad}"
 
 
+from numba_rmsprop import _layout, _rule
+
+off = (None,) * len(_rule.SWITCHES)
+
+
+def switches(*on):
+    return tuple(True if k in on else None for k in range(len(_rule.SWITCHES)))
+
+
+every = switches(*[k for k in range(len(_rule.SWITCHES)) if k != _rule.COUPLED_DECAY])
+torch_like = switches(_rule.COUPLED_DECAY, _rule.MAXIMIZE, _rule.EPSILON_OUTSIDE_SQRT,
+                      _rule.LEARNING_RATE_OUTSIDE)
+optax_like = switches(_rule.BIAS_CORRECTION, _rule.NESTEROV, _rule.SCALE_LOSS)
+
 n = 0
-for cfg in [(False,) * 8, (True,) * 8, (True, True, True, True, True, False, True, True),
-            (False, False, False, False, False, True, False, False),
-            (False, False, False, False, True, True, True, True)]:
+for sw, flags in [(off, (False,) * 5), (every, (True,) * 5), (torch_like, (False, True, True, False, True)),
+                  (optax_like, (True, True, True, True, False)), (off, (False, True, False, False, False))]:
     for t in (f32, f64):
         a = a1(t)
-        src = ptx(C._make_update_kernel(*cfg), (a,) * 9 + (i64, t, t, t, i64))
+        s = types.UniTuple(t, _layout.N_SLOTS)
+        src = ptx(C._make_update_kernel(sw, *flags), (a,) * 7 + (s, a, i64, i64, i64))
         if t is f32:
-            assert_float32_only(src, f"update{cfg}")
+            assert_float32_only(src, f"update{sw, flags}")
         n += 1
-for cfg in [(False, False), (True, True)]:
+for sw, acc in [(off, False), (every, True)]:
     for t in (f32, f64):
         a = a1(t)
-        ptx(C._make_sumsq_kernel(*cfg), (a, a, a, a1(f64), i64, a1(i32), a1(f64), i64))
-        src = ptx(C._make_accumulate_kernel(*cfg), (a, a, a, a, a, t, t, i64))
+        s = types.UniTuple(t, _layout.N_SLOTS)
+        ptx(C._make_sumsq_kernel(sw, acc), (a, a, s, a1(f64), i64, a1(i32), a1(f64), i64))
+        src = ptx(C._make_accumulate_kernel(sw, acc), (a, a, a, a, s, i64))
         if t is f32:
-            assert_float32_only(src, f"accumulate{cfg}")
+            assert_float32_only(src, f"accumulate{sw, acc}")
         n += 2
 ptx(C._factor_kernel, (a1(f64), i64, i64, f64, a1(f32), a1(f64)))
 for t in (f32, f64):
-    src = ptx(C._ema_kernel, (a1(t), a1(t), t, t, i64))
+    src = ptx(C._ema_kernel, (a1(t), a1(t), types.UniTuple(t, _layout.N_SLOTS), i64))
     if t is f32:
         assert_float32_only(src, "ema")
     ptx(C._fill_kernel, (a1(t), t))

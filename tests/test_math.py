@@ -1,4 +1,4 @@
-"""The device-neutral scalar helpers against Keras's array formulas, edge cases included."""
+"""The device-neutral formulas and element rule against Keras's array formulas, edge cases included."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numba_rmsprop import _math
+from numba_rmsprop import _layout, _math, _rule
 
 SUMSQ = [0.0, 1e-300, 0.25, 1.0, 4.0, 1e300, math.inf, math.nan]
 CLIPS = [0.5, 1.0, 3.0]
@@ -41,12 +41,33 @@ def test_clip_formulas_match_keras(sumsq, c, compiled):
     assert same(denom(sumsq, c), keras_clipnorm_denominator(sumsq, c))
 
 
+def _centered_step(v, mg, g, eps, dtype=np.float32):
+    """One centered update of a single element through the plain-Python rule (rho=0.5, lr=1)."""
+    t = np.dtype(dtype).type
+    x, ga, va, mga = (np.array([t(a)]) for a in (0.0, g, v, mg))
+    s = np.zeros(_layout.N_SLOTS, dtype)
+    s[_layout.RHO], s[_layout.ONE_MINUS_RHO], s[_layout.EPSILON] = 0.5, 0.5, eps
+    s[_layout.LEARNING_RATE] = 1
+    _rule.update_element(0, x, ga, va, mga, None, None, None, tuple(s),
+                         (None,) * len(_rule.SWITCHES), None, None, True, False)
+    return x[0], va[0], mga[0]
+
+
 def test_centered_denominator_clamps_only_negative_values():
     f32 = np.float32
-    assert _math.centered_denominator(f32(1.0), f32(0.5), f32(1e-7)) == f32(1.0) - f32(0.25) + f32(1e-7)
-    d = _math.centered_denominator(f32(0.25), f32(0.5000001), f32(1e-7))
-    assert d == f32(1e-7) and type(d) is np.float32
-    assert math.isnan(_math.centered_denominator(f32(np.nan), f32(0.5), f32(1e-7)))
+    # v - mg**2 > 0: exactly Keras's v - mg**2 + eps under the square root.
+    x, v, mg = _centered_step(2.0, 1.0, 0.0, 1e-7)
+    assert type(x) is np.float32 and v == f32(1.0) and mg == f32(0.5)
+    assert x == -(f32(0.0) / np.sqrt(v - mg * mg + f32(1e-7)))
+    x, v, mg = _centered_step(2.0, 1.0, 1.0, 1e-7)
+    assert x == -(f32(1.0) / np.sqrt(v - mg * mg + f32(1e-7)))
+    # Rounding makes v - mg**2 negative (Keras: sqrt of a negative, NaN): clamped at
+    # 0, leaving sqrt(eps).
+    x, v, mg = _centered_step(1 - 4 * 2.0 ** -24, 1.0, 1.0, 1e-7)
+    assert v - mg * mg < 0 and v - mg * mg + f32(1e-7) < 0
+    assert x == -(f32(1.0) / np.sqrt(f32(1e-7)))
+    x, v, mg = _centered_step(np.nan, 0.5, 1.0, 1e-7)
+    assert math.isnan(x)
 
 
 def test_clip_by_value_keeps_nan():

@@ -1,0 +1,84 @@
+"""The per-call scalars: one layout, used by every kernel.
+
+Every kernel reads the scalars of a call (the hyperparameters cast to the
+variable's dtype, and this call's learning rate, EMA weights and bias
+correction) from one 1-D array ``P`` in the variable's dtype, laid out as
+named here: the CPU kernels (serial, parallel, grouped), the CUDA kernels
+(which get the same values as a tuple argument) and the compiled minimize
+loop. Kernels load ``P`` into a tuple once per launch (:func:`load`), so the
+element rule (:mod:`numba_rmsprop._rule`) indexes registers, not memory.
+
+:func:`pack_constants` fills the slots fixed at build time, with Keras's
+casts: each Python-float hyperparameter is cast to the dtype where it meets
+an array (``1 - rho`` is formed in float64 first, then cast; the EMA's
+``1 - momentum`` is formed in the dtype). :func:`pack_call` fills the slots
+that change with every call; it is plain Python that the compiled minimize
+loop compiles too, so both loops write the same values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.np.unsafe.ndarray import to_fixed_tuple
+
+# Fixed at build time.
+RHO = 0
+ONE_MINUS_RHO = 1
+EPSILON = 2
+MOMENTUM = 3
+WEIGHT_DECAY = 4
+LOSS_SCALE = 5
+N_ACCUMULATE = 6
+CLIP_VALUE = 7
+EMA_MOMENTUM = 8
+EMA_ONE_MINUS = 9
+# Set by every call.
+LEARNING_RATE = 10
+EMA_WEIGHT = 11       # weight of the old average: 0 on the first EMA step, else EMA_MOMENTUM
+EMA_NEW_WEIGHT = 12   # weight of the new value: 1 on the first EMA step, else EMA_ONE_MINUS
+CORRECTION = 13       # bias correction 1 - rho**t of the t-th update (1 without it)
+
+N_SLOTS = 14
+
+
+def pack_constants(spec, dtype) -> np.ndarray:
+    """A new ``P`` for ``dtype`` with the build-time slots filled from ``spec``.
+
+    Slots of options that are off hold 0 (they are never read: the element
+    rule's switches prune them).
+    """
+    t = np.dtype(dtype).type
+    P = np.zeros(N_SLOTS, dtype=dtype)
+    P[RHO] = t(spec.rho)
+    P[ONE_MINUS_RHO] = t(1.0 - spec.rho)
+    P[EPSILON] = t(spec.epsilon)
+    P[MOMENTUM] = t(spec.momentum)
+    P[WEIGHT_DECAY] = t(spec.weight_decay or 0.0)
+    P[LOSS_SCALE] = t(spec.loss_scale_factor or 1.0)
+    P[N_ACCUMULATE] = t(spec.accumulation_steps or 1)
+    P[CLIP_VALUE] = t(spec.clip if spec.clip_mode == "value" else 0.0)
+    ema = t(spec.ema_momentum)
+    P[EMA_MOMENTUM] = ema
+    P[EMA_ONE_MINUS] = t(1) - ema
+    P[CORRECTION] = 1
+    return P
+
+
+def pack_call(P, learning_rate, ema_first, correction) -> None:
+    """This call's slots: the learning rate, the EMA weights and the bias correction.
+
+    Values arrive in float64 and are cast by the stores, as NumPy casts them.
+    """
+    P[LEARNING_RATE] = learning_rate
+    if ema_first:
+        P[EMA_WEIGHT] = 0
+        P[EMA_NEW_WEIGHT] = 1
+    else:
+        P[EMA_WEIGHT] = P[EMA_MOMENTUM]
+        P[EMA_NEW_WEIGHT] = P[EMA_ONE_MINUS]
+    P[CORRECTION] = correction
+
+
+def load(P):  # pragma: no cover - compiled only (numba's to_fixed_tuple)
+    """``P`` as a tuple of ``N_SLOTS`` scalars, for a kernel to index."""
+    return to_fixed_tuple(P, N_SLOTS)
