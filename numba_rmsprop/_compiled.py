@@ -61,7 +61,6 @@ from ._cpu import _cast, _clip_factors, _load, segment_accumulate, segment_sumsq
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
 _update_count = njit(inline="always", **_OPTS)(_plan.update_count)
-_bias_correction = njit(inline="always", **_OPTS)(_plan.bias_correction)
 _pack_call = njit(inline="always", **_OPTS)(_layout.pack_call)
 
 # ---------------------------------------------------------------- layout
@@ -79,7 +78,6 @@ T_FBEST = 9       # best bias-corrected loss average so far
 T_FSINCE = 10     # steps since FBEST improved by more than ftol (relative)
 T_PATIENCE = 11   # patience
 T_FCOUNT = 12     # number of losses averaged
-T_RHO = 13        # rho in float64 (RMSprop's bias correction)
 T_HEAD = 16
 
 # cfg positions
@@ -151,7 +149,6 @@ def make_state(spec, x0: np.ndarray, bounds, *, gtol: Optional[float], ftol: Opt
     T[T_FBETA] = tol_momentum
     T[T_FPOW] = 1.0
     T[T_PATIENCE] = patience
-    T[T_RHO] = spec.rho
 
     clip = None
     if spec.clip_mode == "norm":
@@ -401,10 +398,10 @@ def step_rows(R, g, T, P, cfg, f, it, lr):
     # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
     sw = cfg[C_SWITCHES]
     update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-    correction = 1.0
+    t = 0
     if sw[_rule.BIAS_CORRECTION] is not None and update:
-        correction = _bias_correction(T[T_RHO], _update_count(it, cfg[C_N]))
-    _pack_call(P, lr, first, correction)
+        t = _update_count(it, cfg[C_N])
+    _pack_call(P, lr, first, t)
     s = _load(P)
     if update:
         num, den = _clip_step(g, acc, s, sw, T, P, cfg[C_CLIP])

@@ -279,7 +279,7 @@ class CPUBackend:
 
 
 def _pack_call(P, plan) -> None:
-    _layout.pack_call(P, plan.learning_rate, plan.ema_momentum == 0.0, plan.correction)
+    _layout.pack_call(P, plan.learning_rate, plan.ema_momentum == 0.0, plan.update_count)
 
 
 def _run(slot, serial, parallel, *args):

@@ -36,7 +36,7 @@ EMA_ONE_MINUS = 9
 LEARNING_RATE = 10
 EMA_WEIGHT = 11       # weight of the old average: 0 on the first EMA step, else EMA_MOMENTUM
 EMA_NEW_WEIGHT = 12   # weight of the new value: 1 on the first EMA step, else EMA_ONE_MINUS
-CORRECTION = 13       # bias correction 1 - rho**t of the t-th update (1 without it)
+CORRECTION = 13       # bias correction 1 - rho**t of the t-th update, in the dtype
 
 N_SLOTS = 14
 
@@ -64,10 +64,13 @@ def pack_constants(spec, dtype) -> np.ndarray:
     return P
 
 
-def pack_call(P, learning_rate, ema_first, correction) -> None:
+def pack_call(P, learning_rate, ema_first, update_count) -> None:
     """This call's slots: the learning rate, the EMA weights and the bias correction.
 
-    Values arrive in float64 and are cast by the stores, as NumPy casts them.
+    The learning rate arrives in float64 and is cast by the store, as NumPy
+    casts it. With ``update_count`` ``t > 0`` the bias correction is
+    ``1 - rho**t`` computed in the dtype, as optax computes it (``rho`` cast
+    first; ``pow`` of the dtype, the same C function in Python and Numba).
     """
     P[LEARNING_RATE] = learning_rate
     if ema_first:
@@ -76,7 +79,9 @@ def pack_call(P, learning_rate, ema_first, correction) -> None:
     else:
         P[EMA_WEIGHT] = P[EMA_MOMENTUM]
         P[EMA_NEW_WEIGHT] = P[EMA_ONE_MINUS]
-    P[CORRECTION] = correction
+    if update_count > 0:
+        P[CORRECTION] = update_count  # t in the dtype, for a pow of the dtype
+        P[CORRECTION] = 1 - P[RHO] ** P[CORRECTION]
 
 
 def load(P):  # pragma: no cover - compiled only (numba's to_fixed_tuple)

@@ -16,7 +16,9 @@ Keras 3 rules (``base_optimizer.py`` and the JAX backend's ``optimizer.py``):
 * the EMA is updated on every call, accumulation-only calls included.
 
 Bias correction (optax's ``bias_correction=True``) divides the averages of
-the ``t``-th update by ``1 - rho**t``, where ``t`` counts updates, not calls.
+the ``t``-th update by ``1 - rho**t``, where ``t`` counts updates, not calls;
+the plan carries ``t`` and the kernels' scalars hold ``1 - rho**t`` in the
+variable's dtype (:func:`numba_rmsprop._layout.pack_call`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class StepPlan(NamedTuple):
         without EMA.
     ema_overwrite : bool
         Whether the variables are overwritten by their EMA after this call.
-    correction : float
-        Bias correction ``1 - rho**t`` of this update (1.0 without it).
+    update_count : int
+        With bias correction, ``t``: this update is the ``t``-th (1-based);
+        0 without bias correction and on accumulation-only calls.
     """
 
     iteration: int
@@ -50,7 +53,7 @@ class StepPlan(NamedTuple):
     learning_rate: float
     ema_momentum: Optional[float]
     ema_overwrite: bool
-    correction: float = 1.0
+    update_count: int = 0
 
 
 def counters(iteration: int, accumulation_steps: int, overwrite_frequency: int):
@@ -79,15 +82,6 @@ def update_count(iteration: int, accumulation_steps: int) -> int:
     return iteration + 1
 
 
-def bias_correction(rho: float, t: int) -> float:
-    """``1 - rho**t`` in float64 (optax's ``bias_correction``).
-
-    The exponent is a float so that Python and Numba both call the C
-    library's ``pow`` and agree to the last bit.
-    """
-    return 1.0 - rho ** float(t)
-
-
 def make_plan(
     iteration: int,
     learning_rate: float,
@@ -96,12 +90,9 @@ def make_plan(
     use_ema: bool,
     ema_momentum: float,
     ema_overwrite_frequency: Optional[int],
-    correction_rho: Optional[float] = None,
+    bias_correction: bool = False,
 ) -> StepPlan:
-    """Plan call number ``iteration`` (0-based), given its learning rate.
-
-    ``correction_rho`` is ``rho`` when the averages are bias-corrected.
-    """
+    """Plan call number ``iteration`` (0-based), given its learning rate."""
     update, first, overwrite = counters(iteration, accumulation_steps or 0,
                                         ema_overwrite_frequency or 0)
     ema_mom = None
@@ -113,6 +104,6 @@ def make_plan(
         learning_rate=float(learning_rate),
         ema_momentum=ema_mom,
         ema_overwrite=overwrite if use_ema else False,
-        correction=1.0 if correction_rho is None or not update else
-        bias_correction(correction_rho, update_count(iteration, accumulation_steps or 0)),
+        update_count=update_count(iteration, accumulation_steps or 0)
+        if bias_correction and update else 0,
     )

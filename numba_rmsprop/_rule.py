@@ -31,7 +31,6 @@ The switches select the variants of RMSprop found in the frameworks
 (``RMSprop.like_torch``, ``like_optax``, ``like_tf1``); with every switch off
 this is Keras 3's RMSprop, operation by operation:
 
-* ``MAXIMIZE``: ascend (torch): the gradient is negated first.
 * ``COUPLED_DECAY``: L2 weight decay ``g + wd * x`` (torch) instead of
   Keras's decoupled ``x - x * wd * lr`` (``DECOUPLED_DECAY``).
 * ``BIAS_CORRECTION``: the averages are divided by ``1 - rho**t`` (optax).
@@ -64,11 +63,10 @@ SCALE_LOSS = 0
 CLIP_BY_VALUE = 1
 DECOUPLED_DECAY = 2
 COUPLED_DECAY = 3
-MAXIMIZE = 4
-BIAS_CORRECTION = 5
-EPSILON_OUTSIDE_SQRT = 6
-LEARNING_RATE_OUTSIDE = 7
-NESTEROV = 8
+BIAS_CORRECTION = 4
+EPSILON_OUTSIDE_SQRT = 5
+LEARNING_RATE_OUTSIDE = 6
+NESTEROV = 7
 
 #: What turns each switch on, from the optimizer's :class:`~numba_rmsprop._spec.Spec`.
 SWITCHES = {
@@ -76,7 +74,6 @@ SWITCHES = {
     CLIP_BY_VALUE: lambda spec: spec.clip_mode == "value",
     DECOUPLED_DECAY: lambda spec: spec.weight_decay is not None and spec.decoupled_weight_decay,
     COUPLED_DECAY: lambda spec: spec.weight_decay is not None and not spec.decoupled_weight_decay,
-    MAXIMIZE: lambda spec: spec.maximize,
     BIAS_CORRECTION: lambda spec: spec.bias_correction,
     EPSILON_OUTSIDE_SQRT: lambda spec: not spec.epsilon_in_sqrt,
     LEARNING_RATE_OUTSIDE: lambda spec: not spec.learning_rate_in_momentum,
@@ -109,8 +106,6 @@ def update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, ove
     gi = effective_gradient(i, g, acc, s, sw, num, den)
     if acc is not None:
         acc[i] = 0  # stores cast to the array's dtype
-    if sw[MAXIMIZE] is not None:
-        gi = -gi
     lr = s[LEARNING_RATE]
     xi = x[i]
     if sw[DECOUPLED_DECAY] is not None:

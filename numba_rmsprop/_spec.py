@@ -18,26 +18,17 @@ _CLIP_OPTIONS = (("clipnorm", "norm"), ("global_clipnorm", "global"), ("clipvalu
 
 
 class Spec:
-    """Hyperparameters as the backends read them."""
+    """Hyperparameters as the backends read them.
+
+    Every validated hyperparameter is an attribute under its own name
+    (``spec.rho``, ``spec.centered``, ...; ``gradient_accumulation_steps`` is
+    also ``accumulation_steps``), plus the clip option as ``clip_mode``
+    (``"norm"``, ``"global"``, ``"value"`` or None) and its value ``clip``.
+    """
 
     def __init__(self, values: dict):
-        self.rho: float = values["rho"]
-        self.momentum: float = values["momentum"]
-        self.epsilon: float = values["epsilon"]
-        self.centered: bool = values["centered"]
-        self.weight_decay: Optional[float] = values["weight_decay"]
-        self.loss_scale_factor: Optional[float] = values["loss_scale_factor"]
+        vars(self).update({k: v for k, v in values.items() if k != "learning_rate"})
         self.accumulation_steps: Optional[int] = values["gradient_accumulation_steps"]
-        self.use_ema: bool = values["use_ema"]
-        self.ema_momentum: float = values["ema_momentum"]
-        self.ema_overwrite_frequency: Optional[int] = values["ema_overwrite_frequency"]
-        self.initial_velocity: float = values["initial_velocity"]
-        self.epsilon_in_sqrt: bool = values["epsilon_in_sqrt"]
-        self.learning_rate_in_momentum: bool = values["learning_rate_in_momentum"]
-        self.decoupled_weight_decay: bool = values["decoupled_weight_decay"]
-        self.maximize: bool = values["maximize"]
-        self.nesterov: bool = values["nesterov"]
-        self.bias_correction: bool = values["bias_correction"]
         self.clip_mode: Optional[str] = None
         self.clip: Optional[float] = None
         for option, mode in _CLIP_OPTIONS:
@@ -45,11 +36,6 @@ class Spec:
                 self.clip_mode, self.clip = mode, values[option]
         self.switches: tuple = _rule.switches(self)
         self._constants: dict = {}
-
-    @property
-    def correction_rho(self) -> Optional[float]:
-        """``rho`` when the averages are bias-corrected, else None (for the plan)."""
-        return self.rho if self.bias_correction else None
 
     def constants(self, dtype) -> np.ndarray:
         """The build-time slots of ``P`` for ``dtype`` (cached; copy before writing)."""

@@ -99,6 +99,20 @@ class _StepSchedule(LearningRateSchedule):
                         "use a numba_rmsprop.schedules schedule for get_config().")
 
 
+def _as_framework(cls, names: dict, **kwargs) -> "RMSprop":
+    """``cls(**kwargs)``; errors name each argument as the framework calls it.
+
+    ``names`` maps our argument names to the framework's.
+    """
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        for ours, theirs in names.items():
+            message = message.replace(f"`{ours}`", f"`{theirs}`")
+        raise type(exc)(message) from None
+
+
 def _step_schedule(learning_rate):
     """``learning_rate``, with a one-argument callable wrapped as a schedule."""
     if callable(learning_rate) and not isinstance(learning_rate, LearningRateSchedule):
@@ -261,9 +275,6 @@ class RMSprop(Configurable):
         False, check=boolean, kw_only=True,
         doc="""Divide the mean square (and mean gradient) of the t-th update by
         ``1 - rho**t`` (optax).""")
-    maximize: bool = hyperparameter(
-        False, check=boolean, kw_only=True,
-        doc="Maximize the objective: the gradient is negated (torch).")
 
     # ------------------------------------------------------------ construction
     def _check_together(self, values: dict) -> None:
@@ -294,7 +305,7 @@ class RMSprop(Configurable):
     @classmethod
     def like_torch(cls, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                    weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                   maximize: bool = False, **kwargs: Any) -> "RMSprop":
+                   **kwargs: Any) -> "RMSprop":
         """``torch.optim.RMSprop``, with its argument names and defaults.
 
         Epsilon outside the square root, L2 weight decay, the learning rate
@@ -307,10 +318,11 @@ class RMSprop(Configurable):
         if isinstance(weight_decay, numbers.Real) and not isinstance(weight_decay, bool) \
                 and weight_decay == 0:
             weight_decay = None
-        return cls(learning_rate=_step_schedule(lr), rho=alpha, epsilon=eps,
-                   weight_decay=weight_decay, momentum=momentum, centered=centered,
-                   maximize=maximize, epsilon_in_sqrt=False, learning_rate_in_momentum=False,
-                   decoupled_weight_decay=False, **kwargs)
+        return _as_framework(
+            cls, {"learning_rate": "lr", "rho": "alpha", "epsilon": "eps"},
+            learning_rate=_step_schedule(lr), rho=alpha, epsilon=eps, weight_decay=weight_decay,
+            momentum=momentum, centered=centered, epsilon_in_sqrt=False,
+            learning_rate_in_momentum=False, decoupled_weight_decay=False, **kwargs)
 
     @classmethod
     def like_optax(cls, learning_rate, decay: float = 0.9, eps: float = 1e-8,
@@ -327,21 +339,30 @@ class RMSprop(Configurable):
         """
         if momentum is None:
             momentum, nesterov = 0.0, False
-        return cls(learning_rate=_step_schedule(learning_rate), rho=decay, epsilon=eps,
-                   initial_velocity=initial_scale, epsilon_in_sqrt=eps_in_sqrt,
-                   centered=centered, momentum=momentum, nesterov=nesterov,
-                   bias_correction=bias_correction, **kwargs)
+        return _as_framework(
+            cls, {"rho": "decay", "epsilon": "eps", "initial_velocity": "initial_scale",
+                  "epsilon_in_sqrt": "eps_in_sqrt"},
+            learning_rate=_step_schedule(learning_rate), rho=decay, epsilon=eps,
+            initial_velocity=initial_scale, epsilon_in_sqrt=eps_in_sqrt, centered=centered,
+            momentum=momentum, nesterov=nesterov, bias_correction=bias_correction, **kwargs)
 
     @classmethod
     def like_tf1(cls, learning_rate, decay: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-10, centered: bool = False, **kwargs: Any) -> "RMSprop":
         """TF1's ``tf.compat.v1.train.RMSPropOptimizer``, with its argument names and defaults.
 
-        The mean square starts at 1. Other keyword arguments are passed to
+        The mean square starts at 1. TF1 turns every hyperparameter (the
+        learning rate included) into a float32 tensor before casting it to
+        the variable's dtype; this keeps them in float64, so with float64
+        variables results agree with TF1 to float32 accuracy in the
+        hyperparameters (pass ``float(numpy.float32(x))`` values to
+        reproduce TF1 exactly). Other keyword arguments are passed to
         :class:`RMSprop`.
         """
-        return cls(learning_rate=learning_rate, rho=decay, momentum=momentum, epsilon=epsilon,
-                   centered=centered, initial_velocity=1.0, **kwargs)
+        return _as_framework(
+            cls, {"rho": "decay"}, learning_rate=_step_schedule(learning_rate), rho=decay,
+            momentum=momentum, epsilon=epsilon, centered=centered, initial_velocity=1.0,
+            **kwargs)
 
     # ------------------------------------------------------------ properties
     @property
@@ -487,7 +508,7 @@ class RMSprop(Configurable):
                 use_ema=self._use_ema,
                 ema_momentum=self._ema_momentum,
                 ema_overwrite_frequency=self._ema_overwrite_frequency,
-                correction_rho=self._spec.correction_rho,
+                bias_correction=self._bias_correction,
             )
             if full is not None:
                 self._backend.execute_full(plan, self._spec, full)

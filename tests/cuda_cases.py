@@ -177,6 +177,23 @@ CASES = {
                                  centered=True, momentum=0.9, weight_decay=0.05,
                                  clipnorm=0.4, use_ema=True, ema_overwrite_frequency=2),
                             dict(steps=4, exclude=True)),
+    # The variants of other frameworks (RMSprop.like_torch / like_optax / like_tf1).
+    "torch_variant": (dict(learning_rate=SCHEDULE, epsilon=1e-8, rho=0.99, momentum=0.9,
+                           centered=True, weight_decay=0.1, decoupled_weight_decay=False,
+                           epsilon_in_sqrt=False, learning_rate_in_momentum=False),
+                      dict(exclude=True)),
+    "optax_variant": (dict(momentum=0.9, nesterov=True, bias_correction=True, centered=True,
+                           initial_velocity=0.5, epsilon_in_sqrt=False,
+                           gradient_accumulation_steps=2, global_clipnorm=1.0),
+                      dict(steps=6)),
+    "tf1_variant": (dict(initial_velocity=1.0, epsilon=1e-10, momentum=0.9, centered=True),
+                    {}),
+    # Every boolean variant switched away from Keras at once (new ones join automatically).
+    "every_variant": (dict({h.name: not h.default for h in RMSprop._hyperparameters
+                            if h.kw_only and isinstance(h.default, bool)},
+                           momentum=0.5, centered=True, weight_decay=0.05, initial_velocity=0.25,
+                           clipnorm=0.5),
+                      dict(exclude=True, steps=5)),
 }
 
 

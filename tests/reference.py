@@ -42,6 +42,23 @@ Deliberate differences from Keras (shared with ``numba_rmsprop``):
 * Accumulators of variables whose gradient is ``None`` on an update call are
   reset to zero, as in Keras's generic ``BaseOptimizer`` (Keras's JAX backend
   leaves them untouched).
+
+The variants of other frameworks (``RMSprop.like_torch`` / ``like_optax`` /
+``like_tf1`` in the package) are keyword arguments here too, each written
+from the framework's own source, and :meth:`ReferenceRMSprop.like` maps each
+framework's arguments onto them:
+
+* torch (``torch/optim/rmsprop.py``, ``_single_tensor_rmsprop``): L2 decay
+  ``g + wd * x``; ``sqrt(v) + eps`` (centered ``sqrt(v - mg**2) + eps``);
+  with momentum ``buf = mu * buf + g / avg`` and ``x -= lr * buf``,
+  without ``x -= lr * g / avg``.
+* optax (``optax/_src/alias.py::rmsprop``: ``scale_by_rms`` /
+  ``scale_by_stddev``, ``scale_by_learning_rate``, ``trace``): ``nu`` starts
+  at ``initial_scale``; ``eps_in_sqrt``; bias correction divides ``nu`` (and
+  ``mu``) by ``1 - decay**t``; the learning rate scales the update *before*
+  the momentum trace, ``t = u + mu * t``, Nesterov ``u + mu * t``.
+* TF1 (``tensorflow/python/training/rmsprop.py`` and the ``ApplyRMSProp``
+  kernels): ``ms`` starts at 1; ``mom = mu * mom + lr * g / sqrt(ms + eps)``.
 """
 
 import math
@@ -236,6 +253,12 @@ class ReferenceRMSprop:
         loss_scale_factor=None,
         gradient_accumulation_steps=None,
         name=None,
+        initial_velocity=0.0,
+        epsilon_in_sqrt=True,
+        learning_rate_in_momentum=True,
+        decoupled_weight_decay=True,
+        nesterov=False,
+        bias_correction=False,
     ):
         if not (callable(learning_rate) or isinstance(learning_rate, float)):
             raise ValueError("learning_rate must be a float or a callable")
@@ -263,12 +286,45 @@ class ReferenceRMSprop:
         self.loss_scale_factor = loss_scale_factor
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.name = name
+        self.initial_velocity = initial_velocity
+        self.epsilon_in_sqrt = epsilon_in_sqrt
+        self.learning_rate_in_momentum = learning_rate_in_momentum
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.nesterov = nesterov
+        self.bias_correction = bias_correction
 
         self.iterations = 0
+        self.updates = 0  # update calls so far (bias correction's t)
         self.built = False
         self.state = {}
         self._variables = []  # variables in build order
         self._excluded_ids = set()
+
+    @classmethod
+    def like(cls, framework, **kwargs):
+        """The reference configured as ``framework`` ("torch", "optax", "tf1") with its
+        own argument names and defaults."""
+        if framework == "torch":
+            a = dict(dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                          centered=False), **kwargs)
+            return cls(learning_rate=a["lr"], rho=a["alpha"], epsilon=a["eps"],
+                       momentum=a["momentum"], centered=a["centered"],
+                       weight_decay=a["weight_decay"] or None, decoupled_weight_decay=False,
+                       epsilon_in_sqrt=False, learning_rate_in_momentum=False)
+        if framework == "optax":
+            a = dict(dict(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
+                          centered=False, momentum=None, nesterov=False,
+                          bias_correction=False), **kwargs)
+            return cls(learning_rate=a["learning_rate"], rho=a["decay"], epsilon=a["eps"],
+                       initial_velocity=a["initial_scale"], epsilon_in_sqrt=a["eps_in_sqrt"],
+                       centered=a["centered"], momentum=a["momentum"] or 0.0,
+                       nesterov=a["nesterov"] and a["momentum"] is not None,
+                       bias_correction=a["bias_correction"])
+        if framework == "tf1":
+            a = dict(dict(decay=0.9, momentum=0.0, epsilon=1e-10, centered=False), **kwargs)
+            return cls(learning_rate=a["learning_rate"], rho=a["decay"], epsilon=a["epsilon"],
+                       momentum=a["momentum"], centered=a["centered"], initial_velocity=1.0)
+        raise ValueError(framework)
 
     @classmethod
     def from_config(cls, config):
@@ -293,7 +349,7 @@ class ReferenceRMSprop:
         def zeros():
             return [np.zeros_like(v) for v in variables]
 
-        self.state = {"velocity": zeros()}
+        self.state = {"velocity": [np.full_like(v, self.initial_velocity) for v in variables]}
         if self.momentum > 0:
             self.state["momentum"] = zeros()
         if self.centered:
@@ -375,8 +431,9 @@ class ReferenceRMSprop:
         if is_update_step:
             # 3. Clipping.
             work = self._clip(work)
+            self.updates += 1
             # 4. Decoupled weight decay.
-            if self.weight_decay is not None:
+            if self.weight_decay is not None and self.decoupled_weight_decay:
                 for i, _ in work:
                     var = self._variables[i]
                     if id(var) in self._excluded_ids:
@@ -440,23 +497,41 @@ class ReferenceRMSprop:
         rho = dt(self.rho)
         one_minus_rho = dt(1 - self.rho)  # computed in Python, then cast
         eps = dt(self.epsilon)
+        if (self.weight_decay is not None and not self.decoupled_weight_decay
+                and id(var) not in self._excluded_ids):
+            g = g + dt(self.weight_decay) * var  # torch: grad.add(param, alpha=wd)
 
         velocity = self.state["velocity"][i]
         velocity[...] = rho * velocity + one_minus_rho * np.square(g)
+        # optax: 1 - decay**count in the moment's dtype (decay cast first)
+        correction = dt(1) - dt(self.rho) ** dt(self.updates)
+        v_hat = velocity / correction if self.bias_correction else velocity
         if self.centered:
             mg = self.state["average_gradient"][i]
             mg[...] = rho * mg + one_minus_rho * g
+            mg_hat = mg / correction if self.bias_correction else mg
             # Keras: velocity - mg**2 + eps (no clamp).
-            denominator = np.maximum(velocity - np.square(mg), dt(0)) + eps
+            second = np.maximum(v_hat - np.square(mg_hat), dt(0))
         else:
-            denominator = velocity + eps
-        increment = (lr * g) / np.sqrt(denominator)
+            second = v_hat
+        if self.epsilon_in_sqrt:
+            denominator = np.sqrt(second + eps)
+        else:
+            denominator = np.sqrt(second) + eps
         if self.momentum > 0:
+            mu = dt(self.momentum)
             m = self.state["momentum"][i]
-            m[...] = dt(self.momentum) * m + increment
-            var[...] = var - m
+            if self.learning_rate_in_momentum:  # Keras, TF1, optax
+                direction = (lr * g) / denominator
+            else:  # torch
+                direction = g / denominator
+            m[...] = mu * m + direction
+            step = direction + mu * m if self.nesterov else m
+            if not self.learning_rate_in_momentum:
+                step = lr * step
+            var[...] = var - step
         else:
-            var[...] = var - increment
+            var[...] = var - (lr * g) / denominator
 
     def finalize_variable_values(self, variables):
         """Like Keras: with ``use_ema``, copy the averages into ``variables``,

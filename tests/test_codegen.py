@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import numba_rmsprop as nr
-from numba_rmsprop import _cpu
+from numba_rmsprop import _cpu, _layout, _rule
 
 CONFIGS = [
     {},
@@ -27,14 +27,26 @@ CONFIGS = [
     dict(centered=True, weight_decay=0.1, use_ema=True, clipnorm=1.0,
          gradient_accumulation_steps=2, loss_scale_factor=2.0),
     dict(global_clipnorm=1.0, clipvalue=None, momentum=0.5),
-    # The variants: every switch of the element rule on somewhere.
-    dict(momentum=0.9, centered=True, weight_decay=0.01, maximize=True, epsilon_in_sqrt=False,
-         learning_rate_in_momentum=False, decoupled_weight_decay=False),
-    dict(momentum=0.9, nesterov=True, bias_correction=True, centered=True, initial_velocity=1.0),
 ]
 
 
+def _every_switch(without):
+    """The element rule's switch tuple with every switch on but ``without``."""
+    return tuple(None if k == without else True for k in range(len(_rule.SWITCHES)))
+
+
+def _compile_every_switch():
+    """Each variant on at once (the two weight decays in turn), all state arrays present."""
+    for dtype in (np.float32, np.float64):
+        x, g, v, mg, mom, acc, avg = (np.ones(50, dtype) for _ in range(7))
+        s = tuple(np.ones(_layout.N_SLOTS, dtype))
+        for without in (_rule.COUPLED_DECAY, _rule.DECOUPLED_DECAY):
+            _cpu.segment_update(x, 0, g, v, mg, mom, acc, avg, s, _every_switch(without),
+                                dtype(1), dtype(2), True, False)
+
+
 def _compile_all():
+    _compile_every_switch()
     for cfg in CONFIGS:
         for dtype in (np.float32, np.float64):
             xs = [np.zeros(50, dtype), np.zeros((3, 4), dtype, order="F")]

@@ -161,8 +161,7 @@ def switches(*on):
 
 
 every = switches(*[k for k in range(len(_rule.SWITCHES)) if k != _rule.COUPLED_DECAY])
-torch_like = switches(_rule.COUPLED_DECAY, _rule.MAXIMIZE, _rule.EPSILON_OUTSIDE_SQRT,
-                      _rule.LEARNING_RATE_OUTSIDE)
+torch_like = switches(_rule.COUPLED_DECAY, _rule.EPSILON_OUTSIDE_SQRT, _rule.LEARNING_RATE_OUTSIDE)
 optax_like = switches(_rule.BIAS_CORRECTION, _rule.NESTEROV, _rule.SCALE_LOSS)
 
 n = 0

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import numba_rmsprop as nr
 from numba_rmsprop import _config
+from reference import ExponentialDecay as RefExponentialDecay
 from reference import ReferenceRMSprop
 
 SHAPES = [(), (1,), (7,), (3, 5), (4, 1, 3), (64,)]
@@ -43,6 +44,23 @@ def configs(draw):
     if draw(st.booleans()):
         cfg["loss_scale_factor"] = draw(st.sampled_from([0.5, 128.0]))
     cfg["gradient_accumulation_steps"] = draw(st.sampled_from([None, None, 2, 3]))
+    if draw(st.booleans()):
+        cfg.update(draw(variants()))
+    return cfg
+
+
+#: The variants (torch, optax, TF1): every boolean keyword-only option of RMSprop, so a
+#: new one is drawn without touching this file.
+VARIANT_SWITCHES = [h.name for h in nr.RMSprop._hyperparameters
+                    if h.kw_only and isinstance(h.default, bool)]
+
+
+@st.composite
+def variants(draw):
+    cfg = {name: draw(st.booleans()) for name in VARIANT_SWITCHES}
+    cfg["initial_velocity"] = draw(st.sampled_from([0.0, 0.0, 0.5, 1.0]))
+    if draw(st.booleans()):  # a schedule: (initial rate, decay steps, decay rate)
+        cfg["learning_rate"] = ("ExponentialDecay", 0.05, 3, 0.7)
     return cfg
 
 
@@ -98,8 +116,15 @@ def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, 
     parent_before = [None if p is None else p.copy() for p in parents]
     theirs = [np.array(v, copy=True) for v in ours]
 
+    if cfg.get("nesterov") and not cfg["momentum"]:
+        cfg["momentum"] = 0.5  # Nesterov needs momentum
+    ref_cfg = dict(cfg)
+    if isinstance(cfg["learning_rate"], tuple):
+        _, *args = cfg["learning_rate"]
+        cfg["learning_rate"] = nr.schedules.ExponentialDecay(*args)
+        ref_cfg["learning_rate"] = RefExponentialDecay(*args)
     opt = nr.RMSprop(**cfg)
-    ref = ReferenceRMSprop(**cfg)
+    ref = ReferenceRMSprop(**ref_cfg)
     if cfg.get("weight_decay") and len(ours) > 1:
         opt.exclude_from_weight_decay(var_list=[ours[0]])
         ref.exclude_from_weight_decay(var_list=[theirs[0]])

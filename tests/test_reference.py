@@ -12,6 +12,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+import flavor_golden  # noqa: E402
 import golden  # noqa: E402
 from reference import (  # noqa: E402
     CosineDecay,
@@ -43,6 +44,14 @@ def test_reference_matches_keras(case):
     result = golden.replay(opt, case)
     golden.assert_replay_matches(
         case, result, golden.tolerance(case, golden.REFERENCE_TOLERANCES))
+
+
+@pytest.mark.parametrize("case", flavor_golden.all_cases(), ids=flavor_golden.Case.name)
+def test_reference_matches_torch_optax_and_tf1(case):
+    """The reference's variants against the frameworks' own trajectories."""
+    kwargs = flavor_golden.arguments(case, "applied", ExponentialDecay)
+    result = flavor_golden.replay(ReferenceRMSprop.like(case.framework, **kwargs), case)
+    assert flavor_golden.error(result, case) <= flavor_golden.TOLERANCE[case.dtype]
 
 
 def test_golden_file_covers_the_brief():
