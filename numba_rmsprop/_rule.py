@@ -40,6 +40,7 @@ this is Keras 3's RMSprop, operation by operation:
   ``g / denominator`` and the step is ``lr * buffer`` (torch), instead of
   accumulating ``lr * g / denominator`` (Keras, TF1, optax).
 * ``NESTEROV``: the step is ``direction + momentum * buffer`` (optax).
+* ``MAXIMIZE``: ascend (torch): the gradient is negated first.
 
 No float literal enters the arithmetic (``d - d`` is a zero of ``d``'s
 dtype), so float32 stays float32.
@@ -67,6 +68,7 @@ BIAS_CORRECTION = 4
 EPSILON_OUTSIDE_SQRT = 5
 LEARNING_RATE_OUTSIDE = 6
 NESTEROV = 7
+MAXIMIZE = 8
 
 #: What turns each switch on, from the optimizer's :class:`~numba_rmsprop._spec.Spec`.
 SWITCHES = {
@@ -78,6 +80,7 @@ SWITCHES = {
     EPSILON_OUTSIDE_SQRT: lambda spec: not spec.epsilon_in_sqrt,
     LEARNING_RATE_OUTSIDE: lambda spec: not spec.learning_rate_in_momentum,
     NESTEROV: lambda spec: spec.nesterov,
+    MAXIMIZE: lambda spec: spec.maximize,
 }
 
 
@@ -106,6 +109,8 @@ def update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, ove
     gi = effective_gradient(i, g, acc, s, sw, num, den)
     if acc is not None:
         acc[i] = 0  # stores cast to the array's dtype
+    if sw[MAXIMIZE] is not None:
+        gi = -gi
     lr = s[LEARNING_RATE]
     xi = x[i]
     if sw[DECOUPLED_DECAY] is not None:

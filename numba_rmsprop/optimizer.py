@@ -275,6 +275,9 @@ class RMSprop(Configurable):
         False, check=boolean, kw_only=True,
         doc="""Divide the mean square (and mean gradient) of the t-th update by
         ``1 - rho**t`` (optax).""")
+    maximize: bool = hyperparameter(
+        False, check=boolean, kw_only=True,
+        doc="Maximize the objective: the gradient is negated first (torch).")
 
     # ------------------------------------------------------------ construction
     def _check_together(self, values: dict) -> None:
@@ -305,7 +308,7 @@ class RMSprop(Configurable):
     @classmethod
     def like_torch(cls, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                    weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                   **kwargs: Any) -> "RMSprop":
+                   maximize: bool = False, **kwargs: Any) -> "RMSprop":
         """``torch.optim.RMSprop``, with its argument names and defaults.
 
         Epsilon outside the square root, L2 weight decay, the learning rate
@@ -321,7 +324,7 @@ class RMSprop(Configurable):
         return _as_framework(
             cls, {"learning_rate": "lr", "rho": "alpha", "epsilon": "eps"},
             learning_rate=_step_schedule(lr), rho=alpha, epsilon=eps, weight_decay=weight_decay,
-            momentum=momentum, centered=centered, epsilon_in_sqrt=False,
+            momentum=momentum, centered=centered, maximize=maximize, epsilon_in_sqrt=False,
             learning_rate_in_momentum=False, decoupled_weight_decay=False, **kwargs)
 
     @classmethod

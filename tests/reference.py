@@ -48,7 +48,8 @@ The variants of other frameworks (``RMSprop.like_torch`` / ``like_optax`` /
 from the framework's own source, and :meth:`ReferenceRMSprop.like` maps each
 framework's arguments onto them:
 
-* torch (``torch/optim/rmsprop.py``, ``_single_tensor_rmsprop``): L2 decay
+* torch (``torch/optim/rmsprop.py``, ``_single_tensor_rmsprop``): ``maximize``
+  negates the gradient first; L2 decay
   ``g + wd * x``; ``sqrt(v) + eps`` (centered ``sqrt(v - mg**2) + eps``);
   with momentum ``buf = mu * buf + g / avg`` and ``x -= lr * buf``,
   without ``x -= lr * g / avg``.
@@ -259,6 +260,7 @@ class ReferenceRMSprop:
         decoupled_weight_decay=True,
         nesterov=False,
         bias_correction=False,
+        maximize=False,
     ):
         if not (callable(learning_rate) or isinstance(learning_rate, float)):
             raise ValueError("learning_rate must be a float or a callable")
@@ -292,6 +294,7 @@ class ReferenceRMSprop:
         self.decoupled_weight_decay = decoupled_weight_decay
         self.nesterov = nesterov
         self.bias_correction = bias_correction
+        self.maximize = maximize
 
         self.iterations = 0
         self.updates = 0  # update calls so far (bias correction's t)
@@ -306,9 +309,9 @@ class ReferenceRMSprop:
         own argument names and defaults."""
         if framework == "torch":
             a = dict(dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                          centered=False), **kwargs)
+                          centered=False, maximize=False), **kwargs)
             return cls(learning_rate=a["lr"], rho=a["alpha"], epsilon=a["eps"],
-                       momentum=a["momentum"], centered=a["centered"],
+                       momentum=a["momentum"], centered=a["centered"], maximize=a["maximize"],
                        weight_decay=a["weight_decay"] or None, decoupled_weight_decay=False,
                        epsilon_in_sqrt=False, learning_rate_in_momentum=False)
         if framework == "optax":
@@ -497,6 +500,8 @@ class ReferenceRMSprop:
         rho = dt(self.rho)
         one_minus_rho = dt(1 - self.rho)  # computed in Python, then cast
         eps = dt(self.epsilon)
+        if self.maximize:
+            g = -g  # torch: grad = -grad, before the weight decay
         if (self.weight_decay is not None and not self.decoupled_weight_decay
                 and id(var) not in self._excluded_ids):
             g = g + dt(self.weight_decay) * var  # torch: grad.add(param, alpha=wd)

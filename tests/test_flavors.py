@@ -64,7 +64,7 @@ def test_matches_the_framework_as_configured(case):
 def test_golden_data_covers_every_argument():
     """Each framework argument is exercised alone and in combination, in both dtypes."""
     expected = {
-        "torch": {"momentum", "centered", "weight_decay", "eps", "alpha"},
+        "torch": {"momentum", "centered", "weight_decay", "eps", "alpha", "maximize"},
         "optax": {"eps_in_sqrt", "initial_scale", "centered", "momentum", "nesterov",
                   "bias_correction", "eps", "decay"},
         "tf1": {"momentum", "centered", "epsilon", "decay"},
@@ -83,7 +83,7 @@ FRAMEWORK_SIGNATURES = {
     # torch.optim.RMSprop(params, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0, momentum=0,
     #                     centered=False, capturable=False, foreach=None, maximize=False, ...)
     "like_torch": dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                       centered=False),
+                       centered=False, maximize=False),
     # optax.rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
     #               centered=False, momentum=None, nesterov=False, bias_correction=False)
     "like_optax": dict(learning_rate=inspect.Parameter.empty, decay=0.9, eps=1e-8,
