@@ -15,6 +15,7 @@ is a Python thread.
 
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -243,6 +244,26 @@ def test_variables_can_be_passed_as_new_views_of_the_same_memory():
     opt.build([x])
     opt.apply([cuda.to_device(np.ones(6))], [x[:]])  # another view, same memory
     assert not np.array_equal(host(x), np.arange(6.0))
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="a property of the CUDA simulator")
+@pytest.mark.parametrize("clip", [dict(clipnorm=0.5), dict(global_clipnorm=0.5)])
+def test_norms_survive_thread_switches_while_shared_arrays_are_created(clip, monkeypatch):
+    """The simulator creates a block's ``cuda.shared.array`` lazily: the first
+    simulated thread to reach the line looks it up, finds nothing, allocates
+    with ``np.empty`` and stores it. A thread switch inside that sequence used
+    to leave two threads with different arrays, and the norm reduction
+    then summed the wrong numbers (a rare flake, seen once as one variable
+    mismatching after a CPU -> GPU checkpoint). Here every ``np.empty`` hands
+    the GIL to the other threads, which made every such lookup race."""
+    real_empty = np.empty
+
+    def empty(*args, **kwargs):
+        time.sleep(0.001)
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", empty)
+    check_three(clip, np.float64, steps=2)
 
 
 # ---------------------------------------------------------------- checkpoints
