@@ -63,7 +63,10 @@ import numpy as np
 
 from . import _arrays, _config, _math
 
-INSTALL_HINT = "pip install numba-rmsprop[cuda]"
+#: How to get numba-cuda (the package is installed from a checkout, not from an index;
+#: the version bounds are those of the ``cuda`` extra in pyproject.toml).
+INSTALL_HINT = ('`pip install "numba-cuda>=0.30.4,<0.31"` (from a checkout of numba-rmsprop: '
+                '`pip install -e ".[cuda]"`)')
 
 try:
     from numba import cuda
@@ -139,8 +142,8 @@ def require_cuda() -> None:
     if cuda is None:
         raise ImportError(
             "device='cuda' needs numba-cuda, which could not be imported "
-            f"({type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}). Install the CUDA extra with "
-            f"`{INSTALL_HINT}`.")
+            f"({type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}). Install it with "
+            f"{INSTALL_HINT}.")
     if _SIM:
         return
     try:
@@ -155,12 +158,12 @@ def require_cuda() -> None:
         reason = None
     if reason:
         what = ("the CUDA driver could not be initialised: "
-                + " ".join(str(reason).split()).rstrip(":"))
+                + " ".join(str(reason).split()).rstrip(":. "))
     else:
         what = "no CUDA-capable GPU is visible (the driver loaded but reports no device)"
     raise RuntimeError(
         f"device='cuda' cannot be used: {what}. An NVIDIA GPU with its driver is needed "
-        f"(check `nvidia-smi`); numba-cuda itself comes with `{INSTALL_HINT}`.")
+        f"(check `nvidia-smi`); numba-cuda itself is installed with {INSTALL_HINT}.")
 
 
 # ====================================================================== kernels
