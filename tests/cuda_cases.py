@@ -395,9 +395,18 @@ def test_gradient_on_another_gpu_is_rejected(monkeypatch):
     assert not opt.built
 
 
-def test_device_variables_must_be_float():
-    with pytest.raises(TypeError, match=r"variables\[0\] must have dtype float32 or float64"):
-        RMSprop(0.1).build([cuda.to_device(np.ones(3, np.int64))])
+@pytest.mark.parametrize("dtype", [np.int64, np.float16], ids=lambda d: np.dtype(d).name)
+def test_device_variables_must_be_float32_or_float64(dtype):
+    name = np.dtype(dtype).name
+    want = rf"variables\[0\] must have dtype float32 or float64; got {name}\."
+    with pytest.raises(TypeError, match=want):
+        RMSprop(0.1).build([cuda.to_device(np.ones(3, dtype))])
+    x = cuda.to_device(np.ones(3, dtype))
+    opt = RMSprop(0.1)
+    with pytest.raises(TypeError, match=want):
+        opt.apply([cuda.to_device(np.ones(3, dtype))], [x])
+    assert not opt.built and opt.iterations == 0
+    np.testing.assert_array_equal(host(x), 1)
 
 
 def test_simulator_counts_as_usable():
