@@ -77,7 +77,7 @@ LOOP_OPTIONS = (
 #: Learning rates are evaluated ``LR_BLOCK`` steps at a time, in blocks aligned
 #: to multiples of it, so that every loop sees the same values.
 LR_BLOCK = 4096
-#: Longest run of Python steps between progress-bar refreshes.
+#: Longest run of Python steps per segment when there is a ``callback``.
 _PY_SEGMENT_DISP = 256
 
 _FD_METHODS = ("2-point", "3-point", "cs")
@@ -831,9 +831,13 @@ class _Run:
                     if code == C.OK and choice == "decide":
                         entry = self._compiled_entry()
                 elif entry is not None:
+                    if bar is not None:
+                        nsteps = bar.steps(nsteps)  # short enough to refresh the display
                     code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off, start)
                 else:
-                    if bar is not None or self.callback is not None:
+                    if bar is not None:
+                        nsteps = bar.steps(nsteps)
+                    if self.callback is not None:
                         nsteps = min(nsteps, _PY_SEGMENT_DISP)
                     code, made, evals = self._run_python(it, nsteps, lrs, lr_off, start,
                                                          first=False)
@@ -950,7 +954,20 @@ def _entry_point(dispatcher, sample_args):
 
 # ===================================================================== progress
 class _Progress:
-    """Progress on stderr: a tqdm bar when tqdm is installed, else a plain line."""
+    """Progress on stderr: a tqdm bar when tqdm is installed, else a plain line.
+
+    Only made with ``disp``. The loops run steps in segments and call
+    :meth:`update` after each; :meth:`steps` shortens the next segment so that
+    it lasts about ``SEGMENT_SECONDS`` at the step rate measured over the
+    previous one, so the display refreshes every 0.1-0.5 s whether a step
+    takes a microsecond (compiled loop) or a second. Shorter segments change
+    no result: both loops resume mid-epoch and mid-block exactly.
+    """
+
+    #: Target wall time of one segment of steps.
+    SEGMENT_SECONDS = 0.2
+    #: The plain line is rewritten at most this often.
+    PRINT_SECONDS = 0.1
 
     def __init__(self, total: int, desc: str):
         self.total = total
@@ -964,20 +981,30 @@ class _Progress:
             self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr,
                             dynamic_ncols=True)
         self.done = 0
-        self.last = 0.0
+        self.last = -math.inf  # when the plain line was last written
+        self.t_prev = time.monotonic()  # when the last segment ended
+        self.step_seconds = None  # per step, over the last segment
+
+    def steps(self, nsteps: int) -> int:
+        """``nsteps`` cut to about ``SEGMENT_SECONDS`` of steps (at least one)."""
+        if self.step_seconds is None or self.step_seconds <= 0.0:
+            return min(nsteps, 1)
+        return max(1, min(nsteps, int(self.SEGMENT_SECONDS / self.step_seconds)))
 
     def update(self, it: int, loss) -> None:
+        now = time.monotonic()
+        if it > self.done:
+            self.step_seconds = (now - self.t_prev) / (it - self.done)
+        self.t_prev = now
         if self.bar is not None:
             self.bar.update(it - self.done)
             if loss is not None:
                 self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        else:
-            now = time.monotonic()
-            if now - self.last >= 0.5 or it >= self.total:
-                self.last = now
-                tail = f" loss {loss:.6g}" if loss is not None else ""
-                sys.stderr.write(f"\r{self.desc}: step {it}/{self.total}{tail}")
-                sys.stderr.flush()
+        elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
+            self.last = now
+            tail = f" loss {loss:.6g}" if loss is not None else ""
+            sys.stderr.write(f"\r{self.desc}: step {it}/{self.total}{tail}")
+            sys.stderr.flush()
         self.done = it
 
     def close(self) -> None:

@@ -12,10 +12,17 @@ cases and ``get_config`` keys), with two deliberate differences:
   compiled training loop can precompute ``schedule(np.arange(n_steps))``.
   Scalar calls return exactly the same values as the vectorised call.
 
+A step may be anything Keras takes: a Python or NumPy integer or float,
+negative ones included, a 0-d array or an array of steps; the value is
+Keras's formula at that step (e.g. ``PiecewiseConstantDecay`` gives
+``values[0]`` at a negative step, ``ExponentialDecay`` grows backwards).
+
 Beyond Keras, constructor arguments are validated (``TypeError`` /
-``ValueError`` naming the argument), and ``CosineDecayRestarts`` does not
-inherit a float64 rounding artifact of Keras at some restart steps (see its
-docstring).
+``ValueError`` naming the argument), steps must be finite and not bool
+(Keras would compute NaN or treat ``True`` as 1), ``CosineDecayRestarts``
+raises where its closed form has no period (Keras returns NaN there), and it
+does not inherit a float64 rounding artifact of Keras at some restart steps
+(see its docstring).
 
 This module is pure Python + NumPy and does not depend on the rest of the
 package.
@@ -143,8 +150,6 @@ def _prepare_step(step: StepLike) -> Tuple[np.ndarray, bool, bool]:
     x = arr.astype(np.float64)
     if not integer and not np.all(np.isfinite(x)):
         raise ValueError(f"Argument `step` must be finite. Received: step={step!r}")
-    if np.any(x < 0):
-        raise ValueError(f"Argument `step` must be >= 0. Received: step={step!r}")
     return x, is_scalar, integer
 
 
@@ -172,9 +177,9 @@ class LearningRateSchedule:
 
         Parameters
         ----------
-        step : int or array_like of int
-            Optimizer step(s), non-negative. Real (float) steps are accepted
-            too, as in Keras.
+        step : int, float or array_like of them
+            Optimizer step(s). As in Keras, real (float) and negative steps
+            are accepted; steps must be finite.
 
         Returns
         -------
@@ -521,8 +526,9 @@ class CosineDecay(LearningRateSchedule):
         warmup_steps = float(self.warmup_steps)
         step = np.minimum(step, decay_steps + warmup_steps)
         decayed = self._decay_function(step - warmup_steps, decay_steps, target)
-        if warmup_steps <= 0:
-            return decayed
+        # Keras's branch, also with warmup_steps == 0: a negative step is then
+        # "in the warmup" and gets (target - lr0) * (step / 0) + lr0 (+-inf, or
+        # NaN when target == lr0).
         warm = (target - lr0) * (step / warmup_steps) + lr0
         return np.where(step < warmup_steps, warm, decayed)
 
@@ -566,7 +572,9 @@ class CosineDecayRestarts(LearningRateSchedule):
         Positive, finite period-length multiplier. With ``t_mul < 1`` the
         periods sum to ``first_decay_steps / (1 - t_mul)`` steps; calling the
         schedule at or beyond that step raises ``ValueError`` (Keras returns
-        NaN there).
+        NaN there). Likewise, with ``t_mul > 1`` the periods before step 0
+        (negative steps) shrink and sum to ``first_decay_steps / (t_mul - 1)``
+        steps; steps at or before ``-first_decay_steps / (t_mul - 1)`` raise.
     m_mul : float, default 1.0
         Non-negative, finite per-restart multiplier of the peak rate.
     alpha : float, default 0.0
@@ -614,10 +622,16 @@ class CosineDecayRestarts(LearningRateSchedule):
             arg = 1.0 - completed_fraction * (1.0 - t_mul)
             if np.any(arg <= 0.0):
                 horizon = float(self.first_decay_steps) / (1.0 - t_mul)
+                if t_mul < 1.0:
+                    raise ValueError(
+                        f"Argument `step` is beyond the end of this schedule: with "
+                        f"t_mul={self._t_mul} < 1 all periods together last "
+                        f"{horizon} steps. Received: step={step.max()}"
+                    )
                 raise ValueError(
-                    f"Argument `step` is beyond the end of this schedule: with "
-                    f"t_mul={self._t_mul} < 1 all periods together last "
-                    f"{horizon} steps. Received: step={step.max()}"
+                    f"Argument `step` is before the start of this schedule: with "
+                    f"t_mul={self._t_mul} > 1 the periods before step 0 together last "
+                    f"{-horizon} steps. Received: step={step.min()}"
                 )
             i_restart = np.floor(np.log(arg) / np.log(t_mul))
             # Exactly at a restart, log(arg) / log(t_mul) is an integer in exact

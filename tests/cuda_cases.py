@@ -15,6 +15,7 @@ is a Python thread.
 
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -262,6 +263,26 @@ def test_variables_can_be_passed_as_new_views_of_the_same_memory():
     assert not np.array_equal(host(x), np.arange(6.0))
 
 
+@pytest.mark.skipif(not SIMULATOR, reason="a property of the CUDA simulator")
+@pytest.mark.parametrize("clip", [dict(clipnorm=0.5), dict(global_clipnorm=0.5)])
+def test_norms_survive_thread_switches_while_shared_arrays_are_created(clip, monkeypatch):
+    """The simulator creates a block's ``cuda.shared.array`` lazily: the first
+    simulated thread to reach the line looks it up, finds nothing, allocates
+    with ``np.empty`` and stores it. A thread switch inside that sequence used
+    to leave two threads with different arrays, and the norm reduction
+    then summed the wrong numbers (a rare flake, seen once as one variable
+    mismatching after a CPU -> GPU checkpoint). Here every ``np.empty`` hands
+    the GIL to the other threads, which made every such lookup race."""
+    real_empty = np.empty
+
+    def empty(*args, **kwargs):
+        time.sleep(0.001)
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", empty)
+    check_three(clip, np.float64, steps=2)
+
+
 # ---------------------------------------------------------------- checkpoints
 def _grads(rng, init, steps):
     return [[rng.standard_normal(a.shape).astype(a.dtype) for a in init] for _ in range(steps)]
@@ -391,9 +412,18 @@ def test_gradient_on_another_gpu_is_rejected(monkeypatch):
     assert not opt.built
 
 
-def test_device_variables_must_be_float():
-    with pytest.raises(TypeError, match=r"variables\[0\] must have dtype float32 or float64"):
-        RMSprop(0.1).build([cuda.to_device(np.ones(3, np.int64))])
+@pytest.mark.parametrize("dtype", [np.int64, np.float16], ids=lambda d: np.dtype(d).name)
+def test_device_variables_must_be_float32_or_float64(dtype):
+    name = np.dtype(dtype).name
+    want = rf"variables\[0\] must have dtype float32 or float64; got {name}\."
+    with pytest.raises(TypeError, match=want):
+        RMSprop(0.1).build([cuda.to_device(np.ones(3, dtype))])
+    x = cuda.to_device(np.ones(3, dtype))
+    opt = RMSprop(0.1)
+    with pytest.raises(TypeError, match=want):
+        opt.apply([cuda.to_device(np.ones(3, dtype))], [x])
+    assert not opt.built and opt.iterations == 0
+    np.testing.assert_array_equal(host(x), 1)
 
 
 def test_simulator_counts_as_usable():

@@ -80,7 +80,19 @@ __all__ = [
 
 # ---------------------------------------------------------------------------
 # Learning-rate schedules: Keras's formulas, evaluated in float64.
+#
+# Any finite step, negative ones included, as Keras accepts; IEEE float64
+# semantics throughout (NumPy scalars: x / 0 is +-inf, log(-1) is NaN, and
+# ceil(-0.5) is -0.0), because that is what Keras's tensor ops do.
 # ---------------------------------------------------------------------------
+F = np.float64
+
+
+def _ieee(method):
+    def call(self, step):
+        with np.errstate(all="ignore"):
+            return float(method(self, step))
+    return call
 
 
 class ExponentialDecay:
@@ -91,11 +103,12 @@ class ExponentialDecay:
         self.decay_rate = decay_rate
         self.staircase = staircase
 
+    @_ieee
     def __call__(self, step):
-        p = float(step) / float(self.decay_steps)
+        p = F(step) / F(self.decay_steps)
         if self.staircase:
-            p = math.floor(p)
-        return float(self.initial_learning_rate) * float(self.decay_rate) ** p
+            p = np.floor(p)
+        return F(self.initial_learning_rate) * F(self.decay_rate) ** p
 
 
 class PiecewiseConstantDecay:
@@ -105,10 +118,14 @@ class PiecewiseConstantDecay:
         self.boundaries = list(boundaries)
         self.values = list(values)
 
+    @_ieee
     def __call__(self, step):
-        # Keras sums indicator * value over the intervals
-        # (-inf, b0], (b0, b1], ..., (b_last, inf).
+        # Keras casts the boundaries to the step's dtype (an integer step
+        # truncates float boundaries), then sums indicator * value over the
+        # intervals (-inf, b0], (b0, b1], ..., (b_last, inf).
         b, v = self.boundaries, self.values
+        if isinstance(step, (int, np.integer)):
+            b = [int(x) for x in b]
         result = 0.0
         result += float(step <= b[0]) * v[0]
         result += float(step > b[-1]) * v[-1]
@@ -126,18 +143,19 @@ class PolynomialDecay:
         self.power = power
         self.cycle = cycle
 
+    @_ieee
     def __call__(self, step):
-        step = float(step)
-        decay_steps = float(self.decay_steps)
+        step = F(step)
+        decay_steps = F(self.decay_steps)
         if self.cycle:
-            multiplier = 1.0 if step == 0 else math.ceil(step / decay_steps)
+            multiplier = F(1.0) if step == 0 else np.ceil(step / decay_steps)
             decay_steps = decay_steps * multiplier
         else:
             step = min(step, decay_steps)
         p = step / decay_steps
-        lr0 = float(self.initial_learning_rate)
-        end = float(self.end_learning_rate)
-        return (lr0 - end) * (1.0 - p) ** float(self.power) + end
+        lr0 = F(self.initial_learning_rate)
+        end = F(self.end_learning_rate)
+        return (lr0 - end) * (1.0 - p) ** F(self.power) + end
 
 
 class InverseTimeDecay:
@@ -148,12 +166,12 @@ class InverseTimeDecay:
         self.decay_rate = decay_rate
         self.staircase = staircase
 
+    @_ieee
     def __call__(self, step):
-        p = float(step) / float(self.decay_steps)
+        p = F(step) / F(self.decay_steps)
         if self.staircase:
-            p = math.floor(p)
-        return float(self.initial_learning_rate) / (
-            1.0 + float(self.decay_rate) * p)
+            p = np.floor(p)
+        return F(self.initial_learning_rate) / (1.0 + F(self.decay_rate) * p)
 
 
 class CosineDecay:
@@ -166,21 +184,22 @@ class CosineDecay:
         self.warmup_steps = warmup_steps
 
     def _decay(self, step, decay_from_lr):
-        completed_fraction = step / float(self.decay_steps)
-        cosine_decayed = 0.5 * (1.0 + math.cos(math.pi * completed_fraction))
-        alpha = float(self.alpha)
+        completed_fraction = step / F(self.decay_steps)
+        cosine_decayed = 0.5 * (1.0 + np.cos(math.pi * completed_fraction))
+        alpha = F(self.alpha)
         return decay_from_lr * ((1.0 - alpha) * cosine_decayed + alpha)
 
+    @_ieee
     def __call__(self, step):
-        step = float(step)
-        lr0 = float(self.initial_learning_rate)
-        decay_steps = float(self.decay_steps)
+        step = F(step)
+        lr0 = F(self.initial_learning_rate)
+        decay_steps = F(self.decay_steps)
         if self.warmup_target is None:
             return self._decay(min(step, decay_steps), lr0)
-        target = float(self.warmup_target)
-        warmup_steps = float(self.warmup_steps)
+        target = F(self.warmup_target)
+        warmup_steps = F(self.warmup_steps)
         step = min(step, decay_steps + warmup_steps)
-        if step < warmup_steps:
+        if step < warmup_steps:  # with warmup_steps == 0: any negative step
             return (target - lr0) * (step / warmup_steps) + lr0
         return self._decay(step - warmup_steps, target)
 
@@ -194,26 +213,28 @@ class CosineDecayRestarts:
         self.m_mul = m_mul
         self.alpha = alpha
 
+    @_ieee
     def __call__(self, step):
-        t_mul = float(self.t_mul)
-        m_mul = float(self.m_mul)
-        alpha = float(self.alpha)
-        completed_fraction = float(step) / float(self.first_decay_steps)
+        t_mul = F(self.t_mul)
+        m_mul = F(self.m_mul)
+        alpha = F(self.alpha)
+        completed_fraction = F(step) / F(self.first_decay_steps)
         if t_mul == 1.0:
-            i_restart = math.floor(completed_fraction)
+            i_restart = np.floor(completed_fraction)
             completed_fraction -= i_restart
         else:
-            i_restart = math.floor(
-                math.log(1.0 - completed_fraction * (1.0 - t_mul))
-                / math.log(t_mul))
+            # NaN where the argument of log is <= 0 (beyond the periods).
+            i_restart = np.floor(
+                np.log(1.0 - completed_fraction * (1.0 - t_mul))
+                / np.log(t_mul))
             sum_r = (1.0 - t_mul ** i_restart) / (1.0 - t_mul)
             completed_fraction = (completed_fraction - sum_r) / (
                 t_mul ** i_restart)
         m_fac = m_mul ** i_restart
         cosine_decayed = 0.5 * m_fac * (
-            1.0 + math.cos(math.pi * completed_fraction))
+            1.0 + np.cos(math.pi * completed_fraction))
         decayed = (1.0 - alpha) * cosine_decayed + alpha
-        return float(self.initial_learning_rate) * decayed
+        return F(self.initial_learning_rate) * decayed
 
 
 _SCHEDULES = {

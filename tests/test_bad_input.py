@@ -150,6 +150,28 @@ def test_bad_variables_at_build(variables, exc, match):
     assert not opt.built
 
 
+UNSUPPORTED_DTYPES = [np.float16, np.longdouble, np.int64, np.complex128, np.bool_]
+
+
+@pytest.mark.parametrize("method", ["apply", "build"])
+@pytest.mark.parametrize("dtype", UNSUPPORTED_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_unsupported_variable_dtype_names_the_allowed_ones(method, dtype):
+    """Variables are float32 or float64 (README, "The optimizer"); anything else,
+    float16 included, is a TypeError naming both, before anything changes."""
+    w = np.zeros(3, np.float32)
+    x = np.zeros(3, dtype)
+    opt = nr.RMSprop(0.1, momentum=0.5)
+    want = rf"variables\[1\] must have dtype float32 or float64; got {np.dtype(dtype).name}\."
+    with pytest.raises(TypeError, match=want):
+        if method == "apply":
+            opt.apply([np.ones(3, np.float32), np.ones(3, dtype)], [w, x])
+        else:
+            opt.build([w, x])
+    assert not opt.built and opt.iterations == 0
+    np.testing.assert_array_equal(w, 0)
+    np.testing.assert_array_equal(x, 0)
+
+
 def test_read_only_variable_at_build():
     x = np.zeros(3)
     x.flags.writeable = False

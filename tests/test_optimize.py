@@ -6,7 +6,9 @@ checked against the known answer; then the contract, rule by rule.
 """
 
 import inspect
+import math
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -610,6 +612,89 @@ def test_disp(capsys, monkeypatch):
                 options=dict(maxiter=300, disp=True))
     err = capsys.readouterr().err
     assert "rmsprop: step 300/300" in err
+
+
+class _TimedStderr:
+    """Stands in for sys.stderr; records when each progress line is written."""
+
+    def __init__(self):
+        self.times, self.text = [], []
+
+    def write(self, s):
+        if s.startswith("\rrmsprop: step"):
+            self.times.append(time.monotonic())
+        self.text.append(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def _assert_refreshes_often(times, end):
+    """From the first refresh on (the first step may include compiling), the
+    plain line is rewritten every 0.1-0.5 s, and not much more often."""
+    assert times, "no progress line"
+    t = np.array(times + [end])
+    gaps = np.diff(t)
+    span = t[-1] - t[0]
+    assert span > 0.8, f"the run was too short to tell ({span:.2f} s)"
+    # Loaded test machines may stretch one gap; the typical gap is what counts.
+    assert np.median(gaps) <= 0.35 and gaps.max() <= 1.0, np.round(gaps, 3)
+    assert len(times) >= span / 0.5, (len(times), span)
+    assert len(times) <= span / 0.1 + 3, (len(times), span)
+
+
+def _sleepy_quadratic(x, a, c):
+    time.sleep(0.005)
+    return quadratic(x, a, c)
+
+
+def test_disp_without_tqdm_refreshes_during_a_python_loop(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    err = _TimedStderr()
+    monkeypatch.setattr(sys, "stderr", err)
+    r = nr.minimize(_sleepy_quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
+                    options=dict(maxiter=300, disp=True))
+    end = time.monotonic()
+    assert r.nit == 300 and "rmsprop: step 300/300" in "".join(err.text)
+    _assert_refreshes_often(err.times, end)
+
+
+def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(100_000, 4))
+    b = A @ np.array([0.5, -1.0, 2.0, 0.25])
+    x0 = np.zeros(4)
+    lsq_nb(x0, A, b)
+    per_step = math.inf  # the fastest of a few calls: load only makes the run longer
+    for _ in range(10):
+        t = time.perf_counter()
+        lsq_nb(x0, A, b)
+        per_step = min(per_step, time.perf_counter() - t)
+    maxiter = int(min(LR_BLOCK_STEPS - 1, max(100, 2.0 / per_step)))  # >= ~2 s, one segment
+    segments = []
+    compiled_loop = nro._Run._run_compiled
+
+    def spy(self, entry, it, nsteps, *a):
+        segments.append(nsteps)
+        return compiled_loop(self, entry, it, nsteps, *a)
+
+    monkeypatch.setattr(nro._Run, "_run_compiled", spy)
+    quiet = nr.minimize(lsq_nb, x0, args=(A, b), jac=True, options=dict(maxiter=maxiter))
+    assert segments == [maxiter - 1]  # without disp: one compiled segment, as before
+    segments.clear()
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    err = _TimedStderr()
+    monkeypatch.setattr(sys, "stderr", err)
+    shown = nr.minimize(lsq_nb, x0, args=(A, b), jac=True,
+                        options=dict(maxiter=maxiter, disp=True))
+    end = time.monotonic()
+    assert len(segments) > 3 and sum(segments) == maxiter - 1
+    _assert_refreshes_often(err.times, end)
+    _same_result(shown, quiet)  # shorter segments, the same run
+
+
+LR_BLOCK_STEPS = nro.LR_BLOCK
 
 
 def test_public_names():

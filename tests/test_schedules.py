@@ -11,12 +11,16 @@ import json
 import math
 import pathlib
 import pickle
+import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from numba_rmsprop import schedules
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference  # noqa: E402  (tests/reference.py)
 from numba_rmsprop.schedules import (
     CosineDecay,
     CosineDecayRestarts,
@@ -450,10 +454,94 @@ def test_vectorised_call_does_not_loop_in_python():
     assert calls == [(1000,)]
 
 
-@pytest.mark.parametrize("bad", [-1, np.int64(-5), np.array([0, 1, -2]), -0.5])
-def test_negative_step_raises(bad):
-    with pytest.raises(ValueError, match="`step`"):
-        PolynomialDecay(0.1, 10)(bad)
+# Keras evaluates its formula at any step it is given; negative and
+# fractional steps included (tests/reference.py: the same formulas, IEEE
+# float64, one step at a time).
+KERAS_STEP_CASES = [
+    ExponentialDecay(0.1, 10, 0.5),
+    ExponentialDecay(0.1, 7.5, 0.5, staircase=True),
+    ExponentialDecay(0.1, 10, 0.0),  # 0 ** negative: inf, as in Keras
+    PiecewiseConstantDecay([0, 10], [1.0, 0.5, 0.1]),
+    PiecewiseConstantDecay([-2.5, -0.5, 3.5], [1.0, 0.5, 0.25, 0.1]),  # truncated for int steps
+    PolynomialDecay(0.1, 10, 0.001, power=0.5),
+    PolynomialDecay(0.1, 10, 0.001, power=2.0, cycle=True),  # -inf / NaN in (-10, 0), like Keras
+    InverseTimeDecay(0.1, 10, 0.5),  # 1 / 0 at step -20
+    InverseTimeDecay(0.1, 10, 0.5, staircase=True),
+    CosineDecay(0.1, 10, alpha=0.1),
+    CosineDecay(0.01, 10, alpha=0.1, warmup_target=0.1, warmup_steps=4),
+    CosineDecay(0.01, 10, warmup_target=0.1, warmup_steps=0),  # Keras's warmup branch at step < 0
+    CosineDecay(0.1, 10, warmup_target=0.1, warmup_steps=0),  # ... 0 * -inf: NaN
+    CosineDecayRestarts(0.1, 10, t_mul=1.0, m_mul=0.5, alpha=0.1),
+    CosineDecayRestarts(0.1, 10, t_mul=2.0, m_mul=0.5, alpha=0.1),
+    CosineDecayRestarts(0.1, 4, t_mul=0.9, m_mul=0.8),
+]
+KERAS_STEPS = [-25, -20, -19, -10, -9, -5, -3, -2, -1, 0, 1, 3, 9, 10, 11, 25]
+KERAS_REAL_STEPS = [-25.5, -12.25, -9.999, -2.5, -0.5, -1e-9, 0.0, 0.5, 9.75, 10.5]
+
+
+def _reference_schedule(sched):
+    return reference.schedule_from_config(serialize(sched))
+
+
+@pytest.mark.parametrize("sched", KERAS_STEP_CASES, ids=repr)
+def test_every_step_keras_accepts_gives_keras_formula(sched):
+    ref = _reference_schedule(sched)
+    for steps, conv in ((KERAS_STEPS, int), (KERAS_REAL_STEPS, float)):
+        if isinstance(sched, CosineDecayRestarts) and sched.t_mul == 2.0:
+            steps = [s for s in steps if s > -10]  # the periods before 0 last 10 steps
+        want = np.array([ref(conv(s)) for s in steps])
+        scalar = np.array([sched(conv(s)) for s in steps])
+        np.testing.assert_allclose(scalar, want, rtol=1e-13, atol=0)  # inf and NaN must match too
+        np.testing.assert_array_equal(sched(np.array(steps)), scalar)
+        np.testing.assert_array_equal(sched(list(steps)), scalar)
+        assert np.array(steps).dtype.kind == ("i" if conv is int else "f")
+        # NumPy scalars of other widths and 0-d arrays give the same values.
+        types = (np.int8, np.int32, np.int64) if conv is int else (np.float32, np.float64)
+        for t in types:
+            exact = [s for s in steps if conv(t(s)) == s]
+            got = [sched(t(s)) for s in exact]
+            assert all(type(v) is float for v in got)
+            np.testing.assert_array_equal(got, [sched(conv(s)) for s in exact])
+        zero_d = sched(np.array(steps[0]))
+        assert isinstance(zero_d, np.ndarray) and zero_d.shape == ()
+        np.testing.assert_array_equal(zero_d, scalar[0])
+    assert type(sched(np.uint8(3))) is float and sched(np.uint8(3)) == sched(3)
+    np.testing.assert_array_equal(sched(np.float16(-2.5)), sched(-2.5))
+
+
+def test_negative_steps_by_hand():
+    # Keras's formulas, worked out by hand.
+    assert PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])(-5) == 1.0
+    assert PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])(-0.5) == 1.0
+    np.testing.assert_array_equal(PiecewiseConstantDecay([10], [1.0, 0.5])(np.array([-3, 0, 11])),
+                                  [1.0, 1.0, 0.5])
+    assert ExponentialDecay(0.1, 10, 0.5)(-10) == pytest.approx(0.2, rel=1e-15)
+    assert ExponentialDecay(0.1, 10, 0.5, staircase=True)(-1) == pytest.approx(0.2, rel=1e-15)
+    assert InverseTimeDecay(0.1, 10, 0.5)(-10) == pytest.approx(0.2, rel=1e-15)
+    assert InverseTimeDecay(0.1, 10, 0.5)(-20) == math.inf
+    assert PolynomialDecay(0.1, 10, 0.0)(-10) == pytest.approx(0.2, rel=1e-15)
+    assert PolynomialDecay(0.1, 10, 0.0, cycle=True)(-5) == -math.inf  # 1 - (-5 / -0.0)
+    # ceil(-1.5) = -1: decay_steps -10, p = 1.5
+    assert PolynomialDecay(0.1, 10, 0.0, cycle=True)(-15) == pytest.approx(0.1 * (1 - 1.5), rel=1e-15)
+    assert CosineDecay(0.1, 10)(-5) == pytest.approx(0.05, rel=1e-15)
+    assert CosineDecay(0.0, 10, warmup_target=0.1, warmup_steps=5)(-5) == pytest.approx(-0.1, rel=1e-15)
+    assert CosineDecay(0.05, 10, warmup_target=0.1, warmup_steps=0)(-1) == -math.inf
+    assert CosineDecay(0.05, 10, warmup_target=0.1, warmup_steps=0)(0) == pytest.approx(0.1, rel=1e-15)
+    assert CosineDecayRestarts(1.0, 10, t_mul=1.0)(-5) == pytest.approx(0.5, rel=1e-15)
+    # t_mul=2: period -1 is [-5, 0) (half as long), period -2 is [-7.5, -5), ...
+    assert CosineDecayRestarts(1.0, 10, t_mul=2.0, m_mul=0.5)(-5) == pytest.approx(2.0, rel=1e-15)
+    assert CosineDecayRestarts(1.0, 10, t_mul=2.0, m_mul=0.5)(-2.5) == pytest.approx(1.0, rel=1e-15)
+
+
+def test_cosine_restarts_t_mul_above_one_has_a_start():
+    # Before step 0 the periods shrink: 10 / (2 - 1) = 10 steps in all. Keras
+    # gives NaN at and before -10; this raises, as beyond the end for t_mul < 1.
+    s = CosineDecayRestarts(0.1, 10, t_mul=2.0)
+    assert np.all(np.isfinite(s(np.arange(-9, 1))))
+    assert np.isnan(_reference_schedule(s)(-10))
+    for bad in (-10, -11.5, np.arange(-12, 3)):
+        with pytest.raises(ValueError, match="before the start of this schedule.*step=-1[012]"):
+            s(bad)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.array([1.0, np.nan])])
