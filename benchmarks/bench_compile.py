@@ -130,6 +130,7 @@ class _ColdWarm(C.Benchmark):
         record = self.cache_dir + ".cold.json"
         if C.sized(False, True) and os.environ.get("NUMBA_CACHE_DIR"):
             self.cache_dir = os.environ["NUMBA_CACHE_DIR"]  # smoke test: reuse, never empty it
+            os.makedirs(self.cache_dir, exist_ok=True)
         elif not os.path.exists(record):
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             os.makedirs(self.cache_dir)
@@ -165,17 +166,12 @@ class FirstMinimize(_ColdWarm):
 class ImportTime(C.Benchmark):
     """``import numba_rmsprop``, then numba and the CPU kernel definitions (no compilation)."""
 
-    def setup(self):
-        cache = tempfile.mkdtemp(prefix="nr-import-")
-        try:
-            self.times = first_call("import", cache)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+    params = [["import", "import_cpu_backend"]]
+    param_names = ["step"]
+    unit = "s"
 
-    def track_import(self):
-        return self.times["import"]
+    def setup_cache(self):
+        return cold_and_warm("import")["cold"]
 
-    def track_import_cpu_backend(self):
-        return self.times["import_cpu_backend"]
-
-    track_import.unit = track_import_cpu_backend.unit = "s"
+    def track_import(self, times, step):
+        return times[step]

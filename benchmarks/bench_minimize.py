@@ -43,7 +43,7 @@ def _objective_only(fun, x, args, n):
     return s
 
 
-def _quadratic_runs(steps):
+def _quadratic_runs(steps, only=None):
     """Name -> callable running ``steps`` steps on the quadratic (each already warm)."""
     args, x0 = Q.quadratic_args(), np.zeros(10)
     opts = dict(learning_rate=1e-3, maxiter=steps)
@@ -69,17 +69,19 @@ def _quadratic_runs(steps):
         "compiled loop, @njit objective":
             lambda: nr.minimize(Q.quadratic_njit, x0, args=args, jac=True, options=opts),
     }
+    runs = {k: fn for k, fn in runs.items() if only in (None, k)}
     for fn in runs.values():
         fn()
     return runs
 
 
-def overhead(steps=20000, repeat=7) -> dict:
+def overhead(steps=20000, repeat=7, minibatch=True) -> dict:
     """Seconds per step of each way to run the quadratic, and of minibatch least squares."""
     out = {k: C.best_of(fn, repeat)[1] / steps for k, fn in _quadratic_runs(steps).items()}
     A, b = Q.least_squares_data()
     mb = dict(learning_rate=1e-3, maxiter=steps, batch_size=32, seed=0)
-    for name, fun in (("python", Q.least_squares), ("compiled", Q.least_squares_njit)):
+    runs = (("python", Q.least_squares), ("compiled", Q.least_squares_njit)) if minibatch else ()
+    for name, fun in runs:
         run = lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb)  # noqa: E731
         out[f"minibatch least squares, {name} loop"] = C.best_of(run, repeat)[1] / steps
     return out
@@ -117,7 +119,7 @@ class MinimizeOverhead(C.Benchmark):
 
     def setup(self, objective):
         self.steps = C.sized(MAXITER, 50)
-        self.run = _quadratic_runs(self.steps)[self.names[objective]]
+        self.run = _quadratic_runs(self.steps, self.names[objective])[self.names[objective]]
 
     def time_minimize(self, objective):
         self.run()
@@ -129,25 +131,16 @@ class MinimizeOverhead(C.Benchmark):
 
 
 class LoopLimit(C.Benchmark):
-    """Compiled ``nr.minimize`` per step, and its ratio to the hand-written loop."""
+    """Per step: compiled ``nr.minimize`` and the hand-written loop (s); ``ratio``: ours / it."""
 
-    steps = 20000
+    params = [["ratio", "ours", "handwritten"]]
+    param_names = ["what"]
 
     def setup_cache(self):
-        return loop_limit(C.sized(self.steps, 200), repeat=C.sized(5, 1))
+        return loop_limit(C.sized(20000, 200), repeat=C.sized(5, 1))
 
-    def track_ratio(self, res):
-        return res["ratio"]
-
-    track_ratio.unit = "ours / hand-written"
-
-    def track_time_per_step(self, res):
-        return res["ours"]
-
-    def track_handwritten_time_per_step(self, res):
-        return res["handwritten"]
-
-    track_time_per_step.unit = track_handwritten_time_per_step.unit = "s"
+    def track_loop_limit(self, res, what):
+        return res[what]
 
 
 class MinibatchLeastSquares(C.Benchmark):

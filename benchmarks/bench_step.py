@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 
 import numpy as np
 
@@ -86,9 +85,10 @@ def bandwidth(size, dtype, config, repeat=7, min_time=0.02, with_numpy=False) ->
     return out
 
 
-def bandwidth_table(n_large=10_000_000, repeat=15, min_time=0.05) -> dict:
+def bandwidth_table(n_large=10_000_000, repeat=15, min_time=0.05, dtypes=DTYPES,
+                    configs=("plain", "centered+momentum")) -> dict:
     return {f"{dt}/{cfg}": bandwidth(n_large, dt, cfg, repeat, min_time, with_numpy=True)
-            for dt in DTYPES for cfg in ("plain", "centered+momentum")}
+            for dt in dtypes for cfg in configs}
 
 
 def latency(calls=2000, shape=(256, 128)) -> dict:
@@ -106,7 +106,8 @@ def latency(calls=2000, shape=(256, 128)) -> dict:
     return out
 
 
-def small_apply(peers=("ours", "handwritten", "optax", "torch"), repeat=15, min_time=0.02) -> dict:
+def small_apply(peers=("ours", "handwritten", "optax", "torch"), repeat=15, min_time=0.02,
+                extras=True) -> dict:
     """Seconds per step on one 10-element float32 variable (plain config), interleaved.
 
     Also ours with every feature (``user_story``) in float32 and float64, and
@@ -121,7 +122,7 @@ def small_apply(peers=("ours", "handwritten", "optax", "torch"), repeat=15, min_
             continue
         s = factory([x.copy() for x in xs], P.CONFIGS["plain"])
         fns[name] = lambda s=s: s.step(gs)
-    for dtype in ("float32", "float64"):
+    for dtype in DTYPES if extras else ():
         for feat in ("plain", "user_story"):
             if (dtype, feat) != ("float32", "plain"):
                 x, g = make_arrays(10, dtype)
@@ -146,37 +147,25 @@ def many_tensors(repeat=15, min_time=0.05) -> dict:
     return out
 
 
-_THRESHOLD_CHILD = r"""
-import json, sys, time
-import numpy as np, numba_rmsprop as nr
-out = {}
-for n in json.loads(sys.argv[1]):
-    x, g = [np.zeros(n, np.float32)], [np.full(n, 0.01, np.float32)]
-    opt = nr.RMSprop(learning_rate=1e-3)
-    for _ in range(5):
-        opt.apply(g, x)
-    best = float("inf")
-    for _ in range(int(sys.argv[2])):
-        t0 = time.perf_counter()
-        for _ in range(20):
-            opt.apply(g, x)
-        best = min(best, (time.perf_counter() - t0) / 20)
-    out[n] = best
-print(json.dumps(out))
-"""
+def apply_times(sizes, repeat=15) -> dict:
+    """Best seconds per ``apply`` (float32, plain) for each size; ``threshold`` runs it in children."""
+    out = {}
+    for n in sizes:
+        x, g = make_arrays(n, "float32")
+        opt = make_optimizer("plain")
+        warm_up(opt, g, x)
+        out[n] = C.best_of(lambda: [opt.apply(g, x) for _ in range(20)], repeat)[1] / 20
+    return out
 
 
 def threshold(sizes=(1_000, 4_000, 16_000, 32_000, 64_000, 256_000, 1_000_000), repeat=15) -> dict:
-    """``apply`` per size with every variable serial, and every one parallel (float32, plain).
-
-    Uses ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` in two child processes: the
-    crossover places the package default.
-    """
+    """``apply`` per size with every variable serial, and every one parallel: two children
+    with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` at its extremes (the crossover places
+    the package default)."""
     out = {}
     for label, limit in (("serial", 1 << 62), ("parallel", 0)):
         env = C.child_env(NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit)
-        res = C.run_child(["-c", _THRESHOLD_CHILD, json.dumps(list(sizes)), str(repeat)], env=env)
-        for n, t in res.items():
+        for n, t in C.child_call("bench_step.apply_times", env, sizes=list(sizes), repeat=repeat).items():
             out.setdefault(n, {})[label] = t
     return out
 
@@ -234,39 +223,29 @@ class Bandwidth(C.Benchmark):
     timeout = 240
 
     def setup(self, size, dtype, config):
-        self.result = bandwidth(size, dtype, config, repeat=C.sized(5, 2), min_time=C.sized(0.02, 0.001))
+        self.result = bandwidth(size, dtype, config, C.sized(5, 2), C.sized(0.02, 0.001))
 
     def track_gbps(self, size, dtype, config):
         return self.result["GBps"]
 
-    track_gbps.unit = "GB/s"
-
     def track_fraction_of_bound(self, size, dtype, config):
         return self.result["fraction_of_bound"]
 
-    track_fraction_of_bound.unit = "fraction"
+    track_gbps.unit, track_fraction_of_bound.unit = "GB/s", "fraction"
 
 
 class Latency(C.Benchmark):
     """Single-call latency percentiles, alone and beside a busy process (measured once)."""
 
-    params = [["alone", "busy"], ["ours", "handwritten"]]
-    param_names = ["neighbour", "implementation"]
-    n_calls = 2000
+    params = [["alone", "busy"], ["ours", "handwritten"], ["p50", "p90", "p99"]]
+    param_names = ["neighbour", "implementation", "percentile"]
+    unit = "s"
 
     def setup_cache(self):
-        return latency(C.sized(self.n_calls, 30))
+        return latency(C.sized(2000, 30))
 
-    def track_p50(self, res, neighbour, impl):
-        return res[neighbour][impl]["p50"]
-
-    def track_p90(self, res, neighbour, impl):
-        return res[neighbour][impl]["p90"]
-
-    def track_p99(self, res, neighbour, impl):
-        return res[neighbour][impl]["p99"]
-
-    track_p50.unit = track_p90.unit = track_p99.unit = "s"
+    def track_latency(self, res, neighbour, impl, percentile):
+        return res[neighbour][impl][percentile]
 
 
 class SmallApply(C.Benchmark):

@@ -209,6 +209,11 @@ def run_child(args, env=None, cwd=None, timeout: float = 900) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def child_call(func: str, env=None, **kw):
+    """``benchmarks.<func>(**kw)`` (``"module.function"``) in a fresh interpreter; its JSON result."""
+    return run_child(["-m", "benchmarks.report", "--child", func, json.dumps(kw)], env, cwd=ROOT)
+
+
 # ----------------------------------------------------------------- reports
 def _version(dist: str) -> str | None:
     try:

@@ -23,7 +23,6 @@ The README's table and plot::
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 
@@ -58,7 +57,8 @@ def _err(e):
 
 def check_agreement(names, x0, glist, cfg):
     """Lock-step trajectories: ``{name: max|dx|/lr or error}``."""
-    ref, ref64 = P.numpy_stepper([x.copy() for x in x0], cfg), P.numpy_reference_stepper(x0, cfg)
+    ref = P.numpy_stepper([x.copy() for x in x0], cfg)
+    ref64 = P.numpy_stepper([x.astype(np.float64) for x in x0], cfg)  # the rounding reference
     steppers, out, err = {}, {}, {"numpy": 0.0}
     for n in names:
         if n != "numpy" and P.PEERS[n][1]:
@@ -90,15 +90,14 @@ def _times(kw, peer):
         for dtype in kw["dtypes"]:
             for size in kw["sizes"]:
                 x0, (g,) = make_data(size, kw["ntensors"], dtype, 1, kw["seed"])
-                s = None
                 try:
-                    s = build(peer, x0, P.CONFIGS[cname])
-                    t = float(stat(C.interleaved({peer: lambda: s.step(g)}, kw["repeat"],
+                    step = build(peer, x0, P.CONFIGS[cname]).step
+                    t = float(stat(C.interleaved({peer: lambda: step(g)}, kw["repeat"],
                                                  kw["min_time"], kw["warmup"])[peer]))
                 except Exception as e:  # noqa: BLE001
                     t = _err(e)
                 out.append([cname, dtype, size, t])
-                del s
+                step = None  # free the peer's state before the next case
                 gc.collect()
     return out
 
@@ -106,16 +105,13 @@ def _times(kw, peer):
 def table(**kw) -> list:
     """Rows ``{config, dtype, size, times: {peer: s}, errs: {peer: max|dx|/lr}}``."""
     kw = dict(KWARGS, **kw)
-    if kw.pop("only", None):  # a child: time one peer
-        return _times(kw, kw["peers"][0])
     peers = [p for p in kw["peers"] if C.available(P.PEERS[p][2])]
     rows = {}
     for p in peers:
         print(f"[peers] {p}", file=sys.stderr, flush=True)
         if kw["isolate"]:
             try:
-                got = C.run_child(["-m", "benchmarks.report", "--child", "peers",
-                                   json.dumps(dict(kw, peers=[p], only=True))], cwd=C.ROOT)
+                got = C.child_call("compare_peers._times", kw=kw, peer=p)
             except RuntimeError as e:
                 got = [[c, d, n, str(e).strip().splitlines()[-1][:80]] for c in kw["configs"]
                        for d in kw["dtypes"] for n in kw["sizes"]]

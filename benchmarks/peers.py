@@ -35,12 +35,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Sequence
 
 import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .common import bench_threads
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -55,54 +55,38 @@ class Config:
         """Per-element state arrays: v, [mg], [m]."""
         return 1 + int(self.centered) + int(self.momentum > 0)
 
-    def keras_kwargs(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-CONFIGS = {
-    "plain": Config(),
-    "momentum": Config(momentum=0.9),
-    "centered": Config(centered=True),
-    "centered+momentum": Config(momentum=0.9, centered=True),
-}
-
-
-def as_config(cfg: Any) -> Config:
-    if isinstance(cfg, Config):
-        return cfg
-    if isinstance(cfg, str):
-        return CONFIGS[cfg]
-    return Config(**cfg)
-
-
-def _check_list(x_list: Sequence[np.ndarray]) -> list:
-    x_list = list(x_list)
-    for x in x_list:
-        if not (isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable):
-            raise ValueError("parameters must be writeable C-contiguous NumPy arrays")
-    return x_list
+CONFIGS = {"plain": Config(), "momentum": Config(momentum=0.9), "centered": Config(centered=True),
+           "centered+momentum": Config(momentum=0.9, centered=True)}
 
 
 class _Stepper:
+    """``(x_list, cfg, **options)``: checks the arrays, resolves ``cfg``, calls ``build``."""
+
+    def __init__(self, x_list, cfg, **options):
+        self.x = list(x_list)
+        if not all(isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable
+                   for x in self.x):
+            raise ValueError("parameters must be writeable C-contiguous NumPy arrays")
+        self.cfg = cfg if isinstance(cfg, Config) else CONFIGS[cfg] if isinstance(cfg, str) \
+            else Config(**cfg)
+        self.build(self.cfg, **options)
+
     def params(self):
         return self.x
 
 
 # ------------------------------------------------------- ours, hand-written
-class _Ours(_Stepper):
-    def __init__(self, x_list, cfg: Config):
+class ours_stepper(_Stepper):  # noqa: N801 - a factory, named like the others
+    """``numba_rmsprop.RMSprop(...).apply(grads, x_list)`` (in place; package defaults)."""
+
+    def build(self, cfg):
         import numba_rmsprop
 
-        self.x = _check_list(x_list)
-        self.opt = numba_rmsprop.RMSprop(**cfg.keras_kwargs())
+        self.opt = numba_rmsprop.RMSprop(**dataclasses.asdict(cfg))
 
     def step(self, grads):
         self.opt.apply(grads, self.x)
-
-
-def ours_stepper(x_list, cfg):
-    """``numba_rmsprop.RMSprop(...).apply(grads, x_list)`` (in place; package defaults)."""
-    return _Ours(x_list, as_config(cfg))
 
 
 @njit(cache=True, nogil=True)
@@ -130,28 +114,21 @@ def keras_rmsprop(x, g, v, mg, m, lr, rho, one_minus_rho, momentum, eps, centere
             x[i] = x[i] - inc
 
 
-def _scalars(cfg: Config, dtype):
-    t = np.dtype(dtype).type
-    return (t(cfg.learning_rate), t(cfg.rho), t(1.0 - cfg.rho), t(cfg.momentum), t(cfg.epsilon),
-            cfg.centered, cfg.momentum > 0)
+class handwritten_stepper(_Stepper):  # noqa: N801
+    """:func:`keras_rmsprop` once per variable: a minimal serial ``@njit`` kernel."""
 
-
-class _Handwritten(_Stepper):
-    def __init__(self, x_list, cfg: Config):
-        self.x = _check_list(x_list)
-        flat = [x.reshape(-1) for x in self.x]
-        self.state = [(x, np.zeros_like(x), np.zeros_like(x) if cfg.centered else x[:0],
-                       np.zeros_like(x) if cfg.momentum > 0 else x[:0], _scalars(cfg, x.dtype))
-                      for x in flat]
+    def build(self, cfg):
+        def state(x):
+            t = x.dtype.type
+            return (x, np.zeros_like(x), np.zeros_like(x) if cfg.centered else x[:0],
+                    np.zeros_like(x) if cfg.momentum > 0 else x[:0], t(cfg.learning_rate),
+                    t(cfg.rho), t(1.0 - cfg.rho), t(cfg.momentum), t(cfg.epsilon), cfg.centered,
+                    cfg.momentum > 0)
+        self.state = [state(x.reshape(-1)) for x in self.x]
 
     def step(self, grads):
-        for (x, v, mg, m, c), g in zip(self.state, grads):
+        for (x, v, mg, m, *c), g in zip(self.state, grads):
             keras_rmsprop(x, g.reshape(-1), v, mg, m, *c)
-
-
-def handwritten_stepper(x_list, cfg):
-    """:func:`keras_rmsprop` once per variable: a minimal serial ``@njit`` kernel."""
-    return _Handwritten(x_list, as_config(cfg))
 
 
 @njit(cache=True)
@@ -167,11 +144,10 @@ def rmsprop_loop(fun, x, args, n, lr, rho, momentum, eps):
 
 
 # -------------------------------------------------------------------- NumPy
-class _Numpy(_Stepper):
+class numpy_stepper(_Stepper):  # noqa: N801
     """The math with NumPy array ops in Keras's order, hyper-parameters cast to the dtype."""
 
-    def __init__(self, x_list, cfg: Config):
-        self.cfg, self.x = cfg, _check_list(x_list)
+    def build(self, cfg):
         z = lambda: [np.zeros_like(x) for x in self.x]  # noqa: E731
         self.v, self.mg, self.m, self.t1, self.t2 = z(), z(), z(), z(), z()
 
@@ -206,25 +182,17 @@ class _Numpy(_Stepper):
                 x -= t2
 
 
-def numpy_stepper(x_list, cfg):
-    return _Numpy(x_list, as_config(cfg))
-
-
-def numpy_reference_stepper(x_list, cfg):
-    """The NumPy math on float64 copies (the accuracy reference)."""
-    return _Numpy([np.array(x, dtype=np.float64) for x in x_list], as_config(cfg))
-
-
 # -------------------------------------------------------------------- torch
-class _Torch(_Stepper):
-    def __init__(self, x_list, cfg: Config, eps_mode, foreach, grads, num_threads):
+class torch_stepper(_Stepper):  # noqa: N801
+    """Options: ``eps_mode`` zero/shift/torch, ``grads`` wrap/copy, ``foreach``, ``num_threads``."""
+
+    def build(self, cfg, eps_mode="zero", grads="wrap", foreach=True, num_threads=None):
         import torch
 
         if eps_mode not in ("zero", "shift", "torch") or grads not in ("wrap", "copy"):
             raise ValueError(f"eps_mode={eps_mode!r}, grads={grads!r}")
         self.torch = torch
         torch.set_num_threads(num_threads or bench_threads())
-        self.x = _check_list(x_list)
         self.p = [torch.from_numpy(x) for x in self.x]  # torch updates the NumPy arrays
         self.opt = torch.optim.RMSprop(self.p, lr=cfg.learning_rate, alpha=cfg.rho,
                                        eps=cfg.epsilon if eps_mode == "torch" else 0.0,
@@ -234,8 +202,7 @@ class _Torch(_Stepper):
         if eps_mode == "shift":
             # square_avg holds s = v + eps; adding (1-rho)*eps/rho before each
             # step keeps it so: rho*(s + c) + (1-rho)*g^2 = v_new + eps.
-            self._shift = (1.0 - cfg.rho) * cfg.epsilon / cfg.rho
-            self._sq = []
+            self._shift, self._sq = (1.0 - cfg.rho) * cfg.epsilon / cfg.rho, []
             for p in self.p:
                 st = self.opt.state[p]
                 st["step"] = torch.zeros((), dtype=torch.get_default_dtype())
@@ -246,9 +213,8 @@ class _Torch(_Stepper):
                     st["grad_avg"] = torch.zeros_like(p)
                 self._sq.append(st["square_avg"])
         self.copy = grads == "copy"
-        if self.copy:
-            for p in self.p:
-                p.grad = torch.zeros_like(p)
+        for p in self.p if self.copy else ():
+            p.grad = torch.zeros_like(p)
         self._gsrc = [None] * len(self.p)
 
     def step(self, grads):
@@ -263,103 +229,73 @@ class _Torch(_Stepper):
         self.opt.step()
 
 
-def torch_stepper(x_list, cfg, eps_mode: str = "zero", foreach: bool = True, grads: str = "wrap",
-                  num_threads: int | None = None):
-    return _Torch(x_list, as_config(cfg), eps_mode, foreach, grads, num_threads)
-
-
 # ---------------------------------------------------------------------- JAX
-def _jax_setup(dtype):
-    import jax
-
-    try:
-        jax.config.update("jax_platforms", "cpu")
-    except Exception:  # already initialised
-        pass
-    if np.dtype(dtype) == np.float64 and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
-    return jax
-
-
 class _Jax(_Stepper):
-    """Gradients to device arrays (cached by identity), a donated jitted update, a block."""
+    """``make(cfg, jax)`` returns ``(update, params, state)``; the update is jitted with
+    donated params and state, gradients become device arrays once per buffer, and
+    ``step`` blocks until the result is ready."""
 
-    def _jit(self, update, n):
+    def build(self, cfg):
         import warnings
 
-        self._src, self._dev = [None] * n, [None] * n
+        import jax
+
+        try:
+            jax.config.update("jax_platforms", "cpu")
+        except Exception:  # already initialised
+            pass
+        if self.x and self.x[0].dtype == np.float64 and not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+        self.jax, self._src, self._dev = jax, [None] * len(self.x), [None] * len(self.x)
+        update, self.x, self.state = self.make(cfg, jax)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*donat.*")
-            return self.jax.jit(update, donate_argnums=(0, 1))
+            self._update = jax.jit(update, donate_argnums=(0, 1))
 
-    def _grads(self, grads):
-        import jax.numpy as jnp
-
+    def step(self, grads):
         for i, g in enumerate(grads):
             if self._src[i] is not g:
-                self._dev[i], self._src[i] = jnp.asarray(g), g
-        return self._dev
+                self._dev[i], self._src[i] = self.jax.numpy.asarray(g), g
+        self.x, self.state = self._update(self.x, self.state, self._dev)
+        self.jax.block_until_ready((self.x, self.state))
 
     def params(self):
         return [np.asarray(a) for a in self.x]
 
 
-class _Optax(_Jax):
-    def __init__(self, x_list, cfg: Config):
-        x_list = _check_list(x_list)
-        self.jax = _jax_setup(x_list[0].dtype if x_list else np.float32)
-        import jax.numpy as jnp
+class optax_stepper(_Jax):  # noqa: N801
+    def make(self, cfg, jax):
         import optax
 
         tx = optax.rmsprop(learning_rate=cfg.learning_rate, decay=cfg.rho, eps=cfg.epsilon,
                            initial_scale=0.0, eps_in_sqrt=True, centered=cfg.centered,
                            momentum=cfg.momentum if cfg.momentum > 0 else None, nesterov=False,
                            bias_correction=False)
-        self.x = [jnp.array(x) for x in x_list]
-        self.state = tx.init(self.x)
+        x = [jax.numpy.array(x) for x in self.x]
 
         def update(params, state, grads):
             updates, state = tx.update(grads, state, params)
             return optax.apply_updates(params, updates), state
 
-        self._update = self._jit(update, len(self.x))
-
-    def step(self, grads):
-        self.x, self.state = self._update(self.x, self.state, self._grads(grads))
-        self.jax.block_until_ready((self.x, self.state))
+        return update, x, tx.init(x)
 
 
-def optax_stepper(x_list, cfg):
-    return _Optax(x_list, as_config(cfg))
-
-
-class _Keras(_Jax):
-    def __init__(self, x_list, cfg: Config):
-        x_list = _check_list(x_list)
+class keras_stepper(_Jax):  # noqa: N801
+    def make(self, cfg, jax):
         if os.environ.setdefault("KERAS_BACKEND", "jax") != "jax":
             raise RuntimeError(f"KERAS_BACKEND={os.environ['KERAS_BACKEND']!r}; need 'jax'")
-        self.jax = _jax_setup(x_list[0].dtype if x_list else np.float32)
         import keras
 
         if keras.backend.backend() != "jax":
             raise RuntimeError(f"keras was imported with backend {keras.backend.backend()!r}")
-        variables = [keras.Variable(x, dtype=str(x.dtype)) for x in x_list]
-        opt = keras.optimizers.RMSprop(**cfg.keras_kwargs())
+        variables = [keras.Variable(x, dtype=str(x.dtype)) for x in self.x]
+        opt = keras.optimizers.RMSprop(**dataclasses.asdict(cfg))
         opt.build(variables)
-        self.x, self.state = [v.value for v in variables], [v.value for v in opt.variables]
 
         def update(train_vals, opt_vals, grads):
             return opt.stateless_apply(opt_vals, grads, train_vals)
 
-        self._update = self._jit(update, len(self.x))
-
-    def step(self, grads):
-        self.x, self.state = self._update(self.x, self.state, self._grads(grads))
-        self.jax.block_until_ready((self.x, self.state))
-
-
-def keras_stepper(x_list, cfg):
-    return _Keras(x_list, as_config(cfg))
+        return update, [v.value for v in variables], [v.value for v in opt.variables]
 
 
 # ------------------------------------------------- same-traffic bound (numba)
@@ -415,9 +351,10 @@ def _p3(x, g, a, b, c, nchunks):
         _s3(x[lo:hi], g[lo:hi], a[lo:hi], b[lo:hi], c[lo:hi])
 
 
-class _Bandwidth(_Stepper):
-    def __init__(self, x_list, cfg: Config, parallel: bool):
-        self.x = _check_list(x_list)
+class bandwidth_stepper(_Stepper):  # noqa: N801
+    """Same-traffic kernels (not an optimizer): ``parallel`` (default) or serial."""
+
+    def build(self, cfg, parallel=True):
         self.kernel = ((_p1, _p2, _p3) if parallel else (_s1, _s2, _s3))[cfg.n_state - 1]
         self.extra = (get_num_threads(),) if parallel else ()
         self.state = [[np.zeros(x.size, x.dtype) for _ in range(cfg.n_state)] for x in self.x]
@@ -425,10 +362,6 @@ class _Bandwidth(_Stepper):
     def step(self, grads):
         for x, g, st in zip(self.x, grads, self.state):
             self.kernel(x.reshape(-1), g.reshape(-1), *st, *self.extra)
-
-
-def bandwidth_stepper(x_list, cfg, parallel: bool = True):
-    return _Bandwidth(x_list, as_config(cfg), parallel)
 
 
 #: name -> (factory(x_list, cfg), is an optimizer, module it needs)
@@ -440,6 +373,6 @@ PEERS = {
     "torch_shift": (lambda x, c: torch_stepper(x, c, eps_mode="shift"), True, "torch"),
     "optax": (optax_stepper, True, "optax"),
     "keras": (keras_stepper, True, "keras"),
-    "bw_par": (lambda x, c: bandwidth_stepper(x, c, parallel=True), False, "numba"),
+    "bw_par": (bandwidth_stepper, False, "numba"),
     "bw_ser": (lambda x, c: bandwidth_stepper(x, c, parallel=False), False, "numba"),
 }

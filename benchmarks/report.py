@@ -13,7 +13,9 @@ and prints a table, after the machine description and the exact command.
   README table), ``bandwidth`` (10M vs same-traffic kernel and NumPy),
   ``many`` (many small tensors), ``threshold`` (serial/parallel crossover),
   ``minimize`` (loop overhead), ``cuda`` (GB/s; skipped without a GPU).
-* ``--preset all``: both.
+* ``--preset side_by_side`` (``side_by_side.py``): ``time_to_loss`` (against
+  BFGS/L-BFGS-B), ``torch_loop`` (minibatch logistic regression vs a torch loop).
+* ``--preset all``: all three.
 
     python -m benchmarks.report [--preset kernels] [--set training.steps=2000] [--quick]
 """
@@ -129,6 +131,10 @@ def fmt_bandwidth(r, kw):
                        "fraction of bound", "NumPy", "NumPy / ours", "GB/s"], rows)
 
 
+def fmt_lines(r, kw):
+    return r["lines"]
+
+
 def fmt_peers(r, kw):
     from . import compare_peers
 
@@ -168,34 +174,39 @@ SECTIONS = {
               fmt_times("10-element step (float32, plain unless named)", "Interleaved in one "
                         "process. optax: `optax.rmsprop(eps_in_sqrt=True)` under `jax.jit` with "
                         "donated buffers; torch: `torch.optim.RMSprop(foreach=True)`, eps=0."),
-              dict(repeat=15, min_time=0.05), dict(repeat=2, min_time=0.0)),
+              dict(repeat=15, min_time=0.05), dict(repeat=2, min_time=0.0, extras=False)),
     "peers": ("Step time against peers (ratio: peer / ours)", "compare_peers.table", fmt_peers,
               dict(sizes=[10, 1000, 100000, 10000000], configs=["plain"]),
               dict(sizes=[1000], configs=["centered+momentum"], repeat=1, min_time=0.0, warmup=1,
                    check_steps=3)),
     "bandwidth": ("Fused update against the same-traffic bound", "bench_step.bandwidth_table",
                   fmt_bandwidth, dict(n_large=10_000_000, repeat=15, min_time=0.05),
-                  dict(n_large=10_000, repeat=2, min_time=0.0)),
+                  dict(n_large=10_000, repeat=2, min_time=0.0, dtypes=["float32"],
+                       configs=["plain"])),
     "many": ("Many small tensors", "bench_step.many_tensors", fmt_times("one apply, float32"),
              dict(repeat=15, min_time=0.05), dict(repeat=2, min_time=0.0)),
     "threshold": ("Serial/parallel crossover", "bench_step.threshold", fmt_threshold,
-                  dict(repeat=15), dict(repeat=1, sizes=[1000, 64000])),
+                  dict(repeat=15), dict(repeat=1, sizes=[1000])),
     "minimize": ("minimize loop overhead", "bench_minimize.overhead", fmt_minimize,
-                 dict(steps=20000, repeat=7), dict(steps=50, repeat=1)),
+                 dict(steps=20000, repeat=7), dict(steps=50, repeat=1, minibatch=False)),
+    "time_to_loss": ("Deterministic problems: time to f - f* <= 1e-6, against scipy",
+                     "side_by_side.time_to_loss", fmt_lines, dict(repeat=5), dict(repeat=1)),
+    "torch_loop": ("Minibatch logistic regression: nr.minimize against a torch.optim.RMSprop loop",
+                   "side_by_side.torch_loop", fmt_lines, dict(repeat=5, steps=5000),
+                   dict(repeat=1, steps=20)),
     "cuda": ("CUDA", "bench_cuda.measure", fmt_cuda,
              dict(sizes=[10_000_000, 100_000_000], repeat=20), dict(sizes=[1_000_000], repeat=3)),
 }
 PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small"],
-           "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"]}
-PRESETS["all"] = PRESETS["workloads"] + PRESETS["kernels"]
+           "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"],
+           "side_by_side": ["time_to_loss", "torch_loop"]}
+PRESETS["all"] = PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]
 
 
-def measure(name, kw, in_process=True):
-    """Run a section's measurement here, or in a fresh interpreter."""
-    if not in_process:
-        return C.run_child(["-m", "benchmarks.report", "--child", name, json.dumps(kw)], cwd=C.ROOT)
-    module, func = SECTIONS[name][1].split(".")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), func)(**kw)
+def call(func, kw):
+    """``benchmarks.<module>.<function>(**kw)`` in this process."""
+    module, name = func.split(".")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)(**kw)
 
 
 def main(argv=None):
@@ -213,7 +224,7 @@ def main(argv=None):
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return print(json.dumps(measure(args.child[0], json.loads(args.child[1]))))
+        return print(json.dumps(call(args.child[0], json.loads(args.child[1]))))
     C.set_threads(args.threads)
     names = args.sections or PRESETS[args.preset]
     kws = {n: dict(SECTIONS[n][4 if args.quick else 3]) for n in names}
@@ -226,7 +237,8 @@ def main(argv=None):
     for n in names:
         print(f"[report] {n} {kws[n]}", file=sys.stderr, flush=True)
         try:
-            results[n] = measure(n, kws[n], args.in_process)
+            func = SECTIONS[n][1]
+            results[n] = call(func, kws[n]) if args.in_process else C.child_call(func, **kws[n])
             body = SECTIONS[n][2](results[n], kws[n])
         except Exception as exc:  # noqa: BLE001 - one failed section must not hide the others
             results[n] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}

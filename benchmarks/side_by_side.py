@@ -1,4 +1,4 @@
-"""The scipy-style front end side by side with scipy and with a torch loop (Markdown report).
+"""The ``time_to_loss`` and ``torch_loop`` sections of ``report.py`` (``--preset side_by_side``).
 
 Part 1 -- deterministic problems, time to ``f - f* <= 1e-6``
     Rosenbrock (``problems.rosenbrock``, chained) n = 2 from (-1.2, 1), n = 10
@@ -30,27 +30,18 @@ Part 2 -- minibatch logistic regression against ``torch.optim.RMSprop``
     Python loop (NumPy objective). Reported: first run, best and median of
     ``--repeat``, time per step, final loss, test accuracy. Skipped without torch.
 
-    python benchmarks/side_by_side.py [--quick] [--repeat R] [--steps N] [--out-md FILE]
+    python -m benchmarks.report --preset side_by_side [--set torch_loop.steps=5000]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
-
 import numpy as np
 from scipy.optimize import minimize
 
-if __package__ in (None, ""):  # run as a file
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "benchmarks"
+import numba_rmsprop as nr
 
-import numba_rmsprop as nr  # noqa: E402
-
-from . import common as C  # noqa: E402
-from . import problems as Q  # noqa: E402
+from . import common as C
+from . import problems as Q
 
 #: Part 1: absolute target on ``f - f*``.
 TARGET = 1e-6
@@ -295,30 +286,9 @@ def part2(repeat, steps):
     return out
 
 
-# ===================================================================== main
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer repeats and part-2 steps (a smoke test)")
-    ap.add_argument("--repeat", type=int, default=None,
-                    help="timed repeats per run (default 5, --quick 1)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help=f"part-2 steps (default {STEPS}, --quick 500)")
-    ap.add_argument("--out-md", metavar="FILE", help="also write the report to FILE")
-    args = ap.parse_args(argv)
-    repeat = args.repeat or (1 if args.quick else 5)
-    steps = args.steps or (500 if args.quick else STEPS)
-    lines = C.report_header("numba_rmsprop front end, side by side")
-    t0 = time.perf_counter()
-    lines += part1(repeat)
-    lines += part2(repeat, steps)
-    lines += [f"Total wall time of the script: {time.perf_counter() - t0:.1f} s.", ""]
-    report = "\n".join(lines)
-    print(report)
-    if args.out_md:
-        with open(args.out_md, "w", encoding="utf-8") as fh:
-            fh.write(report)
+def time_to_loss(repeat=5):
+    return {"lines": part1(repeat)[2:]}
 
 
-if __name__ == "__main__":
-    main()
+def torch_loop(repeat=5, steps=STEPS):
+    return {"lines": part2(repeat, steps)[2:]}
