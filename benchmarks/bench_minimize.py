@@ -82,8 +82,9 @@ def overhead(steps=20000, repeat=7, minibatch=True) -> dict:
     mb = dict(learning_rate=1e-3, maxiter=steps, batch_size=32, seed=0)
     runs = (("python", Q.least_squares), ("compiled", Q.least_squares_njit)) if minibatch else ()
     for name, fun in runs:
-        run = lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb)  # noqa: E731
-        out[f"minibatch least squares, {name} loop"] = C.best_of(run, repeat)[1] / steps
+        out[f"minibatch least squares, {name} loop"] = C.best_of(
+            lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb),
+            repeat)[1] / steps
     return out
 
 

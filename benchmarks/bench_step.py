@@ -165,7 +165,8 @@ def threshold(sizes=(1_000, 4_000, 16_000, 32_000, 64_000, 256_000, 1_000_000), 
     out = {}
     for label, limit in (("serial", 1 << 62), ("parallel", 0)):
         env = C.child_env(NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit)
-        for n, t in C.child_call("bench_step.apply_times", env, sizes=list(sizes), repeat=repeat).items():
+        res = C.child_call("bench_step.apply_times", env, sizes=list(sizes), repeat=repeat)
+        for n, t in res.items():
             out.setdefault(n, {})[label] = t
     return out
 

@@ -261,8 +261,9 @@ def machine_description() -> list:
 
 
 def command_line() -> str:
-    return shlex.join([os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd())
-                       else sys.executable] + sys.argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # set by python -m
+    argv = ["-m", spec.name, *sys.argv[1:]] if spec and spec.name != "__main__" else sys.argv
+    return shlex.join([sys.executable, *argv])
 
 
 def fmt_time(s) -> str:

@@ -32,7 +32,8 @@ from . import common as C
 from . import peers as P
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-PEERS = ["ours", "numpy", "torch", "torch_shift", "optax", "keras", "bw_par", "bw_ser"]
+PEERS = ["ours", "handwritten", "numpy", "torch", "torch_shift", "optax", "keras", "bw_par",
+         "bw_ser"]
 KWARGS = dict(sizes=[10, 1000, 100000, 10000000], dtypes=["float32"], configs=["plain"],
               peers=PEERS, repeat=7, min_time=0.05, warmup=3, check_steps=10, stat="median",
               ntensors=1, seed=0, isolate=True)
@@ -66,8 +67,11 @@ def check_agreement(names, x0, glist, cfg):
                 steppers[n], err[n] = build(n, x0, cfg), 0.0
             except Exception as e:  # noqa: BLE001
                 out[n] = _err(e)
-    dev = lambda xs, ys: max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))  # noqa: E731
-                             for a, b in zip(xs, ys))
+
+    def dev(xs, ys):
+        return max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
+                   for a, b in zip(xs, ys))
+
     for g in glist:
         ref.step(g)
         ref64.step([gi.astype(np.float64) for gi in g])

@@ -151,9 +151,10 @@ def mlp_init(seed: int = 0):
     """``[W1, b1, W2, b2]`` in float32 (He initialisation, zero biases)."""
     rng = np.random.default_rng(seed)
     n_in, n_hidden, n_out = MLP_SIZES
-    return [(rng.standard_normal((n_in, n_hidden), dtype=np.float32) * np.float32(math.sqrt(2 / n_in))),
+    scale1, scale2 = np.float32(math.sqrt(2 / n_in)), np.float32(math.sqrt(1 / n_hidden))
+    return [rng.standard_normal((n_in, n_hidden), dtype=np.float32) * scale1,
             np.zeros(n_hidden, np.float32),
-            (rng.standard_normal((n_hidden, n_out), dtype=np.float32) * np.float32(math.sqrt(1 / n_hidden))),
+            rng.standard_normal((n_hidden, n_out), dtype=np.float32) * scale2,
             np.zeros(n_out, np.float32)]
 
 

@@ -59,14 +59,6 @@ EPS_TORCH, EPS_OURS = 1e-8, 1e-16
 SEED = 0
 
 
-def make_data():
-    return Q.logistic_data(N_SAMPLES, N_FEATURES, SEED)
-
-
-def fmt_time(s):
-    return "—" if s is None else C.fmt_time(s)
-
-
 def schedule(spec):
     name, *a = spec
     return getattr(nr.schedules, name)(*a)
@@ -81,7 +73,7 @@ def describe_rms(opts):
 
 # ==================================================================== part 1
 def part1_problems():
-    Xtr, ytr, _, _ = make_data()
+    Xtr, ytr, _, _ = Q.logistic_data(N_SAMPLES, N_FEATURES, SEED)
     return [
         ("Rosenbrock n=2, x0=(-1.2, 1)", Q.rosenbrock, Q.rosenbrock_njit, np.array([-1.2, 1.0]), (),
          "rosenbrock"),
@@ -174,17 +166,17 @@ def part1(repeat):
         out += [f"### {title}", ""]
         body = []
         for name, r in rows.items():
-            body.append([name, fmt_time(r["t_tgt"]),
+            body.append([name, C.fmt_time(r["t_tgt"]),
                          "not reached" if r["nfev_tgt"] is None else r["nfev_tgt"],
-                         r["nit"], r["nfev"], fmt_time(r["t_full"]),
+                         r["nit"], r["nfev"], C.fmt_time(r["t_full"]),
                          f"{r['fun'] - f_star:.1e}" + (f" (f = {r['fun']:.4g})"
                                                        if r["fun"] - f_star > 1e-3 else "")])
         out += C.md_table(["method", "time to target", "fev to target", "full run: nit", "nfev",
                       "time", "f - f*"], body)
         c_np = objective_cost(f_np, x0, args)
         c_nb = objective_cost(f_nb, x0, args)
-        out += ["", f"f* = {f_star:.10g}. One objective call alone: NumPy {fmt_time(c_np)}, "
-                f"@njit {fmt_time(c_nb)} (from Python)."]
+        out += ["", f"f* = {f_star:.10g}. One objective call alone: NumPy {C.fmt_time(c_np)}, "
+                f"@njit {C.fmt_time(c_nb)} (from Python)."]
         for name, r in rows.items():
             if r["nfev_tgt"] is None:
                 out.append(f"{name} never reaches the target: it stops at f = {r['fun']:.4g}, "
@@ -242,7 +234,7 @@ def part2(repeat, steps):
     except ImportError as exc:
         return out + [f"torch is not importable ({exc}): part 2 skipped.", ""]
     torch.set_num_threads(C.bench_threads())
-    Xtr, ytr, Xte, yte = make_data()
+    Xtr, ytr, Xte, yte = Q.logistic_data(N_SAMPLES, N_FEATURES, SEED)
     epochs = steps * BATCH / Xtr.shape[0]
     out += [f"{Xtr.shape[0]} training rows x {Xtr.shape[1]} weights (intercept included), "
             f"{Xte.shape[0]} test rows; minibatches of {BATCH}, {steps} steps "
@@ -269,8 +261,8 @@ def part2(repeat, steps):
     w_ref = results[ref_name][3]
     body = []
     for name, (first, tmin, tmed, w) in results.items():
-        body.append([name, fmt_time(first), fmt_time(tmin), fmt_time(tmed),
-                     fmt_time(tmin / steps), f"{Q.logistic(w, Xtr, ytr, LAM)[0]:.6f}",
+        body.append([name, C.fmt_time(first), C.fmt_time(tmin), C.fmt_time(tmed),
+                     C.fmt_time(tmin / steps), f"{Q.logistic(w, Xtr, ytr, LAM)[0]:.6f}",
                      f"{Q.accuracy(w, Xte, yte):.4f}", f"{np.max(np.abs(w - w_ref)):.1e}",
                      f"{t_ref / tmin:.1f}x"])
     out += C.md_table(["run", "first run", "best", "median", "per step (best)", "final train loss",
