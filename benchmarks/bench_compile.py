@@ -1,21 +1,22 @@
-"""asv suites: compile and import cost, each measured in a fresh interpreter.
+"""asv suites: the first call -- import, compile or cache load -- each in a fresh interpreter.
 
-A child ``python`` imports ``numba_rmsprop`` and makes the first ``apply``
-calls on a small model (a 10- and a 1000-element variable, which take the
-grouped serial kernels, and a 100k-element one, which takes the ``prange``
-kernels), with ``NUMBA_CACHE_DIR`` pointing at
+A child ``python`` times itself (``time.perf_counter``, so interpreter start-up
+is excluded) and prints JSON. Its ``NUMBA_CACHE_DIR`` is
 
-* a fresh, empty folder (``FirstApply.track_cold_cache``): everything
-  compiles, or
-* the folder that child filled (``FirstApply.track_warm_cache``): the
-  kernels load from numba's on-disk cache;
+* a fresh, empty folder (``track_cold_cache``): everything compiles, or
+* the folder an earlier child filled (``track_warm_cache``): kernels load from
+  numba's on-disk cache.
 
-and (:class:`ImportTime`) only imports the package.
+:class:`FirstApply`: ``import numba_rmsprop`` and the first ``apply`` calls on a
+small model (10- and 1000-element variables, which take the grouped kernels,
+and a 100k one, which takes the ``prange`` kernels) for each feature set in
+:data:`FEATURES` (one call, or one accumulation cycle). :class:`FirstMinimize`:
+the first compiled ``nr.minimize`` with a NEW ``@njit`` objective -- written to
+a fresh module in a temporary folder for every child, so neither numba nor
+the loop has seen it (warm: the library's kernels and loop are cached, the
+objective is not). :class:`ImportTime`: the imports alone.
 
-The child times itself with ``time.perf_counter`` and reports JSON, so the
-numbers exclude interpreter start-up. ``first_apply`` covers building the
-state and the first calls: one, or one full accumulation cycle when the
-feature set accumulates, so that every kernel used compiles.
+:func:`first_call` is what ``report.py --sections first_call`` runs too.
 """
 
 from __future__ import annotations
@@ -23,20 +24,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
-import numba_rmsprop as nr
+from . import common as C
 
-#: Feature set -> RMSprop keyword arguments.
 FEATURES = {
     "plain": {},
+    "momentum+centered+ema": {"momentum": 0.9, "centered": True, "use_ema": True},
     "all": {"momentum": 0.9, "centered": True, "global_clipnorm": 1.0, "use_ema": True,
             "gradient_accumulation_steps": 2},
 }
 MODEL_SIZES = [10, 1_000, 100_000]
-DTYPE = "float32"
 
 _CHILD = r"""
 import json, sys, time
@@ -44,116 +42,136 @@ import numpy as np
 t0 = time.perf_counter()
 import numba_rmsprop as nr
 t1 = time.perf_counter()
-if sys.argv[1] == "import":
-    import numba_rmsprop._cpu_backend
-    print(json.dumps({"import": t1 - t0, "import_cpu_backend": time.perf_counter() - t1}))
-    raise SystemExit(0)
-kw, sizes, dtype = json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-xs = [np.zeros(n, dtype) for n in sizes]
-gs = [np.full(n, 1e-2, dtype) for n in sizes]
-calls = max(1, kw.get("gradient_accumulation_steps") or 1)
-t2 = time.perf_counter()
-opt = nr.RMSprop(**kw)
-for _ in range(calls):
-    opt.apply(gs, xs)
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "first_apply": t3 - t2}))
+mode, arg = sys.argv[1], json.loads(sys.argv[2])
+if mode == "import":
+    try:  # numba and the kernel definitions, which every first CPU apply imports
+        import numba_rmsprop._cpu_backend
+    except ImportError:  # the backend moved: numba itself
+        import numba
+    out = {"import_cpu_backend": time.perf_counter() - t1}
+elif mode == "apply":
+    xs = [np.zeros(n, np.float32) for n in arg["sizes"]]
+    gs = [np.full(n, 1e-2, np.float32) for n in arg["sizes"]]
+    opt = nr.RMSprop(**arg["kw"])
+    for _ in range(max(1, arg["kw"].get("gradient_accumulation_steps") or 1)):
+        opt.apply(gs, xs)
+    out = {"first_apply": time.perf_counter() - t1}
+else:  # a new module: numba has never seen its objective
+    sys.path.insert(0, arg["dir"])
+    fun = __import__(arg["module"]).objective
+    res = nr.minimize(fun, np.ones(10), args=(np.linspace(1.0, 10.0, 10),), jac=True,
+                      options=dict(maxiter=100, learning_rate=1e-2, momentum=0.9, compiled=True))
+    assert res.nit == 100, res.message
+    out = {"first_minimize": time.perf_counter() - t1}
+out.update({"import": t1 - t0, "total": time.perf_counter() - t0})
+print(json.dumps(out))
+"""
+
+_OBJECTIVE = """
+from numba import njit
+
+@njit
+def objective(x, d):  # {tag}
+    g = d * x
+    return 0.5 * (g @ x), g
 """
 
 
-def _child_env(cache_dir: str) -> dict:
-    env = dict(os.environ)
-    env["NUMBA_CACHE_DIR"] = cache_dir
-    env.pop("NUMBA_RMSPROP_NO_CACHE", None)
-    env.pop("NUMBA_DISABLE_JIT", None)
-    # Import the same numba_rmsprop this process imported (an installed one
-    # under asv; possibly the working tree when run from the tests).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(nr.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
+def first_call(kind: str, cache_dir: str, features: str = "momentum+centered+ema") -> dict:
+    """Run one child (``kind``: ``apply``, ``minimize`` or ``import``) on ``cache_dir``; seconds."""
+    arg, src = {"kw": FEATURES[features], "sizes": MODEL_SIZES}, None
+    if kind == "minimize":
+        src = tempfile.mkdtemp(prefix="nr-objective-")
+        arg = {"dir": src, "module": "objective_" + os.path.basename(src).replace("-", "_")}
+        with open(os.path.join(src, arg["module"] + ".py"), "w") as fh:
+            fh.write(_OBJECTIVE.format(tag=arg["module"]))
+    try:
+        return C.run_child(["-c", _CHILD, kind, json.dumps(arg)], C.child_env(cache_dir), cache_dir)
+    finally:
+        if src:
+            shutil.rmtree(src, ignore_errors=True)
 
 
-def run_child(mode: str, cache_dir: str, features: str = "plain", timeout: float = 600) -> dict:
-    """Run the child script; returns its JSON report (seconds)."""
-    cmd = [sys.executable, "-c", _CHILD, mode, json.dumps(FEATURES[features]),
-           json.dumps(MODEL_SIZES), DTYPE]
-    proc = subprocess.run(cmd, env=_child_env(cache_dir), cwd=cache_dir, timeout=timeout,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed (rc={proc.returncode}):\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def cold_and_warm(kind: str, features: str = "momentum+centered+ema") -> dict:
+    """``{"cold": ..., "warm": ...}``: one child on an empty cache, the next on the filled one."""
+    cache = tempfile.mkdtemp(prefix="nr-cache-")
+    try:
+        return {"cold": first_call(kind, cache, features), "warm": first_call(kind, cache, features)}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
-class FirstApply:
-    """Import + first calls, with an empty numba cache and with a filled one.
+def first_calls() -> dict:
+    """Everything ``report.py`` shows: import, apply (plain; momentum+centered+ema), minimize."""
+    return {"import": cold_and_warm("import")["cold"], "apply plain": cold_and_warm("apply", "plain"),
+            "apply momentum+centered+ema": cold_and_warm("apply"),
+            "minimize, new @njit objective": cold_and_warm("minimize")}
 
-    ``setup_cache`` only creates the scratch root: asv runs it, and this
-    class's benchmarks, with a per-suite scratch folder as the working
-    directory, kept until they are done. The first ``setup`` for a feature
-    set runs the cold child on an empty cache folder -- which fills it -- and
-    records its time; ``track_cold_cache`` reports that record and
-    ``track_warm_cache`` runs a second child on the filled folder.
+
+class _ColdWarm(C.Benchmark):
+    """asv runs ``setup_cache`` once, in a scratch working directory kept for the suite.
+
+    The first ``setup`` of a parameter runs the cold child on an empty folder
+    (which fills it) and records it; ``track_warm_cache`` runs a child on the
+    filled folder.
     """
 
-    params = [list(FEATURES)]
-    param_names = ["features"]
     timeout = 300
+    kind = key = ""
 
     def setup_cache(self):
         root = os.path.abspath("numba-cache")
         os.makedirs(root, exist_ok=True)
         return root
 
-    def setup(self, root, features):
-        self.cache_dir = os.path.join(root, features)
-        record = os.path.join(root, features + ".cold.json")
-        if not os.path.exists(record):
+    def setup(self, root, features="momentum+centered+ema"):
+        self.features = features
+        self.cache_dir = os.path.join(root, self.kind + "-" + features)
+        record = self.cache_dir + ".cold.json"
+        if C.sized(False, True) and os.environ.get("NUMBA_CACHE_DIR"):
+            self.cache_dir = os.environ["NUMBA_CACHE_DIR"]  # smoke test: reuse, never empty it
+            os.makedirs(self.cache_dir, exist_ok=True)
+        elif not os.path.exists(record):
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             os.makedirs(self.cache_dir)
-            cold = run_child("apply", self.cache_dir, features)
-            with open(record, "w") as f:
-                json.dump(cold, f)
-        with open(record) as f:
-            self.cold = json.load(f)
+        if not os.path.exists(record):
+            with open(record, "w") as fh:
+                json.dump(first_call(self.kind, self.cache_dir, features), fh)
+        with open(record) as fh:
+            self.cold = json.load(fh)
 
-    def track_cold_cache(self, root, features):
-        return self.cold["first_apply"]
+    def track_cold_cache(self, root, *features):
+        return self.cold[self.key]
 
-    track_cold_cache.unit = "s"
+    def track_warm_cache(self, root, *features):
+        return first_call(self.kind, self.cache_dir, self.features)[self.key]
 
-    def track_warm_cache(self, root, features):
-        return run_child("apply", self.cache_dir, features)["first_apply"]
-
-    track_warm_cache.unit = "s"
+    track_cold_cache.unit = track_warm_cache.unit = "s"
 
 
-class ImportTime:
-    """Import time in a fresh interpreter (``import numpy`` done first).
+class FirstApply(_ColdWarm):
+    """Import + the first ``apply`` calls, cold and warm numba cache."""
 
-    ``track_import``: ``import numba_rmsprop`` (which at present defers
-    importing numba to the first CPU call). ``track_import_cpu_backend``: then
-    ``numba_rmsprop._cpu_backend`` -- numba itself and the kernel
-    definitions, which every first CPU ``apply`` imports. Neither compiles
-    nor reads a kernel from the numba cache (an empty ``NUMBA_CACHE_DIR``
-    stays empty), so the numbers hold for a warm cache as for a cold one;
-    loading kernels from a warm cache is :class:`FirstApply`.
-    """
+    params = [list(FEATURES)]
+    param_names = ["features"]
+    kind, key = "apply", "first_apply"
 
-    timeout = 120
 
-    def setup(self):
-        self.cache_dir = tempfile.mkdtemp(prefix="nr-import-")
-        try:
-            self.times = run_child("import", self.cache_dir)
-        finally:
-            shutil.rmtree(self.cache_dir, ignore_errors=True)
+class FirstMinimize(_ColdWarm):
+    """The first compiled ``nr.minimize`` (100 steps) with a new ``@njit`` objective."""
 
-    def track_import(self):
-        return self.times["import"]
+    kind, key = "minimize", "first_minimize"
 
-    track_import.unit = "s"
 
-    def track_import_cpu_backend(self):
-        return self.times["import_cpu_backend"]
+class ImportTime(C.Benchmark):
+    """``import numba_rmsprop``, then numba and the CPU kernel definitions (no compilation)."""
 
-    track_import_cpu_backend.unit = "s"
+    params = [["import", "import_cpu_backend"]]
+    param_names = ["step"]
+    unit = "s"
+
+    def setup_cache(self):
+        return cold_and_warm("import")["cold"]
+
+    def track_import(self, times, step):
+        return times[step]

@@ -1,153 +1,194 @@
 """asv suites: the ``scipy.optimize.minimize``-style front end (``nr.minimize``).
 
-In the style of scipy's ``benchmarks/benchmarks/optimize.py``:
+In the style of scipy's ``benchmarks/benchmarks/optimize.py``, on the problems
+of ``problems.py``:
 
-* :class:`MinimizeOverhead` -- per-step cost of the front end on a
-  10-parameter (diagonal) quadratic, whose own cost is negligible, with a
-  Python objective (the Python loop) and with an ``@njit`` objective (the
-  compiled loop), against a hand-written ``RMSprop.apply`` loop around the
-  same Python objective. ``time_minimize`` is ``MAXITER`` steps; divide by
-  ``MAXITER`` for the time per step, which ``track_time_per_step`` reports
-  directly (minimum over a few runs).
-* :class:`StepsToLoss` -- optimizer steps until the loss reaches a target:
-  2-D Rosenbrock from (-1.2, 1) (full batch), and logistic regression on
-  synthetic data with minibatches of 64, where the loss is the mean of the
-  last epoch's minibatch losses.
+* :class:`MinimizeOverhead` -- ``MAXITER`` steps on the 10-parameter
+  quadratic, whose own cost is negligible: Python objective (Python loop),
+  ``@njit`` objective (compiled loop), and a hand-written ``RMSprop.apply``
+  loop around the Python objective.
+* :class:`LoopLimit` -- the compiled loop against its limit: a hand-written
+  ``@njit`` loop (``peers.rmsprop_loop``) calling the same ``@njit`` objective
+  and a plain fused update, interleaved; ``track_ratio`` (target <= 1.3).
+* :class:`MinibatchLeastSquares` -- 10 000 x 10 least squares, batches of 32,
+  Python and compiled loops.
+* :class:`StepsToLoss` -- steps until the loss reaches a target: 2-D
+  Rosenbrock, and minibatch logistic regression (mean of the last epoch's
+  minibatch losses within 0.01 of the optimum).
 
-Every ``setup`` raises ``NotImplementedError`` (asv: skipped) when
-``numba_rmsprop.optimize`` is not available.
+:func:`overhead` and :func:`loop_limit` are what ``report.py`` runs.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from numba import njit
-from scipy.optimize import rosen, rosen_der
+from scipy.optimize import minimize as scipy_minimize
 
 import numba_rmsprop as nr
 
+from . import common as C
+from . import peers as P
+from . import problems as Q
+
 MAXITER = 2000
-N_PARAMS = 10
-
-
-def front_end():
-    """``numba_rmsprop.optimize.minimize``, or NotImplementedError (asv skips)."""
-    try:
-        from numba_rmsprop.optimize import minimize
-    except ImportError as exc:
-        raise NotImplementedError(f"numba_rmsprop.optimize is not available: {exc}") from exc
-    return minimize
-
-
-# ---------------------------------------------------------------- objectives
-def quadratic(x, d):
-    """0.5 * sum(d * x**2) and its gradient."""
-    g = d * x
-    return 0.5 * np.dot(g, x), g
 
 
 @njit(cache=True)
-def quadratic_njit(x, d):
-    g = d * x
-    f = 0.0
-    for i in range(x.size):
-        f += g[i] * x[i]
-    return 0.5 * f, g
+def _objective_only(fun, x, args, n):
+    s = 0.0
+    for _ in range(n):
+        f, g = fun(x, *args)
+        s += f + g[0]
+    return s
 
 
-def rosenbrock(x):
-    return rosen(x), rosen_der(x)
+def _quadratic_runs(steps, only=None):
+    """Name -> callable running ``steps`` steps on the quadratic (each already warm)."""
+    args, x0 = Q.quadratic_args(), np.zeros(10)
+    opts = dict(learning_rate=1e-3, maxiter=steps)
+
+    def apply_loop():
+        x, opt = x0.copy(), nr.RMSprop(learning_rate=1e-3)
+        for _ in range(steps):
+            opt.apply([Q.quadratic(x, *args)[1]], [x])
+
+    def objective_alone():
+        for _ in range(steps):
+            Q.quadratic(x0, *args)
+
+    runs = {
+        "objective alone (Python)": objective_alone,
+        "python loop, NumPy objective":
+            lambda: nr.minimize(Q.quadratic, x0, args=args, jac=True, options=opts),
+        "RMSprop.apply loop, NumPy objective": apply_loop,
+        "python loop, @njit objective":
+            lambda: nr.minimize(Q.quadratic_njit, x0, args=args, jac=True,
+                                options=dict(opts, compiled=False)),
+        "objective alone (compiled loop)": lambda: _objective_only(Q.quadratic_njit, x0, args, steps),
+        "compiled loop, @njit objective":
+            lambda: nr.minimize(Q.quadratic_njit, x0, args=args, jac=True, options=opts),
+    }
+    runs = {k: fn for k, fn in runs.items() if only in (None, k)}
+    for fn in runs.values():
+        fn()
+    return runs
 
 
-def logistic(w, X, y):
-    """Mean logistic loss and its gradient (labels in {0, 1})."""
-    z = X @ w
-    p = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid, without overflow warnings
-    f = np.mean(np.logaddexp(0.0, z) - y * z)
-    return f, X.T @ (p - y) / y.size
+def overhead(steps=20000, repeat=7, minibatch=True) -> dict:
+    """Seconds per step of each way to run the quadratic, and of minibatch least squares."""
+    out = {k: C.best_of(fn, repeat)[1] / steps for k, fn in _quadratic_runs(steps).items()}
+    A, b = Q.least_squares_data()
+    mb = dict(learning_rate=1e-3, maxiter=steps, batch_size=32, seed=0)
+    runs = (("python", Q.least_squares), ("compiled", Q.least_squares_njit)) if minibatch else ()
+    for name, fun in runs:
+        out[f"minibatch least squares, {name} loop"] = C.best_of(
+            lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb),
+            repeat)[1] / steps
+    return out
 
 
-def logistic_data(n_samples=4096, n_features=20, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_samples, n_features))
-    w = rng.standard_normal(n_features)
-    y = (X @ w + 0.5 * rng.standard_normal(n_samples) > 0).astype(np.float64)
-    return X, y
+def loop_limit(steps=100_000, repeat=7, lr=1e-2) -> dict:
+    """``nr.minimize`` (compiled loop) against the hand-written ``@njit`` loop, interleaved."""
+    d, c = Q.quadratic_args()
+    x0, final = np.zeros(10), {}
+
+    def ours():
+        final["ours"] = nr.minimize(Q.quadratic_njit, x0, args=(d, c), jac=True,
+                                    options=dict(maxiter=steps, learning_rate=lr, momentum=0.9)).x
+
+    def hand():
+        x = x0.copy()
+        P.rmsprop_loop(Q.quadratic_njit, x, (d, c), steps, lr, 0.9, 0.9, 1e-7)
+        final["handwritten"] = x
+
+    samples = C.interleaved({"ours": ours, "handwritten": hand}, repeat)
+    return {"ours": float(np.min(samples["ours"])) / steps,
+            "handwritten": float(np.min(samples["handwritten"])) / steps,
+            "ratio": C.ratio(samples, "ours", "handwritten"),
+            "max_abs_dx": float(np.max(np.abs(final["ours"] - final["handwritten"])))}
 
 
-# ---------------------------------------------------------------- suites
-class MinimizeOverhead:
-    """``MAXITER`` steps on a 10-parameter quadratic."""
+# ------------------------------------------------------------------ suites
+class MinimizeOverhead(C.Benchmark):
+    """``MAXITER`` steps on the 10-parameter quadratic."""
 
     params = [["python", "njit", "apply_loop"]]
     param_names = ["objective"]
-    timeout = 120
+    names = {"python": "python loop, NumPy objective", "njit": "compiled loop, @njit objective",
+             "apply_loop": "RMSprop.apply loop, NumPy objective"}
 
     def setup(self, objective):
-        self.minimize = front_end()
-        self.objective = objective
-        self.d = np.linspace(1.0, 10.0, N_PARAMS)
-        self.x0 = np.ones(N_PARAMS)
-        self.fun = quadratic_njit if objective == "njit" else quadratic
-        self.run()  # compile (the njit loop specialises on the objective) and warm up
-
-    def run(self, maxiter=MAXITER):
-        if self.objective == "apply_loop":
-            x = self.x0.copy()
-            opt = nr.RMSprop(learning_rate=1e-2)
-            for _ in range(maxiter):
-                _, g = quadratic(x, self.d)
-                opt.apply([g], [x])
-            return x
-        return self.minimize(self.fun, self.x0, args=(self.d,), jac=True,
-                             options={"learning_rate": 1e-2, "maxiter": maxiter})
+        self.steps = C.sized(MAXITER, 50)
+        self.run = _quadratic_runs(self.steps, self.names[objective])[self.names[objective]]
 
     def time_minimize(self, objective):
         self.run()
 
     def track_time_per_step(self, objective):
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            self.run()
-            best = min(best, time.perf_counter() - t0)
-        return best / MAXITER
+        return C.best_of(self.run, 3)[1] / self.steps
 
     track_time_per_step.unit = "s"
 
 
-class StepsToLoss:
+class LoopLimit(C.Benchmark):
+    """Per step: compiled ``nr.minimize`` and the hand-written loop (s); ``ratio``: ours / it."""
+
+    params = [["ratio", "ours", "handwritten"]]
+    param_names = ["what"]
+
+    def setup_cache(self):
+        return loop_limit(C.sized(20000, 200), repeat=C.sized(5, 1))
+
+    def track_loop_limit(self, res, what):
+        return res[what]
+
+
+class MinibatchLeastSquares(C.Benchmark):
+    """``MAXITER`` steps of least squares, batches of 32."""
+
+    params = [["python", "njit"]]
+    param_names = ["objective"]
+
+    def setup(self, objective):
+        self.args = Q.least_squares_data()
+        self.fun = Q.least_squares_njit if objective == "njit" else Q.least_squares
+        self.time_minimize(objective)
+
+    def time_minimize(self, objective):
+        nr.minimize(self.fun, np.zeros(10), args=self.args, jac=True,
+                    options=dict(learning_rate=1e-3, maxiter=C.sized(MAXITER, 50), batch_size=32,
+                                 seed=0))
+
+
+class StepsToLoss(C.Benchmark):
     """Steps until the loss is at or below a target (``nan`` if never)."""
 
     params = [["rosenbrock", "logistic_minibatch"]]
     param_names = ["problem"]
-    timeout = 120
     unit = "steps"
 
     def setup(self, problem):
-        self.minimize = front_end()
         if problem == "rosenbrock":
             self.target, self.window = 1e-2, 1
-            self.fun, self.x0, self.args = rosenbrock, np.array([-1.2, 1.0]), ()
+            self.fun, self.x0, self.args = Q.rosenbrock, np.array([-1.2, 1.0]), ()
             self.options = {"learning_rate": 3e-3, "maxiter": 5000}
         else:
-            X, y = logistic_data()
-            batch = 64
-            self.target, self.window = 0.15, -(-y.size // batch)  # one epoch of minibatches
-            self.fun, self.x0, self.args = logistic, np.zeros(X.shape[1]), (X, y)
+            X, y, _, _ = Q.logistic_data(4096, 20, test=0.0)
+            batch, self.args = 64, (X, y, 1e-4)
+            self.fun, self.x0 = Q.logistic, np.zeros(X.shape[1])
+            f_star = scipy_minimize(self.fun, self.x0, args=self.args, jac=True,
+                                    method="L-BFGS-B").fun
+            self.target, self.window = f_star + 0.01, -(-y.size // batch)  # one epoch
             self.options = {"learning_rate": 1e-2, "maxiter": 3000, "batch_size": batch,
                             "seed": 0}
         self.options["return_history"] = True
 
     def track_steps(self, problem):
-        res = self.minimize(self.fun, self.x0, args=self.args, jac=True, options=self.options)
+        res = nr.minimize(self.fun, self.x0, args=self.args, jac=True, options=self.options)
         losses = np.asarray(res.history, dtype=np.float64)
         w = self.window
-        if w > 1:  # mean of the last w minibatch losses, at step index w-1 onwards
+        if w > 1:  # mean of the last w minibatch losses
             losses = np.convolve(losses, np.ones(w) / w, mode="valid")
         hit = np.flatnonzero(losses <= self.target)
-        if hit.size == 0:
-            return float("nan")
-        return float(hit[0] + w)  # steps taken (evaluations) when the target was seen
+        return float(hit[0] + w) if hit.size else float("nan")

@@ -1,16 +1,23 @@
-"""Smoke test of the asv suites in ``benchmarks/`` (needs neither asv nor the peer libraries).
+"""Smoke test of ``benchmarks/`` (needs neither asv nor the peer libraries), well under a minute.
 
-For every module of the ``benchmarks`` package: import it, and for every
-benchmark class defined in it run -- as asv would, but once --
+asv suites: for every module of the ``benchmarks`` package, import it, and
+for every public benchmark class in it run -- as asv would, but once --
 ``setup_cache`` (in a scratch working directory), ``setup``, one call of each
 ``time_``/``track_``/``peakmem_``/``mem_`` method and ``teardown``, for the
 smallest parameter combination only (numbers: the smallest; strings: the
 first). A size of 1e7 or more, where it is a parameter's only value, is run
 at 1000 elements instead. ``track_`` values must be positive finite numbers.
-A ``setup`` raising ``NotImplementedError`` (asv's skip) skips its class.
+A ``setup`` raising ``NotImplementedError`` (asv's skip: a missing peer or
+GPU) skips its class. Also checks what asv's discovery would trip over: a
+module-level function named like a benchmark must take no arguments or carry
+``skip_benchmark``.
 
-Also checks what asv's discovery would trip over: a module-level function
-named like a benchmark must take no arguments or carry ``skip_benchmark``.
+The report script ``report.py``: every section at tiny sizes but
+``first_call`` (whose children the ``bench_compile`` suites run) and
+``time_to_loss`` (scipy's full runs: import only); ``peers`` with one child
+per peer; run as a file, with a child per section; each must print its Markdown with the
+machine description and the command. Peers that are not installed are
+skipped by the scripts themselves.
 """
 
 from __future__ import annotations
@@ -58,8 +65,8 @@ def _smallest(values):
 
 
 def _benchmark_classes(module):
-    for _, cls in inspect.getmembers(module, inspect.isclass):
-        if cls.__module__ != module.__name__:
+    for cname, cls in inspect.getmembers(module, inspect.isclass):
+        if cls.__module__ != module.__name__ or cname.startswith("_"):  # as asv
             continue
         names = [n for n, f in inspect.getmembers(cls, inspect.isfunction) if BENCH_PREFIX.match(n)]
         if names:
@@ -73,6 +80,7 @@ def _check_track(value, where):
 
 @pytest.mark.parametrize("modname", MODULES)
 def test_benchmark_module(modname, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_SMOKE", "1")  # common.sized: the suites' smoke sizes
     module = importlib.import_module(f"benchmarks.{modname}")
 
     for name, obj in vars(module).items():
@@ -114,3 +122,41 @@ def test_benchmark_module(modname, tmp_path, monkeypatch):
                 inst.teardown(*args)
     if skipped and not ran:
         pytest.skip("; ".join(skipped))
+
+
+def _check_report(text, *expected):
+    assert "- CPU:" in text and "- Command: `" in text, text[:2000]
+    for e in expected:
+        assert e in text, (e, text[-3000:])
+    assert "Failed:" not in text, text
+
+
+def test_report_quick(capsys):
+    from benchmarks import report
+
+    names = [n for n in report.PRESETS["all"] if n not in ("first_call", "peers", "time_to_loss")]
+    results = report.main(["--quick", "--in-process", "--sections", *names])
+    _check_report(capsys.readouterr().out, *(report.SECTIONS[n][0] for n in names))
+    for variant in ("ours", "handwritten"):
+        r = results["training"][variant]
+        assert r["finite"] and r["decreasing"], r
+    assert results["training"]["agreement"]["one_step_max_ulps"] <= 1
+
+
+def test_report_as_a_script_with_children():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "report.py"), "--quick",
+                           "--sections", "minimize"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_report(proc.stdout, "| compiled loop, @njit objective |")
+
+
+def test_peers_isolated(capsys):
+    from benchmarks import report
+
+    report.main(["--quick", "--in-process", "--sections", "peers", "--set",
+                 'peers.peers=["ours", "numpy", "torch_shift", "bw_par"]'])
+    _check_report(capsys.readouterr().out, "### centered+momentum, float32", "Trajectory agreement",
+                  "one process per peer")
