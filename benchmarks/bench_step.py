@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 
+import time
+
 import numpy as np
 
 import numba_rmsprop as nr
@@ -147,27 +149,61 @@ def many_tensors(repeat=15, min_time=0.05) -> dict:
     return out
 
 
-def apply_times(sizes, repeat=15) -> dict:
-    """Best seconds per ``apply`` (float32, plain) for each size; ``threshold`` runs it in children."""
+def apply_times(sizes, repeat=15, blas=False) -> dict:
+    """Median seconds per ``apply`` (float32, momentum + centered) for each size.
+
+    With ``blas``, every call follows a 256x512 @ 512x512 float32 matmul, as in
+    a training loop: OpenBLAS's threads then still spin on the other cores.
+    ``threshold`` runs this in children.
+    """
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((256, 512), dtype=np.float32)
+    B = rng.standard_normal((512, 512), dtype=np.float32)
     out = {}
     for n in sizes:
         x, g = make_arrays(n, "float32")
-        opt = make_optimizer("plain")
+        opt = nr.RMSprop(learning_rate=1e-3, momentum=0.9, centered=True)
         warm_up(opt, g, x)
-        out[n] = C.best_of(lambda: [opt.apply(g, x) for _ in range(20)], repeat)[1] / 20
+        calls = max(10, min(400, int(4e8 // (n * 4 * 6))))
+        samples = []
+        for _ in range(repeat):
+            t = 0.0
+            for _ in range(calls):
+                if blas:
+                    A @ B
+                t0 = time.perf_counter()
+                opt.apply(g, x)
+                t += time.perf_counter() - t0
+            samples.append(t / calls)
+        out[n] = float(np.median(samples))
     return out
 
 
-def threshold(sizes=(1_000, 4_000, 16_000, 32_000, 64_000, 256_000, 1_000_000), repeat=15) -> dict:
-    """``apply`` per size with every variable serial, and every one parallel: two children
-    with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` at its extremes (the crossover places
-    the package default)."""
+#: Threading layers the crossover is measured with (each where it loads).
+LAYERS = ("tbb", "omp")
+
+
+def threshold(sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 16_000_000),
+              repeat=7) -> dict:
+    """``apply`` per size, every variable serial or every one parallel, alone and in a loop
+    with BLAS between the calls, per threading layer: one child per (layer, mode), with
+    ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` at its extremes. The crossover in the loop
+    places the package default."""
     out = {}
-    for label, limit in (("serial", 1 << 62), ("parallel", 0)):
-        env = C.child_env(NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit)
-        res = C.child_call("bench_step.apply_times", env, sizes=list(sizes), repeat=repeat)
-        for n, t in res.items():
-            out.setdefault(n, {})[label] = t
+    for layer in LAYERS:
+        for label, limit in (("serial", 1 << 62), ("parallel", 0)):
+            for blas in (False, True):
+                env = C.child_env(NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit,
+                                  NUMBA_THREADING_LAYER=layer)
+                try:
+                    res = C.child_call("bench_step.apply_times", env, sizes=list(sizes),
+                                       repeat=repeat, blas=blas)
+                except RuntimeError as exc:
+                    out.setdefault("unavailable", {})[layer] = str(exc).splitlines()[-1]
+                    break
+                for n, t in res.items():
+                    key = f"{layer} {label}" + (" +BLAS" if blas else "")
+                    out.setdefault(n, {})[key] = t
     return out
 
 

@@ -56,7 +56,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import _config, _layout, _math, _plan, _rule
-from ._cpu import _cast, _clip_factors, _load, segment_accumulate, segment_sumsq, segment_update
+from ._cpu import _cast, _clip_factors, _load, blocked_sumsq, segment_accumulate, segment_update
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
@@ -208,7 +208,7 @@ def _clip_step_ov(g, acc, s, sw, T, P, clip):
         return lambda g, acc, s, sw, T, P, clip: (None, None)
 
     def impl(g, acc, s, sw, T, P, clip):
-        num, den = _clip_factors(clip, segment_sumsq(g.size, 0, g, acc, s, sw), T[T_CLIP])
+        num, den = _clip_factors(clip, blocked_sumsq(g.size, 0, g, acc, s, sw), T[T_CLIP])
         return _cast(P[0], num), _cast(P[0], den)
     return impl
 

@@ -16,8 +16,6 @@ division carries a zero check, which stops LLVM from vectorising the loop
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
 from llvmlite import ir
@@ -42,6 +40,26 @@ _load = _inline(_layout.load)
 #: Clip mode of a group whose global clip scale the host computed (the
 #: gradients of the call span several groups or large variables).
 CLIP_GIVEN = 3
+
+
+def entry_point(dispatcher, args, **replace):
+    """The compiled entry of ``dispatcher`` for the types of ``args``, or the dispatcher.
+
+    Calling the entry skips Numba's type dispatch: the caller guarantees that
+    later calls pass arguments of the same types. ``replace`` names
+    arguments (by the kernel's parameter names) whose type is read from
+    another array of the same dtype, dimension and layout (e.g. the group's
+    own gradient buffer for a user's, possibly read-only, gradient).
+    """
+    import inspect
+
+    if replace:
+        names = list(inspect.signature(dispatcher.py_func).parameters)
+        args = tuple(replace.get(n, a) for n, a in zip(names, args))
+    try:
+        return dispatcher.compile(tuple(numba.typeof(a) for a in args))
+    except Exception:  # pragma: no cover - numba internals changed
+        return dispatcher
 
 
 def _cast(ref, value):  # pragma: no cover - replaced by the overload in compiled code
@@ -113,6 +131,13 @@ def segment_ema(x, o, avg, s, overwrite):
         _ema_element(j, x, avg_, s, overwrite)
 
 
+#: Norms are summed in blocks of this many elements: each block in order, then
+#: the block sums in order. The serial and the parallel kernels (any thread
+#: count) and the compiled minimize loop therefore add in the same order and
+#: give the same clip factors to the last bit.
+SUM_BLOCK = 1 << 16
+
+
 @njit(**_OPTS)
 def segment_sumsq(n, o, g, acc, s, sw):
     g_ = g[o:o + n]
@@ -123,6 +148,15 @@ def segment_sumsq(n, o, g, acc, s, sw):
     total = 0.0
     for j in range(n):
         total += _gradient_square(j, g_, acc_, s, sw)
+    return total
+
+
+@njit(**_OPTS)
+def blocked_sumsq(n, o, g, acc, s, sw):
+    """``segment_sumsq`` in blocks of ``SUM_BLOCK``, summed in order (one thread)."""
+    total = 0.0
+    for lo in range(0, n, SUM_BLOCK):
+        total += segment_sumsq(min(SUM_BLOCK, n - lo), o + lo, g, acc, s, sw)
     return total
 
 
@@ -190,17 +224,26 @@ def ema_parallel(x, avg, P, overwrite, nchunks):
 @njit(**_OPTS)
 def sumsq_serial(g, acc, P, sw):
     """Sum of squares (float64) of the effective gradient, read-only (serial)."""
-    return segment_sumsq(g.size, 0, g, acc, _load(P), sw)
+    return blocked_sumsq(g.size, 0, g, acc, _load(P), sw)
 
 
 @njit(parallel=True, **_OPTS)
 def sumsq_parallel(g, acc, P, sw, nchunks):
-    """Sum of squares (float64) of the effective gradient, read-only (threads)."""
+    """Sum of squares (float64) of the effective gradient, read-only (threads).
+
+    The blocks are summed in parallel and their sums in order: the result is
+    ``sumsq_serial``'s, whatever the thread count.
+    """
     s = _load(P)
+    n = g.size
+    nblocks = (n + SUM_BLOCK - 1) // SUM_BLOCK
+    partial = np.empty(nblocks)
+    for b in prange(nblocks):
+        lo = b * SUM_BLOCK
+        partial[b] = segment_sumsq(min(SUM_BLOCK, n - lo), lo, g, acc, s, sw)
     total = 0.0
-    for k in prange(nchunks):
-        lo, hi = _chunk(g.size, k, nchunks)
-        total += segment_sumsq(hi - lo, lo, g, acc, s, sw)
+    for b in range(nblocks):
+        total += partial[b]
     return total
 
 
@@ -229,13 +272,16 @@ def _member(addresses, sizes, k, like):
 
 
 @njit(**_OPTS)
-def group_sumsq(sizes, g, offsets, active, acc, P, sw):
-    """Sum of squares (float64) of the active variables' effective gradients."""
+def group_sumsq(sizes, g, offsets, active, acc, P, sw, out):
+    """Each active variable's sum of squares (float64) of its effective gradient into
+    ``out`` (0 for inactive ones); returns their sum, added in member order."""
     s = _load(P)
     total = 0.0
     for k in range(sizes.size):
+        out[k] = 0.0
         if active[k] != 0:
-            total += segment_sumsq(sizes[k], offsets[k], g, acc, s, sw)
+            out[k] = blocked_sumsq(sizes[k], offsets[k], g, acc, s, sw)
+        total += out[k]
     return total
 
 
@@ -253,7 +299,9 @@ def group_update(addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, a
     if clip is not None:
         mode, c, scale = clip
         if mode == _math.CLIP_GLOBAL:
-            scale = _clip_factors(mode, group_sumsq(sizes, g, offsets, active, acc, P, sw), c)[0]
+            sums = np.empty(sizes.size)
+            total = group_sumsq(sizes, g, offsets, active, acc, P, sw, sums)
+            scale = _clip_factors(mode, total, c)[0]
     for k in range(addresses.size):
         x = _member(addresses, sizes, k, g)
         o = offsets[k]
@@ -268,7 +316,7 @@ def group_update(addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, a
         else:
             num, den = scale, 1.0
             if mode == _math.CLIP_NORM:
-                num, den = _clip_factors(mode, segment_sumsq(x.size, o, g, acc, s, sw), c)
+                num, den = _clip_factors(mode, blocked_sumsq(x.size, o, g, acc, s, sw), c)
             segment_update(x, o, g, v, mg, mom, acc, avg, s, sw, _cast(P[0], num),
                            _cast(P[0], den), decay_on, overwrite)
 
@@ -285,46 +333,3 @@ def group_accumulate(addresses, sizes, g, offsets, active, acc, avg, P, sw, over
                 segment_ema(x, o, avg, s, overwrite)
             continue
         segment_accumulate(x, o, g, acc, avg, s, sw, overwrite)
-
-
-# ---------------------------------------------------------------- threading
-# The workqueue layer aborts the process when two Python threads launch
-# parallel kernels at once. Ask for a thread-safe layer (TBB or OpenMP) unless
-# the user chose one; if only workqueue loads, serialise parallel launches.
-
-_LAUNCH_LOCK = threading.Lock()
-_launch_is_threadsafe = False
-
-
-def _request_threadsafe_layer() -> None:
-    import os
-
-    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = _config.THREADING_LAYER
-
-
-_request_threadsafe_layer()
-
-
-def launch_parallel(kernel, *args):
-    """Call a ``parallel=True`` kernel without ever aborting the process.
-
-    Until a thread-safe layer (TBB or OpenMP) is known to be active, launches
-    are serialised under a lock; if none can be loaded, fall back to
-    workqueue and keep serialising.
-    """
-    global _launch_is_threadsafe
-    if _launch_is_threadsafe:
-        return kernel(*args)
-    with _LAUNCH_LOCK:
-        try:
-            result = kernel(*args)
-        except ValueError as exc:  # "No threading layer could be loaded"
-            if "threading layer" not in str(exc):
-                raise
-            numba.config.THREADING_LAYER = "workqueue"
-            result = kernel(*args)
-        _launch_is_threadsafe = numba.threading_layer() in ("tbb", "omp")
-        return result
-
-

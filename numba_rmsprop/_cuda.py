@@ -749,7 +749,9 @@ class CUDABackend:
         """This call's per-call scalars per dtype, as the tuples kernels take."""
         out = {}
         for dtype, P in self._P.items():
-            _layout.pack_call(P, plan.learning_rate, plan.ema_momentum == 0.0, plan.update_count)
+            _layout.pack_call(P, plan.learning_rate,
+                              None if plan.ema_momentum is None else plan.ema_momentum == 0.0,
+                              plan.update_count)
             out[dtype] = tuple(P)
         return out
 

@@ -68,12 +68,14 @@ def pack_call(P, learning_rate, ema_first, update_count) -> None:
     """This call's slots: the learning rate, the EMA weights and the bias correction.
 
     The learning rate arrives in float64 and is cast by the store, as NumPy
-    casts it. With ``update_count`` ``t > 0`` the bias correction is
+    casts it. ``ema_first`` is None without EMA. With ``update_count`` ``t > 0`` the bias correction is
     ``1 - rho**t`` computed in the dtype, as optax computes it (``rho`` cast
     first; ``pow`` of the dtype, the same C function in Python and Numba).
     """
     P[LEARNING_RATE] = learning_rate
-    if ema_first:
+    if ema_first is None:  # no EMA (host calls only; the slots are never read)
+        pass
+    elif ema_first:
         P[EMA_WEIGHT] = 0
         P[EMA_NEW_WEIGHT] = 1
     else:

@@ -82,6 +82,37 @@ def update_count(iteration: int, accumulation_steps: int) -> int:
     return iteration + 1
 
 
+class Planner:
+    """The plans of one optimizer configuration: :func:`make_plan` with its
+    arguments bound once (calls of the common configuration without
+    accumulation, EMA or bias correction skip the counters entirely)."""
+
+    __slots__ = ("accumulation_steps", "use_ema", "ema_momentum", "overwrite_frequency",
+                 "bias_correction", "simple")
+
+    def __init__(self, *, accumulation_steps: Optional[int], use_ema: bool, ema_momentum: float,
+                 ema_overwrite_frequency: Optional[int], bias_correction: bool = False):
+        self.accumulation_steps = accumulation_steps or 0
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = float(ema_momentum)
+        self.overwrite_frequency = ema_overwrite_frequency or 0
+        self.bias_correction = bool(bias_correction)
+        self.simple = not (self.accumulation_steps or self.use_ema or self.bias_correction)
+
+    def __call__(self, iteration: int, learning_rate: float) -> StepPlan:
+        """Plan call number ``iteration`` (0-based), given its learning rate."""
+        if self.simple:
+            return StepPlan(iteration, True, learning_rate, None, False, 0)
+        n = self.accumulation_steps
+        update, first, overwrite = counters(iteration, n, self.overwrite_frequency)
+        ema_mom = None
+        if self.use_ema:
+            ema_mom = 0.0 if first else self.ema_momentum
+        return StepPlan(iteration, update, learning_rate, ema_mom,
+                        overwrite if self.use_ema else False,
+                        update_count(iteration, n) if self.bias_correction and update else 0)
+
+
 def make_plan(
     iteration: int,
     learning_rate: float,
@@ -93,17 +124,6 @@ def make_plan(
     bias_correction: bool = False,
 ) -> StepPlan:
     """Plan call number ``iteration`` (0-based), given its learning rate."""
-    update, first, overwrite = counters(iteration, accumulation_steps or 0,
-                                        ema_overwrite_frequency or 0)
-    ema_mom = None
-    if use_ema:
-        ema_mom = 0.0 if first else float(ema_momentum)
-    return StepPlan(
-        iteration=iteration,
-        update=update,
-        learning_rate=float(learning_rate),
-        ema_momentum=ema_mom,
-        ema_overwrite=overwrite if use_ema else False,
-        update_count=update_count(iteration, accumulation_steps or 0)
-        if bias_correction and update else 0,
-    )
+    return Planner(accumulation_steps=accumulation_steps, use_ema=use_ema,
+                   ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
+                   bias_correction=bias_correction)(iteration, float(learning_rate))

@@ -295,6 +295,11 @@ class RMSprop(Configurable):
 
             _cuda.require_cuda()
         self._spec = Spec(values)
+        self._planner = _plan.Planner(
+            accumulation_steps=values["gradient_accumulation_steps"], use_ema=values["use_ema"],
+            ema_momentum=values["ema_momentum"],
+            ema_overwrite_frequency=values["ema_overwrite_frequency"],
+            bias_correction=values["bias_correction"])
         self._iterations = 0
         self._slots: list[_Slot] = []
         self._by_id: dict[int, _Slot] = {}
@@ -385,6 +390,8 @@ class RMSprop(Configurable):
 
     def _current_learning_rate(self, iteration: int) -> float:
         lr = self._learning_rate
+        if type(lr) is float:
+            return lr
         if isinstance(lr, LearningRateSchedule):
             if type(lr) in _VECTORISED_SCHEDULES:
                 return self._tabulated_rate(lr, iteration)
@@ -504,15 +511,7 @@ class RMSprop(Configurable):
                 pairs, ema_slots = self._validate(grads, variables)
                 if pairs is None:
                     return self._iterations
-            plan = _plan.make_plan(
-                self._iterations,
-                self._current_learning_rate(self._iterations),
-                accumulation_steps=self._gradient_accumulation_steps,
-                use_ema=self._use_ema,
-                ema_momentum=self._ema_momentum,
-                ema_overwrite_frequency=self._ema_overwrite_frequency,
-                bias_correction=self._bias_correction,
-            )
+            plan = self._planner(self._iterations, self._current_learning_rate(self._iterations))
             if full is not None:
                 self._backend.execute_full(plan, self._spec, full)
             else:

@@ -44,6 +44,7 @@ SCRIPT = textwrap.dedent(
 def test_concurrent_apply_matches_serial_and_never_aborts(forced_layer):
     env = dict(os.environ)
     env.pop("NUMBA_THREADING_LAYER", None)
+    env["NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES"] = "65536"  # the large ones take prange
     if forced_layer:
         # A user who forces the unsafe layer still gets no abort: launches are serialised.
         env["NUMBA_THREADING_LAYER"] = forced_layer
