@@ -506,7 +506,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     loop compiles once per signature of the objective -- not once per
     objective -- and is cached on disk; the objective runs through its own
     compiled code, exceptions included. ``fun(x, *batch)`` returns
-    ``(loss, gradient)``. When ``batched`` is not
+    ``(loss, gradient)``; ``x`` is a fresh copy of the iterate per call, as
+    the Python loop passes it. When ``batched`` is not
     None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
     ``n_samples``) of the epoch's order of the rows of every data array (see
     :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
@@ -523,7 +524,10 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     for j in range(nsteps):
         a = start + j * batch_size
         b = min(a + batch_size, n_samples)
-        out = _call(fun, x, args, a, b, batched)
+        # A fresh copy per evaluation, as the Python loop passes: an objective
+        # that modifies (or keeps, in a container of its arguments) its ``x``
+        # must not change the run.
+        out = _call(fun, x.copy(), args, a, b, batched)
         f = np.float64(out[0])
         g = _as_grad(out[1], P)
         hist[j] = f

@@ -112,7 +112,9 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     ----------
     fun : callable
         ``fun(x, *args)``: the loss, or ``(loss, gradient)`` with ``jac=True``.
-        ``x`` is the optimizer's own 1-D array: read it, don't keep or modify it.
+        ``x`` is a fresh 1-D copy of the iterate on every call (as scipy
+        passes, gh-13740; also ``jac``'s and the callback's): keep it or
+        modify it, the run does not change.
     x0 : float, sequence or ndarray
         Starting point, flattened to 1-D (``scipy.optimize.minimize`` itself
         rejects ``ndim > 1`` before calling a method). float32 stays float32
@@ -477,7 +479,8 @@ class _Run:
             self.ev = self.pair_fun
         elif self.jac_mode == "callable":
             def ev(x, *a):
-                return fun(x, *a), jac(x, *a)
+                xj = x.copy()  # fun and jac each get their own copy
+                return fun(x, *a), jac(xj, *a)
             self.ev = ev
         else:
             from scipy.optimize._numdiff import approx_derivative
@@ -486,9 +489,10 @@ class _Run:
             run = self
 
             def ev(x, *a):
+                x0 = x.copy()  # fun may modify x
                 f = fun(x, *a)
                 b = run.bounds64 if run.bounds64 is not None else (-np.inf, np.inf)
-                g = approx_derivative(fun, x, method=method, rel_step=rel_step, f0=f,
+                g = approx_derivative(fun, x0, method=method, rel_step=rel_step, f0=f,
                                       bounds=b, args=a)
                 return f, g
             self.ev = ev
@@ -678,7 +682,7 @@ class _Run:
                     for i, d in data:
                         lst[i] = d[idx]  # a copy of the batch's rows
                 a = tuple(lst)
-            out = ev(x, *a)
+            out = ev(x.copy(), *a)  # a fresh copy per evaluation, as scipy's (gh-13740)
             if first:
                 f, g = self._check_first(out)
                 first = False

@@ -1,0 +1,161 @@
+"""The front end behaves as scipy users expect (issue #9).
+
+Each test names the scipy convention it pins; see also ``test_optimize.py``.
+"""
+
+import inspect
+import math
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numba import njit
+from scipy.optimize import Bounds, OptimizeResult
+from scipy.optimize import minimize as sp_minimize
+
+import numba_rmsprop as nr
+
+D = np.array([1.0, 2.0, 5.0, 10.0, 0.5])
+C = np.array([1.0, -2.0, 3.0, 0.5, -1.0])
+
+
+def quadratic(x, d, c):
+    r = x - c
+    return 0.5 * np.sum(d * r * r), d * r
+
+
+def loss_only(x, d, c):
+    r = x - c
+    return 0.5 * np.sum(d * r * r)
+
+
+def grad_only(x, d, c):
+    return d * (x - c)
+
+
+def _same(a, b, skip=()):
+    assert set(a) == set(b)
+    for k in a:
+        if k in skip:
+            continue
+        if isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], strict=True)
+        else:
+            assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
+
+
+O = dict(learning_rate=0.05, maxiter=40)
+
+
+# ---------------------------------------------------------------- 1. copies of x
+def _vandal(fun):
+    """``fun`` that keeps every x it is given and then scribbles over it."""
+    seen, values = [], []
+
+    def wrapped(x, *args):
+        seen.append(x)
+        values.append(x.copy())
+        out = fun(x.copy(), *args)
+        x -= 1.0
+        values[-1] -= 1.0  # what x holds now
+        return out
+    wrapped.seen, wrapped.values = seen, values
+    return wrapped
+
+
+@pytest.mark.parametrize("form", ["pair", "callable", "2-point"])
+def test_fun_and_jac_get_a_fresh_copy_of_x(form):
+    """scipy hands fun a copy (gh-13740): an objective that modifies or keeps
+    its argument neither corrupts the run nor sees its stored copies change."""
+    if form == "pair":
+        fun, kw, ref_kw = _vandal(quadratic), dict(jac=True), dict(jac=True)
+        ref_fun = quadratic
+    elif form == "callable":
+        fun, kw = _vandal(loss_only), dict(jac=_vandal(grad_only))
+        ref_fun, ref_kw = loss_only, dict(jac=grad_only)
+    else:
+        fun, kw, ref_fun, ref_kw = _vandal(loss_only), dict(jac="2-point"), loss_only, {}
+    xs = []
+    r = nr.minimize(fun, np.zeros(5), args=(D, C), callback=lambda xk: xs.append(xk),
+                    options=O, **kw)
+    ref = nr.minimize(ref_fun, np.zeros(5), args=(D, C), options=O, **ref_kw)
+    _same(r, ref)
+    seen = fun.seen
+    assert len({id(x) for x in seen}) == len(seen)  # a fresh array per evaluation
+    # nothing changed a stored argument after the call
+    for x, value in zip(seen, fun.values):
+        np.testing.assert_array_equal(x, value)
+    if form != "2-point":
+        np.testing.assert_array_equal(seen[0], np.zeros(5) - 1.0)
+        for k, xk in enumerate(xs):
+            np.testing.assert_array_equal(seen[k + 1], xk - 1.0)
+    if form == "callable":
+        jseen = kw["jac"].seen
+        assert not any(any(j is s for s in seen) for j in jseen)  # fun and jac: own copies
+        for k, xk in enumerate(xs):
+            np.testing.assert_array_equal(jseen[k + 1], xk - 1.0)
+
+
+def test_callback_gets_copies():
+    xs, results = [], []
+
+    def cb(xk):
+        xs.append(xk)
+        xk[:] = 1e6
+
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb, options=O)
+    ref = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=O)
+    _same(r, ref)
+
+    def cb2(intermediate_result):
+        results.append(intermediate_result)
+        intermediate_result.x[:] = 1e6
+        intermediate_result.jac[:] = 1e6
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb2, options=O)
+    _same(r, ref)
+
+
+@njit
+def lsq_nb(x, A, b):
+    r = A @ x - b
+    return 0.5 * (r @ r) / b.size, A.T @ r / b.size
+
+
+@njit
+def lsq_nb_vandal(x, A, b):
+    r = A @ x - b
+    f, g = 0.5 * (r @ r) / b.size, A.T @ r / b.size
+    x[:] = 1e3  # a compiled objective can scribble over its argument too
+    return f, g
+
+
+@njit
+def lsq_nb_grad_is_x(x, A, b):
+    # the gradient of 0.5 |x|^2 is x itself: returned without a copy
+    return 0.5 * (x @ x), x
+
+
+@pytest.mark.parametrize("options", [
+    dict(learning_rate=0.01, maxiter=300),
+    dict(learning_rate=0.01, maxiter=300, batch_size=48, seed=5, momentum=0.5, use_ema=True),
+], ids=["full", "minibatch"])
+def test_compiled_loop_protects_x_too(options):
+    """The compiled loop hands the objective a copy as well, so it stays bit-identical
+    with the Python loop for an objective that modifies its argument."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(256, 4))
+    b = A @ np.array([0.5, -1.0, 2.0, 0.25])
+    ref = nr.minimize(lsq_nb, np.zeros(4), args=(A, b), jac=True, options=options)
+    rc = nr.minimize(lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True,
+                     options=dict(options, compiled=True))
+    rp = nr.minimize(lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True,
+                     options=dict(options, compiled=False))
+    _same(rc, rp)
+    _same(rc, ref)
+    x0 = np.full(4, 3.0)
+    rc = nr.minimize(lsq_nb_grad_is_x, x0, args=(A, b), jac=True,
+                     options=dict(options, compiled=True))
+    rp = nr.minimize(lsq_nb_grad_is_x, x0, args=(A, b), jac=True,
+                     options=dict(options, compiled=False))
+    _same(rc, rp)
