@@ -138,7 +138,8 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     bounds : scipy.optimize.Bounds or sequence of (min, max) pairs, optional
         Box constraints (``None`` or ``±inf`` for no bound). ``x0`` is clipped
         into the box, and after every step ``x`` (and its EMA) is projected
-        onto it. ``gtol`` then tests the projected gradient (components that
+        onto it. Finite-difference steps stay inside the box; variables fixed
+        by ``lb == ub`` are left out of them (their gradient is 0). ``gtol`` then tests the projected gradient (components that
         push ``x`` past the bound it sits on count as 0).
     tol : float, optional
         Shorthand for ``options["gtol"]`` (as for scipy's gradient methods).
@@ -443,10 +444,10 @@ class _Run:
         self.opt = opt
         self.args = args
 
-        self._setup_objective(fun, jac, get("finite_diff_rel_step"))
-        self._setup_data(get("batch_size"), get("data_args"), get("shuffle", True), get("seed"))
         bnds = _bounds_arrays(bounds, n)
         self.bounds64 = bnds
+        self._setup_objective(fun, jac, get("finite_diff_rel_step"))
+        self._setup_data(get("batch_size"), get("data_args"), get("shuffle", True), get("seed"))
         self._setup_learning_rate()
         self._setup_state(x, bnds)
 
@@ -472,30 +473,19 @@ class _Run:
             self.jac_mode = "callable"
         else:
             self.jac_mode = jac if isinstance(jac, str) else "2-point"
-        n = self.n
-        self.cost = {"pair": 1, "callable": 1, "2-point": n + 1, "3-point": 2 * n + 1,
-                     "cs": n + 1}[self.jac_mode]
         if self.jac_mode == "pair":
             self.ev = self.pair_fun
+            self.cost = 1
         elif self.jac_mode == "callable":
             def ev(x, *a):
                 xj = x.copy()  # fun and jac each get their own copy
                 return fun(x, *a), jac(xj, *a)
             self.ev = ev
+            self.cost = 1
         else:
-            from scipy.optimize._numdiff import approx_derivative
-
-            method = self.jac_mode
-            run = self
-
-            def ev(x, *a):
-                x0 = x.copy()  # fun may modify x
-                f = fun(x, *a)
-                b = run.bounds64 if run.bounds64 is not None else (-np.inf, np.inf)
-                g = approx_derivative(fun, x0, method=method, rel_step=rel_step, f0=f,
-                                      bounds=b, args=a)
-                return f, g
-            self.ev = ev
+            self.ev, n_free = _finite_differences(fun, self.jac_mode, rel_step, self.bounds64,
+                                                  self.n)
+            self.cost = (2 * n_free if self.jac_mode == "3-point" else n_free) + 1
 
     def _setup_data(self, batch_size, data_args, shuffle, seed):
         args = self.args
@@ -931,6 +921,52 @@ class _Run:
         if self.batched:
             res.nepoch = self.nepoch
         return res
+
+
+def _finite_differences(fun, method, rel_step, bounds, n):
+    """``(ev, n_free)``: ``ev(x, *args) -> (f, g)`` with ``g`` estimated by
+    :func:`scipy.optimize._numdiff.approx_derivative` over the ``n_free``
+    variables that the bounds do not fix.
+
+    Every step stays inside the bounds, as ``approx_derivative(bounds=...)``
+    keeps it. A variable fixed by ``lb == ub`` leaves no room for a step (its
+    difference quotient would be 0/0, scipy gh-12502); as scipy's
+    ``minimize`` does for L-BFGS-B, such variables are taken out of the
+    differentiation: their gradient is 0, which is also their projected
+    gradient, and they cost no evaluations.
+    """
+    from scipy.optimize._numdiff import approx_derivative
+
+    if bounds is None:
+        lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
+    else:
+        lb, ub = bounds
+    free = np.flatnonzero(lb != ub)
+    if free.size == n:
+        def ev(x, *a):
+            x0 = x.copy()  # fun may modify x
+            f = fun(x, *a)
+            return f, approx_derivative(fun, x0, method=method, rel_step=rel_step, f0=f,
+                                        bounds=(lb, ub), args=a)
+        return ev, n
+
+    sub_bounds = (lb[free], ub[free])
+    sub_step = rel_step if rel_step is None or np.ndim(rel_step) == 0 \
+        else np.broadcast_to(np.asarray(rel_step), (n,))[free]
+
+    def ev(x, *a):
+        x0 = x.copy()
+        f = fun(x, *a)
+        g = np.zeros_like(x0)
+        if free.size:
+            def on_free(z, *a):
+                full = x0.copy()  # a fresh array per evaluation
+                full[free] = z
+                return fun(full, *a)
+            g[free] = approx_derivative(on_free, x0[free], method=method, rel_step=sub_step,
+                                        f0=f, bounds=sub_bounds, args=a)
+        return f, g
+    return ev, int(free.size)
 
 
 def _is_memo_derivative(jac, memo) -> bool:

@@ -159,3 +159,40 @@ def test_compiled_loop_protects_x_too(options):
     rp = nr.minimize(lsq_nb_grad_is_x, x0, args=(A, b), jac=True,
                      options=dict(options, compiled=False))
     _same(rc, rp)
+
+
+# ---------------------------------------------------------------- 2. fixed variables
+@pytest.mark.parametrize("jac", [None, "2-point", "3-point"])
+def test_fixed_variables_with_finite_differences(jac):
+    """lb == ub with finite differences: L-BFGS-B solves it (scipy gh-12502), and
+    every evaluation stays inside the bounds (approx_derivative(bounds=...))."""
+    lb = np.array([-np.inf, 0.5, 0.0, -1.0, -5.0])
+    ub = np.array([np.inf, 0.5, 2.5, 1.0, 5.0])
+    seen = []
+
+    def f(x, d, c):
+        seen.append(x.copy())
+        return loss_only(x, d, c)
+    o = dict(learning_rate=nr.schedules.ExponentialDecay(0.05, 300, 0.5), maxiter=3000)
+    r = nr.minimize(f, np.zeros(5), args=(D, C), jac=jac, bounds=Bounds(lb, ub), options=o)
+    assert r.status == 0 and r.success, r.message
+    expect = sp_minimize(loss_only, np.zeros(5), args=(D, C), method="L-BFGS-B",
+                         bounds=Bounds(lb, ub)).x
+    np.testing.assert_allclose(r.x, expect, atol=2e-3)
+    assert r.x[1] == 0.5
+    allx = np.array(seen)
+    assert np.all(allx >= lb) and np.all(allx <= ub)
+    # fixed variables cost no evaluations: 4 free ones
+    per_step = 9 if jac == "3-point" else 5
+    assert r.nfev == (r.nit + 1) * per_step == len(seen)
+    assert r.jac[1] == 0.0  # not estimated: the projected gradient of a fixed variable
+    # through scipy (which does not remove fixed variables for a callable method)
+    rs = sp_minimize(loss_only, np.zeros(5), args=(D, C), method=nr.rmsprop,
+                     bounds=[(a, b) for a, b in zip(lb, ub)], options=o)
+    assert rs.status == 0 and rs.x[1] == 0.5
+
+
+def test_all_variables_fixed():
+    r = nr.minimize(loss_only, np.zeros(2), args=(D[:2], C[:2]), bounds=[(1.0, 1.0)] * 2,
+                    options=dict(maxiter=5))
+    assert r.status == 0 and r.nfev == 6 and np.array_equal(r.x, [1.0, 1.0])
