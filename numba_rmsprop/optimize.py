@@ -112,6 +112,8 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     ----------
     fun : callable
         ``fun(x, *args)``: the loss, or ``(loss, gradient)`` with ``jac=True``.
+        The loss is a real number or, as every scipy method takes it, an
+        array with one element (shape ``()``, ``(1,)``, ...).
         ``x`` is a fresh 1-D copy of the iterate on every call (as scipy
         passes, gh-13740; also ``jac``'s and the callback's): keep it or
         modify it, the run does not change.
@@ -626,15 +628,7 @@ class _Run:
                     f"{type(out).__name__}" + (f" of length {len(out)}"
                                                if isinstance(out, (tuple, list)) else "") + ".")
         f, g = out
-        if np.ndim(f) != 0 or isinstance(f, (str, bytes)):
-            raise ValueError(f"`fun` must return a scalar loss; got shape {np.shape(f)}.")
-        try:
-            fv = float(f)
-        except (TypeError, ValueError):
-            raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.") from None
-        if isinstance(f, complex) or np.iscomplexobj(f):
-            raise TypeError("`fun` must return a real loss; got a complex number.")
-        return fv, self._coerce_grad(g)
+        return _as_loss(f), self._coerce_grad(g)
 
     # ------------------------------------------------------------ loops
     def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
@@ -643,6 +637,7 @@ class _Run:
         step = self.step_ep
         ev = self.ev
         nd = np.ndarray
+        fl, f64, as_loss = float, np.float64, _as_loss
         dt = self.dtype
         shp = (self.n,)
         hbuf = self.hbuf if self.track else None
@@ -678,6 +673,8 @@ class _Run:
                 first = False
             else:
                 f, g = out
+                if f.__class__ is not fl and f.__class__ is not f64:
+                    f = as_loss(f)
                 if g.__class__ is not nd or g.dtype is not dt or g.shape != shp \
                         or not g.flags.c_contiguous:
                     g = self._coerce_grad(g)
@@ -733,6 +730,9 @@ class _Run:
                               self.batch_size if self.batched else 1,
                               self.n_samples if self.batched else 1,
                               lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
+        if code == C.BAD_LOSS:
+            raise ValueError(f"{_LOSS_RULE}; the loss of step {it0 + done} has "
+                             "another number of elements.")
         if code == C.BAD_GRAD:
             raise ValueError(f"The gradient `fun` returned at step {it0 + done} does not have "
                              f"{self.n} elements; expected shape ({self.n},).")
@@ -923,6 +923,36 @@ class _Run:
         return res
 
 
+_LOSS_RULE = "`fun` must return a scalar loss (a number or an array with one element)"
+
+
+def _as_loss(f, complex_step: bool = False) -> float:
+    """The loss ``fun`` returned, as a float.
+
+    As scipy's methods (``np.asarray(f).item()``): numbers, 0-d arrays and
+    arrays with one element of any shape; anything else raises. With
+    ``complex_step`` (the evaluations of ``jac='cs'``) complex values pass
+    as complex numbers.
+    """
+    if f.__class__ is float:
+        return f
+    if isinstance(f, (str, bytes)):
+        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.")
+    try:
+        a = np.asarray(f)
+    except Exception:
+        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.") from None
+    if a.size != 1:
+        raise ValueError(f"{_LOSS_RULE}; got shape {a.shape}.")
+    if a.dtype.kind == "c":
+        if complex_step:
+            return a.item()
+        raise TypeError("`fun` must return a real loss; got a complex number.")
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.")
+    return float(a.item())
+
+
 def _finite_differences(fun, method, rel_step, bounds, n):
     """``(ev, n_free)``: ``ev(x, *args) -> (f, g)`` with ``g`` estimated by
     :func:`scipy.optimize._numdiff.approx_derivative` over the ``n_free``
@@ -936,6 +966,13 @@ def _finite_differences(fun, method, rel_step, bounds, n):
     gradient, and they cost no evaluations.
     """
     from scipy.optimize._numdiff import approx_derivative
+
+    user_fun = fun
+
+    cs = method == "cs"
+
+    def fun(x, *a):  # approx_derivative differentiates a scalar: one-element losses too
+        return _as_loss(user_fun(x, *a), cs)
 
     if bounds is None:
         lb, ub = np.full(n, -np.inf), np.full(n, np.inf)

@@ -196,3 +196,87 @@ def test_all_variables_fixed():
     r = nr.minimize(loss_only, np.zeros(2), args=(D[:2], C[:2]), bounds=[(1.0, 1.0)] * 2,
                     options=dict(maxiter=5))
     assert r.status == 0 and r.nfev == 6 and np.array_equal(r.x, [1.0, 1.0])
+
+
+# ---------------------------------------------------------------- 3. one-element losses
+@pytest.mark.parametrize("wrap", [
+    lambda f: np.array([f]), lambda f: np.array(f), lambda f: np.array([[f]]),
+    lambda f: np.float32(f), lambda f: int(round(f * 1000)),
+], ids=["shape (1,)", "0-d", "shape (1, 1)", "float32", "int"])
+@pytest.mark.parametrize("form", ["pair", "callable", "2-point"])
+def test_one_element_loss_is_accepted(wrap, form):
+    """Every scipy method takes a loss returned as a one-element array (``.item()``)."""
+    def pair(x, d, c):
+        f, g = quadratic(x, d, c)
+        return wrap(f), g
+
+    def lone(x, d, c):
+        return wrap(loss_only(x, d, c))
+    fun, kw = {"pair": (pair, dict(jac=True)), "callable": (lone, dict(jac=grad_only)),
+               "2-point": (lone, dict(jac="2-point"))}[form]
+    def plain(f):
+        return float(np.asarray(wrap(f)).item())
+    ref_fun = {"pair": lambda x, d, c: (plain(quadratic(x, d, c)[0]), quadratic(x, d, c)[1]),
+               "callable": lambda x, d, c: plain(loss_only(x, d, c)),
+               "2-point": lambda x, d, c: plain(loss_only(x, d, c))}[form]
+    o = dict(O, return_history=True)
+    r = nr.minimize(fun, np.zeros(5), args=(D, C), options=o, **kw)
+    ref = nr.minimize(ref_fun, np.zeros(5), args=(D, C), options=o, **kw)
+    _same(r, ref)
+    assert isinstance(r.fun, float)
+    rs = sp_minimize(fun, np.zeros(5), args=(D, C), method=nr.rmsprop, options=o, **kw)
+    _same(r, rs)
+
+
+@pytest.mark.parametrize("loss", [np.zeros(2), np.zeros((1, 2)), np.zeros(0)])
+def test_other_loss_shapes_are_an_error(loss):
+    with pytest.raises(ValueError, match="scalar.*one element"):
+        nr.minimize(lambda x: (loss, np.zeros(2)), np.zeros(2), jac=True)
+    with pytest.raises(ValueError, match="scalar.*one element"):
+        nr.minimize(lambda x: loss, np.zeros(2))
+
+
+def test_loss_that_changes_shape_later_is_an_error():
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        return (1.0 if len(calls) < 3 else np.ones(3)), np.ones(2)
+    with pytest.raises(ValueError, match="scalar.*one element"):
+        nr.minimize(fun, np.zeros(2), jac=True, options=dict(maxiter=5))
+
+
+@njit
+def lsq_nb_array_loss(x, A, b):
+    r = A @ x - b
+    return np.array([0.5 * (r @ r) / b.size]), A.T @ r / b.size
+
+
+def test_one_element_loss_in_the_compiled_loop():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(64, 3))
+    b = A @ np.array([0.5, -1.0, 2.0])
+    o = dict(learning_rate=0.01, maxiter=100, batch_size=16, seed=1, return_history=True)
+    rc = nr.minimize(lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True,
+                     options=dict(o, compiled=True))
+    rp = nr.minimize(lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True,
+                     options=dict(o, compiled=False))
+    ref = nr.minimize(lsq_nb, np.zeros(3), args=(A, b), jac=True, options=o)
+    _same(rc, rp)
+    _same(rc, ref)
+
+
+@njit
+def lsq_nb_loss_grows(x, A, b):
+    r = A @ x - b
+    n = 1 if x[0] == 0.0 else 2  # one element at x0 only
+    return np.full(n, 0.5 * (r @ r) / b.size), A.T @ r / b.size
+
+
+def test_compiled_loop_rejects_a_loss_that_changes_size():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(64, 3))
+    b = A @ np.array([0.5, -1.0, 2.0])
+    with pytest.raises(ValueError, match="scalar.*one element.*step 1"):
+        nr.minimize(lsq_nb_loss_grows, np.zeros(3), args=(A, b), jac=True,
+                    options=dict(compiled=True, maxiter=10))
