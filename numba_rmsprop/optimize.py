@@ -60,6 +60,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 from scipy.optimize._optimize import MemoizeJac
 
 from . import _compiled as C
+from . import _hyperparameters as H
 from .optimizer import RMSprop
 from .schedules import LearningRateSchedule
 
@@ -67,12 +68,28 @@ __all__ = ["minimize", "rmsprop"]
 
 #: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
 RMSPROP_OPTIONS = RMSprop.names(options=True)
-#: The options of the loop around it.
-LOOP_OPTIONS = (
-    "maxiter", "maxfev", "batch_size", "shuffle", "seed", "data_args", "gtol", "tol",
-    "ftol", "patience", "tol_momentum", "disp", "return_history", "compiled",
-    "finite_diff_rel_step",
-)
+#: The options of the loop around it: name -> (default, validator). The
+#: validators are the hyperparameters' (one message style); None: checked
+#: where it is used (``seed`` by NumPy, ``data_args`` against ``args``).
+LOOP_OPTIONS = {
+    "maxiter": (None, H.limit(0)),  # None: 1000
+    "maxfev": (None, H.limit(1)),
+    "batch_size": (None, H.integer(1, optional=True)),
+    "shuffle": (True, H.boolean),
+    "seed": (None, None),
+    "data_args": (None, None),
+    "gtol": (None, H.real(0.0, optional=True)),
+    "tol": (None, H.real(0.0, optional=True)),
+    "ftol": (None, H.real(0.0, optional=True)),
+    "patience": (10, H.integer(1)),
+    "tol_momentum": (0.9, H.real(0.0, 1.0, open_hi=True)),
+    "disp": (False, H.boolean),
+    "return_history": (False, H.boolean),
+    "compiled": ("auto", H.one_of("auto", True, False)),
+    "finite_diff_rel_step": (None, None),
+}
+#: ``maxiter`` when it is None (scipy's methods each have their own default).
+DEFAULT_MAXITER = 1000
 
 #: Learning rates are evaluated ``LR_BLOCK`` steps at a time, in blocks aligned
 #: to multiples of it, so that every loop sees the same values.
@@ -168,10 +185,14 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         maxiter : int, default 1000
             Number of optimizer calls (``RMSprop.apply`` calls; with
             ``gradient_accumulation_steps`` only every N-th updates ``x``).
+            As for scipy's methods: None means the default, integer-valued
+            floats (``1e4``) are integers, and ``inf`` means no limit (then
+            another stopping rule is required: ``gtol``, ``ftol``, a finite
+            ``maxfev`` or a callback).
         maxfev : int, optional
             Stop (status 1) before an evaluation would take the number of
             ``fun`` calls past ``maxfev``. The final evaluation (see ``fun``
-            below) is extra.
+            below) is extra. None or ``inf``: no limit.
         batch_size : int, optional
             Minibatch size. The *data arrays* of ``args`` are its elements
             that are ``numpy.ndarray`` with ``ndim >= 1``; all of them must
@@ -263,38 +284,23 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
 
 
 # ===================================================================== checks
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _int_option(name: str, value, lo: int, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if not _is_int(value):
-        raise TypeError(f"`{name}` must be an integer >= {lo}" + (" or None" if allow_none else "")
-                        + f"; got {value!r}.")
-    if value < lo:
-        raise ValueError(f"`{name}` must be an integer >= {lo}; got {value!r}.")
-    return int(value)
-
-
-def _float_option(name: str, value, lo: float = 0.0, hi: float = math.inf,
-                  hi_open: bool = False) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {value!r}.")
-    value = float(value)
-    if not (lo <= value and (value < hi if hi_open else value <= hi)) or math.isnan(value):
-        rng = f"[{lo}, {hi})" if hi_open else (f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}")
-        raise ValueError(f"`{name}` must be in {rng}; got {value!r}.")
-    return value
-
-
-def _bool_option(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a bool; got {value!r}.")
-    return bool(value)
+def _loop_options(options: dict, tol, callback) -> dict:
+    """The loop's options, validated, defaults filled in."""
+    o = {}
+    for name, (default, check) in LOOP_OPTIONS.items():
+        value = options.get(name, default)
+        o[name] = check(name, value) if check is not None else value
+    if o["gtol"] is None:  # scipy passes `tol` as options["tol"]; nr.minimize as `tol`
+        o["gtol"] = o["tol"] if o["tol"] is not None else H.real(0.0, optional=True)("tol", tol)
+    if o["maxiter"] is None:
+        o["maxiter"] = DEFAULT_MAXITER
+    if o["maxfev"] == math.inf:
+        o["maxfev"] = None
+    if o["maxiter"] == math.inf and o["gtol"] is None and o["ftol"] is None \
+            and o["maxfev"] is None and callback is None:
+        raise ValueError("`maxiter=inf` needs another stopping rule: `gtol` (or `tol`), "
+                         "`ftol`, a finite `maxfev`, or a callback that raises StopIteration.")
+    return o
 
 
 def _check_x0(x0) -> np.ndarray:
@@ -421,26 +427,20 @@ class _Run:
 
     # ------------------------------------------------------------ setup
     def __init__(self, fun, x, args, jac, callback, bounds, tol, opt: RMSprop, options: dict):
-        get = options.get
+        o = _loop_options(options, tol, callback)
+        get = o.get
         self.n = n = x.size
         self.dtype = dt = x.dtype
-        self.maxiter = _int_option("maxiter", get("maxiter", 1000), 0)
-        self.maxfev = _int_option("maxfev", get("maxfev"), 1, allow_none=True)
-        gtol = get("gtol")
-        if gtol is None:
-            gtol = get("tol", tol)
-        self.gtol = _float_option("gtol", gtol)
-        self.ftol = _float_option("ftol", get("ftol"))
-        self.patience = _int_option("patience", get("patience", 10), 1)
-        self.tol_momentum = _float_option("tol_momentum", get("tol_momentum", 0.9), 0.0, 1.0,
-                                          hi_open=True)
-        self.disp = _bool_option("disp", get("disp", False))
-        self.return_history = _bool_option("return_history", get("return_history", False))
+        self.maxiter = o["maxiter"]  # an int, or math.inf
+        self.maxfev = o["maxfev"]  # an int, or None
+        self.gtol = o["gtol"]
+        self.ftol = o["ftol"]
+        self.patience = o["patience"]
+        self.tol_momentum = o["tol_momentum"]
+        self.disp = o["disp"]
+        self.return_history = o["return_history"]
         self.track = self.return_history or self.disp  # the Python loop records losses
-        compiled = get("compiled", "auto")
-        if compiled not in ("auto", True, False):
-            raise ValueError(f"`compiled` must be 'auto', True or False; got {compiled!r}.")
-        self.compiled_opt = compiled
+        self.compiled_opt = o["compiled"]
         self.cb_kind = _callback_kind(callback)
         self.callback = callback
         self.opt = opt
@@ -491,7 +491,7 @@ class _Run:
 
     def _setup_data(self, batch_size, data_args, shuffle, seed):
         args = self.args
-        self.shuffle = _bool_option("shuffle", shuffle)
+        self.shuffle = shuffle
         self.batched = batch_size is not None
         auto = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim >= 1]
         if data_args is not None:
@@ -500,7 +500,7 @@ class _Run:
                                 f"got {data_args!r}.")
             idx = []
             for i in data_args:
-                if not _is_int(i) or not -len(args) <= i < len(args):
+                if not H._is_integer(i) or not -len(args) <= i < len(args):
                     raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
                                      f"(which has {len(args)} elements).")
                 i = int(i) % len(args)
@@ -529,10 +529,6 @@ class _Run:
                 f"is sliced along axis 0, so they must have the same length; {desc} rows. "
                 "Pass `data_args` to name the per-sample arrays explicitly.")
         self.n_samples = ns = next(iter(lengths.values()))
-        if not _is_int(batch_size):
-            raise TypeError(f"`batch_size` must be an integer; got {batch_size!r}.")
-        if batch_size <= 0:
-            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
         if batch_size > ns:
             raise ValueError(f"`batch_size={batch_size}` is larger than the data "
                              f"({ns} samples).")
@@ -1046,8 +1042,9 @@ class _Progress:
     #: The plain line is rewritten at most this often.
     PRINT_SECONDS = 0.1
 
-    def __init__(self, total: int, desc: str):
-        self.total = total
+    def __init__(self, total, desc: str):
+        self.total = total  # an int, or math.inf (maxiter=inf)
+        self.of = f"/{total}" if total != math.inf else ""
         self.desc = desc
         try:
             from tqdm import tqdm
@@ -1055,7 +1052,7 @@ class _Progress:
             tqdm = None
         self.bar = None
         if tqdm is not None:
-            self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr,
+            self.bar = tqdm(total=total if total != math.inf else None, desc=desc, unit="step", file=sys.stderr,
                             dynamic_ncols=True)
         self.done = 0
         self.last = -math.inf  # when the plain line was last written
@@ -1080,7 +1077,7 @@ class _Progress:
         elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
             self.last = now
             tail = f" loss {loss:.6g}" if loss is not None else ""
-            sys.stderr.write(f"\r{self.desc}: step {it}/{self.total}{tail}")
+            sys.stderr.write(f"\r{self.desc}: step {it}{self.of}{tail}")
             sys.stderr.flush()
         self.done = it
 
@@ -1088,5 +1085,5 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
         else:
-            sys.stderr.write(f"\r{self.desc}: step {self.done}/{self.total}\n")
+            sys.stderr.write(f"\r{self.desc}: step {self.done}{self.of}\n")
             sys.stderr.flush()

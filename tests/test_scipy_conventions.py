@@ -280,3 +280,54 @@ def test_compiled_loop_rejects_a_loss_that_changes_size():
     with pytest.raises(ValueError, match="scalar.*one element.*step 1"):
         nr.minimize(lsq_nb_loss_grows, np.zeros(3), args=(A, b), jac=True,
                     options=dict(compiled=True, maxiter=10))
+
+
+# ---------------------------------------------------------------- 4. maxiter, maxfev
+@pytest.mark.parametrize("maxiter, nit", [(None, 1000), (25.0, 25), (np.float64(7), 7),
+                                          (np.int32(9), 9)])
+def test_maxiter_values_scipy_accepts(maxiter, nit):
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    options=dict(maxiter=maxiter, learning_rate=1e-4))
+    assert r.nit == nit and r.status == 0
+    r = sp_minimize(quadratic, np.zeros(5), args=(D, C), jac=True, method=nr.rmsprop,
+                    options=dict(maxiter=maxiter, learning_rate=1e-4))
+    assert r.nit == nit
+
+
+def test_maxiter_inf_with_another_stopping_rule():
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    options=dict(maxiter=np.inf, gtol=1e-3, tol_momentum=0.0,
+                                 learning_rate=nr.schedules.ExponentialDecay(0.05, 300, 0.5)))
+    assert r.status == 0 and "gtol" in r.message and r.nit > 0
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    options=dict(maxiter=math.inf, maxfev=50.0))
+    assert r.status == 1 and r.nit == 50 and "maxfev=50" in r.message
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    options=dict(maxiter=100, maxfev=np.inf))
+    assert r.status == 0 and r.nit == 100
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    options=dict(maxiter=30, maxfev=None))
+    assert r.nit == 30
+
+    def stop_at_12(intermediate_result):
+        if intermediate_result.nit == 12:
+            raise StopIteration
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=stop_at_12,
+                    options=dict(maxiter=np.inf, disp=False))
+    assert r.status == 99 and r.nit == 12
+
+
+@pytest.mark.parametrize("options, exc, match", [
+    (dict(maxiter=np.inf), ValueError, "maxiter=inf.*stopping rule"),
+    (dict(maxiter=2.5), TypeError, "maxiter"),
+    (dict(maxiter=-1.0), ValueError, "maxiter"),
+    (dict(maxiter=np.nan), ValueError, "maxiter"),
+    (dict(maxiter="10"), TypeError, "maxiter"),
+    (dict(maxiter=True), TypeError, "maxiter"),
+    (dict(maxfev=0), ValueError, "maxfev"),
+    (dict(maxfev=1.5), TypeError, "maxfev"),
+    (dict(maxfev=-np.inf), ValueError, "maxfev"),
+])
+def test_maxiter_maxfev_bad_values(options, exc, match):
+    with pytest.raises(exc, match=match):
+        nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=options)
