@@ -122,7 +122,8 @@ def rmsprop(fun: Callable, x0, args: tuple = (), jac=None, callback: Optional[Ca
 
 def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
              tol: Optional[float] = None, callback: Optional[Callable] = None,
-             options: Optional[dict] = None) -> OptimizeResult:
+             options: Optional[dict] = None, *, hess=None, hessp=None,
+             constraints=()) -> OptimizeResult:
     """Minimize ``fun`` with RMSprop; a drop-in for ``scipy.optimize.minimize``.
 
     Parameters
@@ -172,6 +173,10 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         With ``use_ema`` the iterate is the raw one, not the average. Raising
         ``StopIteration`` ends the run with status 99. A callback makes the
         run take the Python loop.
+    hess, hessp, constraints
+        Accepted as ``scipy.optimize.minimize`` takes them, keyword-only:
+        ``hess`` and ``hessp`` are ignored (RMSprop uses no Hessian); a
+        non-empty ``constraints`` raises ``ValueError`` (use ``bounds``).
     options : dict, optional
         Every argument of :class:`~numba_rmsprop.RMSprop`:
         ``learning_rate`` (float, schedule or zero-argument callable;
@@ -280,7 +285,8 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         options = {}
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict; got {type(options).__name__}.")
-    return _solve(fun, x0, args, jac, callback, bounds, (), tol, dict(options), stacklevel=3)
+    return _solve(fun, x0, args, jac, callback, bounds, constraints, tol, dict(options),
+                  stacklevel=3)
 
 
 # ===================================================================== checks
@@ -893,7 +899,7 @@ class _Run:
                    "and x is the last finite iterate.")
         elif code == _STOP:
             status = 99
-            msg = "`callback` raised StopIteration."
+            msg = "`callback` raised `StopIteration`."  # scipy's words
         else:  # pragma: no cover
             raise AssertionError(code)
 

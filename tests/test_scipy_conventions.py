@@ -331,3 +331,29 @@ def test_maxiter_inf_with_another_stopping_rule():
 def test_maxiter_maxfev_bad_values(options, exc, match):
     with pytest.raises(exc, match=match):
         nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=options)
+
+
+# ---------------------------------------------------------------- 5. StopIteration, keywords
+def test_stop_iteration_message_is_scipys():
+    def cb(xk):
+        raise StopIteration
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb)
+    assert r.message == "`callback` raised `StopIteration`."
+    assert (r.status, r.success, r.nit) == (99, False, 1)
+    # scipy's own methods use that exact string
+    b = sp_minimize(loss_only, np.zeros(5), args=(D, C), method="BFGS", callback=cb)
+    assert r.message == b.message
+
+
+def test_minimize_takes_scipys_keywords():
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, hess=lambda x, *a: np.eye(5),
+                    hessp=None, constraints=(), options=dict(maxiter=3))
+    assert r.nit == 3
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, constraints=[],
+                    options=dict(maxiter=3))
+    with pytest.raises(ValueError, match="constraints"):
+        nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
+                    constraints={"type": "eq", "fun": lambda x: x[0]})
+    params = inspect.signature(nr.minimize).parameters
+    sp_params = inspect.signature(sp_minimize).parameters
+    assert set(params) == set(sp_params) - {"method"}
