@@ -166,10 +166,20 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     callback : callable, optional
         Called after every step, as in scipy, in one of two forms:
         ``callback(intermediate_result)`` when its only parameter is named
-        ``intermediate_result`` -- an ``OptimizeResult`` with ``x`` (a copy
-        of the new iterate), ``fun`` and ``jac`` (the loss and gradient this
-        step evaluated, at the previous iterate, on its minibatch) and
-        ``nit`` -- else ``callback(xk)`` with a copy of the new iterate.
+        ``intermediate_result`` -- an ``OptimizeResult`` with
+
+        * ``x``: a copy of the new iterate;
+        * ``fun``, ``jac``: the loss and gradient this step evaluated, which
+          is *not* ``fun(x)``: they were evaluated at ``x_eval``, the
+          previous iterate, on the step's minibatch (evaluating the full
+          objective at ``x`` would double the cost of a step);
+        * ``x_eval``: a copy of the iterate ``fun`` and ``jac`` were
+          evaluated at;
+        * ``nit``, ``nfev``, ``njev``: optimizer calls and evaluations so far;
+        * ``epoch`` (1-based), ``batch`` (0-based position in the epoch) and
+          ``batch_size`` (its rows) with ``batch_size``; None without;
+
+        else ``callback(xk)`` with a copy of the new iterate.
         With ``use_ema`` the iterate is the raw one, not the average. Raising
         ``StopIteration`` ends the run with status 99. A callback makes the
         run take the Python loop.
@@ -599,6 +609,7 @@ class _Run:
                              patience=self.patience, tol_momentum=self.tol_momentum,
                              initial_velocity=self.opt.initial_velocity)
         self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state
+        self.bak = self.S[self.cfg[C.C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
         self.step_ep = _entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
@@ -694,13 +705,31 @@ class _Run:
             if cb is not None:
                 try:
                     if cb_result:
-                        cb(intermediate_result=OptimizeResult(
-                            x=x.copy(), fun=float(f), jac=np.array(g), nit=it0 + j + 1))
+                        cb(intermediate_result=self._intermediate(f, g, it0 + j, j, start))
                     else:
                         cb(x.copy())
                 except StopIteration:
                     return _STOP, j + 1, j + 1
         return C.OK, nsteps, nsteps
+
+    def _intermediate(self, f, g, it, j, start) -> OptimizeResult:
+        """The callback's ``intermediate_result`` after step ``it`` (0-based), the
+        ``j``-th of a segment that began at position ``start`` of the epoch.
+
+        ``fun`` and ``jac`` are what the step evaluated: at ``x_eval`` (the
+        iterate before the step, kept in the backup row), on the step's
+        minibatch. Evaluating ``fun(x)`` on all data would double the cost.
+        """
+        evals = self.nev + j + 1
+        res = OptimizeResult(x=self.x.copy(), fun=float(f), jac=np.array(g), nit=it + 1,
+                             x_eval=self.bak.copy(), nfev=evals * self.cost, njev=evals,
+                             epoch=None, batch=None, batch_size=None)
+        if self.batched:
+            s = start + j * self.batch_size
+            res.epoch = self.nepoch
+            res.batch = s // self.batch_size
+            res.batch_size = min(self.batch_size, self.n_samples - s)
+        return res
 
     def _compile_loop(self):
         """Entry point of ``run_segment`` for this run's types.

@@ -357,3 +357,46 @@ def test_minimize_takes_scipys_keywords():
     params = inspect.signature(nr.minimize).parameters
     sp_params = inspect.signature(sp_minimize).parameters
     assert set(params) == set(sp_params) - {"method"}
+
+
+# ---------------------------------------------------------------- 6. intermediate_result
+def test_intermediate_result_says_where_fun_was_evaluated():
+    got = []
+
+    def cb(intermediate_result):
+        got.append(intermediate_result)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(10, 5))
+    y = X @ C
+
+    def lsq(x, X, y):
+        r = X @ x - y
+        return 0.5 * (r @ r) / y.size, X.T @ r / y.size
+    r = nr.minimize(lsq, np.zeros(5), args=(X, y), jac=True, callback=cb,
+                    options=dict(maxiter=7, batch_size=4, seed=0, shuffle=False))
+    assert [g.nit for g in got] == list(range(1, 8))
+    assert [g.epoch for g in got] == [1, 1, 1, 2, 2, 2, 3]
+    assert [g.batch for g in got] == [0, 1, 2, 0, 1, 2, 0]
+    assert [g.batch_size for g in got] == [4, 4, 2, 4, 4, 2, 4]
+    assert [g.nfev for g in got] == list(range(1, 8))
+    np.testing.assert_array_equal(got[0].x_eval, np.zeros(5))
+    for prev, cur in zip(got, got[1:]):
+        np.testing.assert_array_equal(cur.x_eval, prev.x)
+        # fun is the minibatch loss at x_eval, not fun(x)
+        rows = slice(4 * cur.batch, 4 * cur.batch + cur.batch_size)
+        f, g = lsq(cur.x_eval, X[rows], y[rows])
+        assert cur.fun == f
+        np.testing.assert_array_equal(cur.jac, g)
+    np.testing.assert_array_equal(got[-1].x, r.x)
+    # without batching: the full objective at x_eval, and no batch fields
+    got.clear()
+    nr.minimize(lsq, np.zeros(5), args=(X, y), jac=True, callback=cb, options=dict(maxiter=3))
+    assert all(g.batch is None and g.epoch is None and g.batch_size is None for g in got)
+    assert got[1].fun == lsq(got[1].x_eval, X, y)[0]
+
+
+def test_intermediate_result_is_documented_in_the_readme():
+    import os
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "README.md"), encoding="utf-8").read()
+    assert "x_eval" in readme and "minibatch loss at the previous iterate" in readme
