@@ -166,7 +166,8 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     callback : callable, optional
         Called after every step, as in scipy, in one of two forms:
         ``callback(intermediate_result)`` when its only parameter is named
-        ``intermediate_result`` -- an ``OptimizeResult`` with
+        ``intermediate_result`` (read without evaluating annotations, as
+        scipy reads it) -- an ``OptimizeResult`` with
 
         * ``x``: a copy of the new iterate;
         * ``fun``, ``jac``: the loss and gradient this step evaluated, which
@@ -404,15 +405,46 @@ def _bounds_in_dtype(lb: np.ndarray, ub: np.ndarray, dt) -> tuple:
 
 
 def _callback_kind(callback) -> Optional[str]:
+    """``"result"`` for ``callback(intermediate_result)``, else ``"x"`` (as scipy decides)."""
     if callback is None:
         return None
     if not callable(callback):
         raise TypeError(f"`callback` must be callable; got {callback!r}.")
+    names = _parameter_names(callback)
+    return "result" if names is not None and set(names) == {"intermediate_result"} else "x"
+
+
+def _parameter_names(fn) -> Optional[tuple]:
+    """The names of ``fn``'s parameters, without evaluating its annotations.
+
+    As scipy reads a callback's signature (``_lib._util.wrapped_inspect_signature``):
+    from Python 3.14 on, annotations are evaluated lazily and the default
+    ``inspect.signature`` raises ``NameError`` for one that names a type
+    imported only under ``TYPE_CHECKING``; the ``FORWARDREF`` format leaves it
+    unevaluated. Should the signature still fail, the names come from the
+    code object. None when there is no signature at all (some builtins).
+    """
     try:
-        params = inspect.signature(callback).parameters
+        if sys.version_info >= (3, 14):
+            import annotationlib
+
+            sig = inspect.signature(fn, annotation_format=annotationlib.Format.FORWARDREF)
+        else:
+            sig = inspect.signature(fn)
+        return tuple(sig.parameters)
     except (TypeError, ValueError):
-        return "x"
-    return "result" if set(params) == {"intermediate_result"} else "x"
+        return None
+    except Exception:  # an annotation (or a __signature__) that cannot be evaluated
+        pass
+    skip = 0
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        fn, skip = getattr(type(fn), "__call__", None), 1  # a callable object
+    if inspect.ismethod(fn):
+        fn, skip = fn.__func__, 1
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount][skip:]
 
 
 def _is_numba_dispatcher(fun) -> bool:

@@ -400,3 +400,49 @@ def test_intermediate_result_is_documented_in_the_readme():
     readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "README.md"), encoding="utf-8").read()
     assert "x_eval" in readme and "minibatch loss at the previous iterate" in readme
+
+
+# ---------------------------------------------------------------- 7. callback signatures
+class _UnresolvableSignature:
+    """A callable whose signature cannot be read: what ``inspect.signature`` does on
+    Python >= 3.14 for annotations naming types imported only under TYPE_CHECKING."""
+
+    def __init__(self):
+        self.results = []
+
+    @property
+    def __signature__(self):
+        raise NameError("name 'OptimizeResult' is not defined")
+
+    def __call__(self, intermediate_result):
+        self.results.append(intermediate_result)
+
+
+def test_callback_signature_with_unresolvable_annotations():
+    cb = _UnresolvableSignature()
+    with pytest.raises(NameError):
+        inspect.signature(cb)
+    nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb,
+                options=dict(maxiter=3))
+    assert [r.nit for r in cb.results] == [1, 2, 3]
+    assert all(isinstance(r, OptimizeResult) for r in cb.results)
+
+
+def test_callback_with_type_checking_only_annotation():
+    """The real case: on Python >= 3.14 annotations are evaluated lazily, and reading
+    them with the default format raises NameError (scipy reads FORWARDREF)."""
+    if sys.version_info < (3, 14):
+        pytest.skip("before Python 3.14 such an annotation fails at definition time "
+                    "(the class above simulates the 3.14 failure)")
+    ns = {}
+    exec(textwrap.dedent("""
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            from scipy.optimize import OptimizeResult
+        seen = []
+        def callback(intermediate_result: OptimizeResult) -> None:
+            seen.append(intermediate_result.nit)
+    """), ns)
+    nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=ns["callback"],
+                options=dict(maxiter=3))
+    assert ns["seen"] == [1, 2, 3]
