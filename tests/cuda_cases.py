@@ -314,6 +314,21 @@ def test_checkpoint_cpu_to_gpu(dtype):
         assert_close(host(d), h, dtype, "CPU -> GPU checkpoint")
 
 
+def test_pickling_device_state_is_a_clear_error():
+    """An optimizer built on device arrays does not pickle (its state is on the GPU);
+    the error names the host-side way. Unbuilt, it pickles like any other."""
+    import copy
+    import pickle
+
+    dx = [cuda.to_device(np.zeros(4, np.float32))]
+    opt = RMSprop(**CKPT_KW)
+    assert pickle.loads(pickle.dumps(opt)).get_config() == opt.get_config()
+    opt.apply([cuda.to_device(np.ones(4, np.float32))], dx)
+    for save in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cuda device.*state_dict"):
+            save(opt)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_checkpoint_gpu_to_cpu_and_back(dtype):
     rng = np.random.default_rng(6)
