@@ -641,6 +641,26 @@ class RMSprop(Configurable):
         for slot in slots:
             self._backend.copy_into(slot.var, slot.avg)
 
+    def moving_averages(self, variables: Optional[Sequence] = None) -> list:
+        """With ``use_ema``, copies of the moving averages, one per variable.
+
+        In the order of ``variables`` (default: the order they were built
+        with), as host NumPy arrays of each variable's shape and dtype; the
+        variables and the state are left as they are. This is the way to
+        evaluate the EMA weights and keep training the raw ones;
+        :meth:`finalize_variable_values` writes the same values into the
+        variables. (``state_dict()["average/<i>"]`` holds them by build index.)
+        """
+        if not self.built:
+            raise ValueError("The optimizer is not built yet; it has no moving averages.")
+        if not self._use_ema:
+            raise ValueError("This optimizer keeps no moving averages: create it with "
+                             "use_ema=True.")
+        variables = self.variables if variables is None else list(variables)
+        slots = [self._slot_of(x, i) for i, x in enumerate(variables)]
+        with self._lock:
+            return [self._backend.to_host(slot.avg) for slot in slots]
+
     # ------------------------------------------------------------ config
     @classmethod
     def from_config(cls, config: Mapping, custom_objects: Optional[dict] = None) -> "RMSprop":

@@ -225,8 +225,14 @@ def test_ema_finalize_and_mixed_dtypes():
         grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in init]
         gpu.apply([cuda.to_device(g) for g in grads], dx)
         cpu.apply(grads, hx)
+    averages = gpu.moving_averages()  # host copies; the device variables stay raw
+    assert all(type(a) is np.ndarray for a in averages)
+    for a, h in zip(averages, cpu.moving_averages()):
+        assert_close(a, h, h.dtype.type, "moving_averages")
     gpu.finalize_variable_values()
     cpu.finalize_variable_values()
+    for a, d in zip(averages, dx):
+        np.testing.assert_array_equal(a, host(d))
     for d, h in zip(dx, hx):
         assert_close(host(d), h, h.dtype.type, "finalize_variable_values")
 
