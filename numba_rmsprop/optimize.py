@@ -49,20 +49,20 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import sys
-import time
 import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
-from scipy.optimize._optimize import MemoizeJac
 
 from . import _compiled as C
 from . import _hyperparameters as H
+from ._lr_blocks import LR_BLOCK, LearningRates
+from ._minibatches import Minibatches
+from ._objective import LOSS_RULE, Objective, as_loss
+from ._progress import Progress
 from .optimizer import RMSprop
-from .schedules import LearningRateSchedule
 
 __all__ = ["minimize", "rmsprop"]
 
@@ -91,14 +91,35 @@ LOOP_OPTIONS = {
 #: ``maxiter`` when it is None (scipy's methods each have their own default).
 DEFAULT_MAXITER = 1000
 
-#: Learning rates are evaluated ``LR_BLOCK`` steps at a time, in blocks aligned
-#: to multiples of it, so that every loop sees the same values.
-LR_BLOCK = 4096
 #: Longest run of Python steps per segment when there is a ``callback``.
 _PY_SEGMENT_DISP = 256
 
-_FD_METHODS = ("2-point", "3-point", "cs")
 _STOP = 99  # callback raised StopIteration
+_TOL_NOT_MET = " before the requested tolerance was met."
+
+#: Why a run stopped -> (status, message), as scipy's methods keep a table of
+#: status messages. Keys: the codes of :mod:`numba_rmsprop._compiled`, or the
+#: limit that ended the loop (with ", tol" when a tolerance was requested and
+#: not met). Messages are formatted with :meth:`_Run._message_fields`.
+STOPS = {
+    "maxiter": (0, "Completed maxiter={maxiter} iterations."),
+    "maxiter, tol": (1, "Maximum number of iterations (maxiter={maxiter}) reached"
+                        + _TOL_NOT_MET),
+    "maxfev": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached."),
+    "maxfev, tol": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached"
+                       + _TOL_NOT_MET),
+    C.GTOL: (0, "Optimization terminated successfully: gtol met (infinity norm of the "
+                "gradient average {gnorm:.3g} <= {gtol:g})."),
+    C.FTOL: (0, "Optimization terminated successfully: ftol met (the smoothed loss improved "
+                "by less than ftol={ftol:g} relative over patience={patience} steps)."),
+    C.NONFINITE_LOSS: (2, "Non-finite loss ({f_last}) at {step}; x is the last finite "
+                          "iterate, where it was evaluated."),
+    C.NONFINITE_GRAD: (2, "Non-finite gradient at {step}; x is the last finite iterate, "
+                          "where it was evaluated."),
+    C.OVERFLOW: (2, "The update of {step} produced non-finite parameters; it was undone, "
+                    "and x is the last finite iterate."),
+    _STOP: (99, "`callback` raised `StopIteration`."),  # scipy's words
+}
 
 
 # ===================================================================== public
@@ -471,14 +492,21 @@ def _solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stac
 
 
 class _Run:
-    """One ``minimize`` run: the setup, the driver and the two loops."""
+    """One ``minimize`` run: the state, the two loops, the driver and the result.
+
+    The pieces that are not scipy protocol live in their own modules: the
+    objective's forms and checks (:class:`~numba_rmsprop._objective.Objective`),
+    minibatches (:class:`~numba_rmsprop._minibatches.Minibatches`), learning-rate
+    blocks (:class:`~numba_rmsprop._lr_blocks.LearningRates`), the progress
+    display (:class:`~numba_rmsprop._progress.Progress`) and the memory layout
+    and compiled step (:mod:`numba_rmsprop._compiled`).
+    """
 
     # ------------------------------------------------------------ setup
     def __init__(self, fun, x, args, jac, callback, bounds, tol, opt: RMSprop, options: dict):
         o = _loop_options(options, tol, callback)
-        get = o.get
         self.n = n = x.size
-        self.dtype = dt = x.dtype
+        self.dtype = x.dtype
         self.maxiter = o["maxiter"]  # an int, or math.inf
         self.maxfev = o["maxfev"]  # an int, or None
         self.gtol = o["gtol"]
@@ -493,146 +521,16 @@ class _Run:
         self.callback = callback
         self.opt = opt
         self.args = args
+        self.f_last = None  # the loss of the evaluation that stopped the run
 
         bnds = _bounds_arrays(bounds, n)
-        self.bounds64 = bnds
-        self._setup_objective(fun, jac, get("finite_diff_rel_step"))
-        self._setup_data(get("batch_size"), get("data_args"), get("shuffle", True), get("seed"))
-        self._setup_learning_rate()
+        self.obj = Objective(fun, jac, n=n, dtype=x.dtype, bounds=bnds,
+                             rel_step=o["finite_diff_rel_step"])
+        self.ev, self.cost, self.pair_fun = self.obj.ev, self.obj.cost, self.obj.pair_fun
+        self.data = Minibatches(args, o["batch_size"], o["data_args"], o["shuffle"], o["seed"])
+        self.batched = self.data.batched
+        self.lr = LearningRates(opt._learning_rate, x.dtype, self.maxiter)
         self._setup_state(x, bnds)
-
-    def _setup_objective(self, fun, jac, rel_step):
-        """``self.ev(x, *args) -> (loss, gradient)`` and its cost in ``fun`` calls."""
-        self.user_fun = fun
-        self.pair_fun = None  # fun returning (loss, grad), when there is one
-        if isinstance(jac, str):
-            if jac not in _FD_METHODS:
-                raise ValueError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
-                                 f"got {jac!r}.")
-        elif not (jac is None or isinstance(jac, (bool, np.bool_)) or callable(jac)):
-            raise TypeError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
-                            f"got {jac!r}.")
-        if isinstance(fun, MemoizeJac) and (jac is True or _is_memo_derivative(jac, fun)):
-            # scipy's dispatcher wrapped a (loss, grad) function: call it directly.
-            self.pair_fun = fun.fun
-            self.jac_mode = "pair"
-        elif jac is True or (isinstance(jac, np.bool_) and bool(jac)):
-            self.pair_fun = fun
-            self.jac_mode = "pair"
-        elif callable(jac):
-            self.jac_mode = "callable"
-        else:
-            self.jac_mode = jac if isinstance(jac, str) else "2-point"
-        if self.jac_mode == "pair":
-            self.ev = self.pair_fun
-            self.cost = 1
-        elif self.jac_mode == "callable":
-            def ev(x, *a):
-                xj = x.copy()  # fun and jac each get their own copy
-                return fun(x, *a), jac(xj, *a)
-            self.ev = ev
-            self.cost = 1
-        else:
-            self.ev, n_free = _finite_differences(fun, self.jac_mode, rel_step, self.bounds64,
-                                                  self.n)
-            self.cost = (2 * n_free if self.jac_mode == "3-point" else n_free) + 1
-
-    def _setup_data(self, batch_size, data_args, shuffle, seed):
-        args = self.args
-        self.shuffle = shuffle
-        self.batched = batch_size is not None
-        auto = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim >= 1]
-        if data_args is not None:
-            if isinstance(data_args, (str, bytes)) or not hasattr(data_args, "__iter__"):
-                raise TypeError(f"`data_args` must be a sequence of positions in `args`; "
-                                f"got {data_args!r}.")
-            idx = []
-            for i in data_args:
-                if not H._is_integer(i) or not -len(args) <= i < len(args):
-                    raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
-                                     f"(which has {len(args)} elements).")
-                i = int(i) % len(args)
-                if not isinstance(args[i], np.ndarray) or args[i].ndim < 1:
-                    raise ValueError(f"`data_args` names args[{i}], which is not a numpy array "
-                                     "with ndim >= 1.")
-                idx.append(i)
-            data_idx = sorted(set(idx))
-        else:
-            data_idx = auto
-        self.data_idx = data_idx
-        self.data_is_auto = data_idx == auto
-        self.nepoch = 0
-        if not self.batched:
-            self.n_samples = None
-            return
-        if not data_idx:
-            raise ValueError(
-                f"`batch_size={batch_size!r}` was given but `args` holds no data arrays "
-                "(numpy arrays with ndim >= 1) to slice into minibatches.")
-        lengths = {i: len(args[i]) for i in data_idx}
-        if len(set(lengths.values())) > 1:
-            desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
-            raise ValueError(
-                "With `batch_size`, every data array of `args` (numpy array with ndim >= 1) "
-                f"is sliced along axis 0, so they must have the same length; {desc} rows. "
-                "Pass `data_args` to name the per-sample arrays explicitly.")
-        self.n_samples = ns = next(iter(lengths.values()))
-        if batch_size > ns:
-            raise ValueError(f"`batch_size={batch_size}` is larger than the data "
-                             f"({ns} samples).")
-        self.batch_size = int(batch_size)
-        self.n_batches = -(-ns // self.batch_size)
-        self.rng = np.random.default_rng(seed)
-        self.perm = None
-
-    def _new_epoch(self):
-        """Draw the epoch's permutation (one ``rng.permutation`` call per epoch)."""
-        self.nepoch += 1
-        if self.shuffle:
-            self.perm = self.rng.permutation(self.n_samples)
-
-    def _batching(self):
-        """The compiled loop's ``batched`` argument: None, the permutation, or 1 (in order)."""
-        if not self.batched:
-            return None
-        return self.perm if self.shuffle else 1
-
-    def _setup_learning_rate(self):
-        lr = self.opt._learning_rate
-        self.lr_fn = None
-        self.lr_const = None
-        self.lr_blocks = {}
-        if isinstance(lr, LearningRateSchedule):
-            self.schedule = lr
-        elif callable(lr):
-            self.schedule = None
-            self.lr_fn = lr
-        else:
-            self.schedule = None
-            self.lr_const = np.full(LR_BLOCK, lr, dtype=self.dtype)
-
-    def _lr_block(self, k: int) -> Optional[np.ndarray]:
-        """Learning rates of steps ``[k * LR_BLOCK, (k + 1) * LR_BLOCK)``, in the dtype."""
-        if self.lr_const is not None:
-            return self.lr_const
-        if self.lr_fn is not None:
-            return None
-        block = self.lr_blocks.get(k)
-        if block is None:
-            steps = np.arange(k * LR_BLOCK, (k + 1) * LR_BLOCK, dtype=np.int64)
-            try:
-                vals = np.asarray(self.schedule(steps), dtype=np.float64)
-                if vals.shape != steps.shape:
-                    raise ValueError
-            except Exception:
-                # A Keras-style schedule that only takes scalars.
-                end = min(steps[-1] + 1, max(self.maxiter, steps[0] + 1))
-                vals = np.full(LR_BLOCK, np.nan)
-                for i in range(steps[0], end):
-                    vals[i - steps[0]] = float(self.schedule(i))
-            block = vals.astype(self.dtype)
-            self.lr_blocks = {k: block}  # keep one block
-        return block
 
     def _setup_state(self, x0: np.ndarray, bnds):
         if bnds is not None:
@@ -647,34 +545,6 @@ class _Run:
         self.step_ep = _entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
                                              self.dtype.type(0)))
 
-    # ------------------------------------------------------------ gradient checks
-    def _coerce_grad(self, g):
-        """``g`` as a C-contiguous 1-D array of ``x``'s dtype, or a clear error."""
-        n = self.n
-        try:
-            arr = np.asarray(g)
-        except Exception as exc:
-            raise TypeError(f"The gradient must be an array of {n} numbers: {exc}") from None
-        shape = arr.shape
-        if not (shape == (n,) or (n == 1 and shape == ())):
-            raise ValueError(
-                f"The gradient has shape {shape}; expected ({n},) to match x0's {n} "
-                "elements" + (" (from `jac`)" if self.jac_mode == "callable" else "") + ".")
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"The gradient must be real; got dtype {arr.dtype}.")
-        return np.ascontiguousarray(arr.reshape(n), dtype=self.dtype)
-
-    def _check_first(self, out):
-        """Validate the first evaluation thoroughly; returns ``(f, g)``."""
-        if self.jac_mode == "pair":
-            if not isinstance(out, (tuple, list)) or len(out) != 2:
-                raise ValueError(
-                    "With jac=True, `fun` must return a pair (loss, gradient); got "
-                    f"{type(out).__name__}" + (f" of length {len(out)}"
-                                               if isinstance(out, (tuple, list)) else "") + ".")
-        f, g = out
-        return _as_loss(f), self._coerce_grad(g)
-
     # ------------------------------------------------------------ loops
     def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
         """Python loop: returns ``(code, steps_made, evaluations)``."""
@@ -682,21 +552,23 @@ class _Run:
         step = self.step_ep
         ev = self.ev
         nd = np.ndarray
-        fl, f64, as_loss = float, np.float64, _as_loss
+        fl, f64 = float, np.float64
+        check, coerce_grad = self.obj.check, self.obj.coerce_grad
         dt = self.dtype
         shp = (self.n,)
         hbuf = self.hbuf if self.track else None
-        lr_fn = self.lr_fn
+        lr_fn = self.lr.fn
         lr_type = dt.type
         cb = self.callback
         cb_result = self.cb_kind == "result"
         batched = self.batched
         a = self.args
         if batched:
+            mb = self.data
             lst = list(a)
-            data = [(i, a[i]) for i in self.data_idx]
-            bs, ns = self.batch_size, self.n_samples
-            perm = self.perm if self.shuffle else None
+            data = [(i, a[i]) for i in mb.data_idx]
+            bs, ns = mb.batch_size, mb.n_samples
+            perm = mb.perm if mb.shuffle else None
         lr = None
         for j in range(nsteps):
             if batched:
@@ -714,7 +586,7 @@ class _Run:
                 a = tuple(lst)
             out = ev(x.copy(), *a)  # a fresh copy per evaluation, as scipy's (gh-13740)
             if first:
-                f, g = self._check_first(out)
+                f, g = check(out)
                 first = False
             else:
                 f, g = out
@@ -722,7 +594,7 @@ class _Run:
                     f = as_loss(f)
                 if g.__class__ is not nd or g.dtype is not dt or g.shape != shp \
                         or not g.flags.c_contiguous:
-                    g = self._coerce_grad(g)
+                    g = coerce_grad(g)
             if hbuf is not None:
                 hbuf[j] = f
             if lr_fn is None:
@@ -757,10 +629,11 @@ class _Run:
                              x_eval=self.bak.copy(), nfev=evals * self.cost, njev=evals,
                              epoch=None, batch=None, batch_size=None)
         if self.batched:
-            s = start + j * self.batch_size
-            res.epoch = self.nepoch
-            res.batch = s // self.batch_size
-            res.batch_size = min(self.batch_size, self.n_samples - s)
+            mb = self.data
+            res.epoch = mb.nepoch
+            res.batch = start // mb.batch_size + j
+            s, e = mb.rows(res.batch)
+            res.batch_size = e - s
         return res
 
     def _compile_loop(self):
@@ -772,7 +645,7 @@ class _Run:
         """
         from numba import typeof, types
 
-        batching = self._batching()
+        batching = self.data.order()
         i64 = types.int64
         bsig = (typeof(self.args), i64, i64, typeof(batching))
         C.batch_arguments.compile(bsig)
@@ -783,18 +656,18 @@ class _Run:
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))
         sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
-               bsig[0], bsig[3], i64, i64, i64, typeof(self._lr_block(0)), i64, i64, i64,
+               bsig[0], bsig[3], i64, i64, i64, typeof(self.lr.block(0)), i64, i64, i64,
                typeof(self.hbuf), typeof(self.gbuf))
         return C.run_segment.compile(sig)
 
     def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, start):
         code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, self.args,
-                              self._batching(), start,
-                              self.batch_size if self.batched else 1,
-                              self.n_samples if self.batched else 1,
+                              self.data.order(), start,
+                              self.data.batch_size if self.batched else 1,
+                              self.data.n_samples if self.batched else 1,
                               lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
         if code == C.BAD_LOSS:
-            raise ValueError(f"{_LOSS_RULE}; the loss of step {it0 + done} has "
+            raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
                              "another number of elements.")
         if code == C.BAD_GRAD:
             raise ValueError(f"The gradient `fun` returned at step {it0 + done} does not have "
@@ -826,9 +699,9 @@ class _Run:
             return "`fun` is not a numba-compiled (@njit) function with jac=True"
         if self.callback is not None:
             return "a `callback` needs the Python loop"
-        if self.lr_fn is not None:
+        if self.lr.fn is not None:
             return "a zero-argument callable `learning_rate` needs the Python loop"
-        if self.batched and not self.data_is_auto:
+        if self.batched and not self.data.data_is_auto:
             return ("`data_args` differs from the automatic choice of data arrays, which "
                     "the compiled loop uses")
         return None
@@ -863,16 +736,16 @@ class _Run:
         start = 0
         if self.batched:
             if epoch_pos == 0:
-                self._new_epoch()
-            nsteps = min(nsteps, self.n_batches - epoch_pos)  # one epoch
-            start = epoch_pos * self.batch_size
-        return nsteps, self._lr_block(k), lr_off, start
+                self.data.new_epoch()
+            nsteps = min(nsteps, self.data.n_batches - epoch_pos)  # one epoch
+            start = self.data.rows(epoch_pos)[0]
+        return nsteps, self.lr.block(k), lr_off, start
 
     def solve(self) -> OptimizeResult:
         choice = self._loop_choice()
         entry = None
         history = [] if self.return_history else None
-        bar = _Progress(self.maxiter, "rmsprop") if self.disp else None
+        bar = Progress(self.maxiter, "rmsprop") if self.disp else None
         it = self.nev = epoch_pos = 0
         code, stop = C.OK, None
         try:
@@ -903,7 +776,7 @@ class _Run:
                 it += made
                 self.nev += evals
                 if self.batched:
-                    epoch_pos = (epoch_pos + made) % self.n_batches
+                    epoch_pos = (epoch_pos + made) % self.data.n_batches
                 if bar is not None:
                     bar.update(it, self.hbuf[evals - 1])
                 if code != C.OK:
@@ -923,47 +796,8 @@ class _Run:
         return res
 
     def _result(self, code, stop) -> OptimizeResult:
-        it, nev = self.it, self.nev
-        tol_requested = self.gtol is not None or self.ftol is not None
-        step_desc = f"step {it} (0-based optimizer call {it}, evaluation {nev})"
-        if code == C.OK:
-            if stop == "maxiter":
-                status = 1 if tol_requested else 0
-                msg = (f"Maximum number of iterations (maxiter={self.maxiter}) reached before "
-                       "the requested tolerance was met." if tol_requested else
-                       f"Completed maxiter={self.maxiter} iterations.")
-            else:
-                status = 1
-                msg = (f"Maximum number of function evaluations (maxfev={self.maxfev}) "
-                       "reached" + (" before the requested tolerance was met." if tol_requested
-                                    else "."))
-        elif code == C.GTOL:
-            status = 0
-            msg = (f"Optimization terminated successfully: gtol met (infinity norm of the "
-                   f"gradient average {self.T[C.T_GNORM]:.3g} <= {self.gtol:g}).")
-        elif code == C.FTOL:
-            status = 0
-            msg = ("Optimization terminated successfully: ftol met (the smoothed loss improved "
-                   f"by less than ftol={self.ftol:g} relative over patience={self.patience} "
-                   "steps).")
-        elif code == C.NONFINITE_LOSS:
-            status = 2
-            msg = (f"Non-finite loss ({self.f_last}) at {step_desc}; x is the last finite "
-                   "iterate, where it was evaluated.")
-        elif code == C.NONFINITE_GRAD:
-            status = 2
-            msg = (f"Non-finite gradient at {step_desc}; x is the last finite iterate, "
-                   "where it was evaluated.")
-        elif code == C.OVERFLOW:
-            status = 2
-            msg = (f"The update of {step_desc} produced non-finite parameters; it was undone, "
-                   "and x is the last finite iterate.")
-        elif code == _STOP:
-            status = 99
-            msg = "`callback` raised `StopIteration`."  # scipy's words
-        else:  # pragma: no cover
-            raise AssertionError(code)
-
+        status, message = STOPS[self._stop_key(code, stop)]
+        message = message.format(**self._message_fields())
         raw = status == 2
         # The loop's last evaluation was at the current x, on all data, when it
         # stopped before updating (tolerance or non-finite values).
@@ -971,107 +805,31 @@ class _Run:
         x = self.x.copy()
         if self.r_avg is not None and not raw:
             x = self.S[self.r_avg].copy()  # finalize_variable_values
-        nfev, njev = nev * self.cost, nev
+        nfev, njev = self.nev * self.cost, self.nev
         if reuse:
             fun, jac = self.f_last, self.gbuf.copy()
         else:
-            out = self.ev(x.copy(), *self.args)
-            fun, jac = self._check_first(out)
+            fun, jac = self.obj.check(self.ev(x.copy(), *self.args))
             nfev += self.cost
             njev += 1
-        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=it, nfev=nfev, njev=njev,
-                             status=status, success=status == 0, message=msg)
+        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=self.it, nfev=nfev, njev=njev,
+                             status=status, success=status == 0, message=message)
         if self.batched:
-            res.nepoch = self.nepoch
+            res.nepoch = self.data.nepoch
         return res
 
+    def _stop_key(self, code, stop):
+        """The :data:`STOPS` key of a run that ended with ``code`` (or at the limit ``stop``)."""
+        if code != C.OK:
+            return code
+        tol_requested = self.gtol is not None or self.ftol is not None
+        return stop + (", tol" if tol_requested else "")
 
-_LOSS_RULE = "`fun` must return a scalar loss (a number or an array with one element)"
-
-
-def _as_loss(f, complex_step: bool = False) -> float:
-    """The loss ``fun`` returned, as a float.
-
-    As scipy's methods (``np.asarray(f).item()``): numbers, 0-d arrays and
-    arrays with one element of any shape; anything else raises. With
-    ``complex_step`` (the evaluations of ``jac='cs'``) complex values pass
-    as complex numbers.
-    """
-    if f.__class__ is float:
-        return f
-    if isinstance(f, (str, bytes)):
-        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.")
-    try:
-        a = np.asarray(f)
-    except Exception:
-        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.") from None
-    if a.size != 1:
-        raise ValueError(f"{_LOSS_RULE}; got shape {a.shape}.")
-    if a.dtype.kind == "c":
-        if complex_step:
-            return a.item()
-        raise TypeError("`fun` must return a real loss; got a complex number.")
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.")
-    return float(a.item())
-
-
-def _finite_differences(fun, method, rel_step, bounds, n):
-    """``(ev, n_free)``: ``ev(x, *args) -> (f, g)`` with ``g`` estimated by
-    :func:`scipy.optimize._numdiff.approx_derivative` over the ``n_free``
-    variables that the bounds do not fix.
-
-    Every step stays inside the bounds, as ``approx_derivative(bounds=...)``
-    keeps it. A variable fixed by ``lb == ub`` leaves no room for a step (its
-    difference quotient would be 0/0, scipy gh-12502); as scipy's
-    ``minimize`` does for L-BFGS-B, such variables are taken out of the
-    differentiation: their gradient is 0, which is also their projected
-    gradient, and they cost no evaluations.
-    """
-    from scipy.optimize._numdiff import approx_derivative
-
-    user_fun = fun
-
-    cs = method == "cs"
-
-    def fun(x, *a):  # approx_derivative differentiates a scalar: one-element losses too
-        return _as_loss(user_fun(x, *a), cs)
-
-    if bounds is None:
-        lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
-    else:
-        lb, ub = bounds
-    free = np.flatnonzero(lb != ub)
-    if free.size == n:
-        def ev(x, *a):
-            x0 = x.copy()  # fun may modify x
-            f = fun(x, *a)
-            return f, approx_derivative(fun, x0, method=method, rel_step=rel_step, f0=f,
-                                        bounds=(lb, ub), args=a)
-        return ev, n
-
-    sub_bounds = (lb[free], ub[free])
-    sub_step = rel_step if rel_step is None or np.ndim(rel_step) == 0 \
-        else np.broadcast_to(np.asarray(rel_step), (n,))[free]
-
-    def ev(x, *a):
-        x0 = x.copy()
-        f = fun(x, *a)
-        g = np.zeros_like(x0)
-        if free.size:
-            def on_free(z, *a):
-                full = x0.copy()  # a fresh array per evaluation
-                full[free] = z
-                return fun(full, *a)
-            g[free] = approx_derivative(on_free, x0[free], method=method, rel_step=sub_step,
-                                        f0=f, bounds=sub_bounds, args=a)
-        return f, g
-    return ev, int(free.size)
-
-
-def _is_memo_derivative(jac, memo) -> bool:
-    return getattr(jac, "__self__", None) is memo and \
-        getattr(jac, "__func__", None) is MemoizeJac.derivative
+    def _message_fields(self) -> dict:
+        it = self.it
+        return dict(maxiter=self.maxiter, maxfev=self.maxfev, gtol=self.gtol, ftol=self.ftol,
+                    patience=self.patience, gnorm=self.T[C.T_GNORM], f_last=self.f_last,
+                    step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})")
 
 
 def _entry_point(dispatcher, sample_args):
@@ -1090,67 +848,3 @@ def _entry_point(dispatcher, sample_args):
         return dispatcher.compile(sig)
     except Exception:  # pragma: no cover - numba internals changed
         return dispatcher
-
-
-# ===================================================================== progress
-class _Progress:
-    """Progress on stderr: a tqdm bar when tqdm is installed, else a plain line.
-
-    Only made with ``disp``. The loops run steps in segments and call
-    :meth:`update` after each; :meth:`steps` shortens the next segment so that
-    it lasts about ``SEGMENT_SECONDS`` at the step rate measured over the
-    previous one, so the display refreshes every 0.1-0.5 s whether a step
-    takes a microsecond (compiled loop) or a second. Shorter segments change
-    no result: both loops resume mid-epoch and mid-block exactly.
-    """
-
-    #: Target wall time of one segment of steps.
-    SEGMENT_SECONDS = 0.2
-    #: The plain line is rewritten at most this often.
-    PRINT_SECONDS = 0.1
-
-    def __init__(self, total, desc: str):
-        self.total = total  # an int, or math.inf (maxiter=inf)
-        self.of = f"/{total}" if total != math.inf else ""
-        self.desc = desc
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            tqdm = None
-        self.bar = None
-        if tqdm is not None:
-            self.bar = tqdm(total=total if total != math.inf else None, desc=desc, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
-        self.done = 0
-        self.last = -math.inf  # when the plain line was last written
-        self.t_prev = time.monotonic()  # when the last segment ended
-        self.step_seconds = None  # per step, over the last segment
-
-    def steps(self, nsteps: int) -> int:
-        """``nsteps`` cut to about ``SEGMENT_SECONDS`` of steps (at least one)."""
-        if self.step_seconds is None or self.step_seconds <= 0.0:
-            return min(nsteps, 1)
-        return max(1, min(nsteps, int(self.SEGMENT_SECONDS / self.step_seconds)))
-
-    def update(self, it: int, loss) -> None:
-        now = time.monotonic()
-        if it > self.done:
-            self.step_seconds = (now - self.t_prev) / (it - self.done)
-        self.t_prev = now
-        if self.bar is not None:
-            self.bar.update(it - self.done)
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
-            self.last = now
-            tail = f" loss {loss:.6g}" if loss is not None else ""
-            sys.stderr.write(f"\r{self.desc}: step {it}{self.of}{tail}")
-            sys.stderr.flush()
-        self.done = it
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write(f"\r{self.desc}: step {self.done}{self.of}\n")
-            sys.stderr.flush()
