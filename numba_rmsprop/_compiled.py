@@ -92,6 +92,7 @@ GTOL = 3
 FTOL = 4
 OVERFLOW = 5
 BAD_GRAD = 6
+BAD_LOSS = 7
 
 
 class RunState(NamedTuple):
@@ -497,6 +498,23 @@ def _as_grad_ov(g, P):
     return lambda g, P: np.asarray(g).astype(P.dtype)
 
 
+def _as_loss(f):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_as_loss)
+def _as_loss_ov(f):
+    """``(ok, loss)``: the loss as float64, as the Python loop takes it (one-element
+    arrays too); ``ok`` is False for an array with another number of elements."""
+    if isinstance(f, types.Array):
+        def impl(f):
+            if f.size != 1:
+                return False, np.nan
+            return True, np.float64(f.ravel()[0])
+        return impl
+    return lambda f: (True, np.float64(f))
+
+
 @njit(**_OPTS)
 def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
                 lrs, lr_off, it0, nsteps, hist, gbuf):
@@ -506,7 +524,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     loop compiles once per signature of the objective -- not once per
     objective -- and is cached on disk; the objective runs through its own
     compiled code, exceptions included. ``fun(x, *batch)`` returns
-    ``(loss, gradient)``. When ``batched`` is not
+    ``(loss, gradient)``; ``x`` is a fresh copy of the iterate per call, as
+    the Python loop passes it. When ``batched`` is not
     None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
     ``n_samples``) of the epoch's order of the rows of every data array (see
     :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
@@ -523,8 +542,13 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     for j in range(nsteps):
         a = start + j * batch_size
         b = min(a + batch_size, n_samples)
-        out = _call(fun, x, args, a, b, batched)
-        f = np.float64(out[0])
+        # A fresh copy per evaluation, as the Python loop passes: an objective
+        # that modifies (or keeps, in a container of its arguments) its ``x``
+        # must not change the run.
+        out = _call(fun, x.copy(), args, a, b, batched)
+        ok, f = _as_loss(out[0])
+        if not ok:
+            return BAD_LOSS, j, f
         g = _as_grad(out[1], P)
         hist[j] = f
         if g.size != n:

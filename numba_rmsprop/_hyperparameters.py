@@ -116,6 +116,38 @@ def integer(lo: int, *, optional: bool = False) -> Check:
     return check
 
 
+def limit(lo: int) -> Check:
+    """A limit on a count, as scipy's methods take ``maxiter`` and ``maxfev``.
+
+    An integer ``>= lo`` (integer-valued floats such as ``1e4`` too), ``inf``
+    for no limit, or None for the caller's default. Returns an ``int``,
+    ``math.inf`` or None.
+    """
+    what = f"an integer >= {lo}, inf (no limit) or None (the default)"
+
+    def check(name, value):
+        if value is None:
+            return None
+        if _is_integer(value):
+            value = int(value)
+        elif _is_real(value):
+            value = float(value)
+            if value == math.inf:
+                return math.inf
+            if math.isfinite(value) and not value.is_integer():
+                _fail(TypeError, name, what, value)
+            if not math.isfinite(value):
+                _fail(ValueError, name, what, value)
+            value = int(value)
+        else:
+            _fail(TypeError, name, what, value)
+        if value < lo:
+            _fail(ValueError, name, what, value)
+        return value
+    check.what = what
+    return check
+
+
 def boolean(name, value) -> bool:
     """``True`` or ``False`` (NumPy's bools too)."""
     if not isinstance(value, (bool, np.bool_)):

@@ -49,39 +49,77 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import sys
-import time
 import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
-from scipy.optimize._optimize import MemoizeJac
 
 from . import _compiled as C
+from . import _hyperparameters as H
+from ._lr_blocks import LR_BLOCK, LearningRates
+from ._minibatches import Minibatches
+from ._objective import LOSS_RULE, Objective, as_loss
+from ._progress import Progress
 from .optimizer import RMSprop
-from .schedules import LearningRateSchedule
 
 __all__ = ["minimize", "rmsprop"]
 
 #: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
 RMSPROP_OPTIONS = RMSprop.names(options=True)
-#: The options of the loop around it.
-LOOP_OPTIONS = (
-    "maxiter", "maxfev", "batch_size", "shuffle", "seed", "data_args", "gtol", "tol",
-    "ftol", "patience", "tol_momentum", "disp", "return_history", "compiled",
-    "finite_diff_rel_step",
-)
+#: The options of the loop around it: name -> (default, validator). The
+#: validators are the hyperparameters' (one message style); None: checked
+#: where it is used (``seed`` by NumPy, ``data_args`` against ``args``).
+LOOP_OPTIONS = {
+    "maxiter": (None, H.limit(0)),  # None: 1000
+    "maxfev": (None, H.limit(1)),
+    "batch_size": (None, H.integer(1, optional=True)),
+    "shuffle": (True, H.boolean),
+    "seed": (None, None),
+    "data_args": (None, None),
+    "gtol": (None, H.real(0.0, optional=True)),
+    "tol": (None, H.real(0.0, optional=True)),
+    "ftol": (None, H.real(0.0, optional=True)),
+    "patience": (10, H.integer(1)),
+    "tol_momentum": (0.9, H.real(0.0, 1.0, open_hi=True)),
+    "disp": (False, H.boolean),
+    "return_history": (False, H.boolean),
+    "compiled": ("auto", H.one_of("auto", True, False)),
+    "finite_diff_rel_step": (None, None),
+}
+#: ``maxiter`` when it is None (scipy's methods each have their own default).
+DEFAULT_MAXITER = 1000
 
-#: Learning rates are evaluated ``LR_BLOCK`` steps at a time, in blocks aligned
-#: to multiples of it, so that every loop sees the same values.
-LR_BLOCK = 4096
 #: Longest run of Python steps per segment when there is a ``callback``.
 _PY_SEGMENT_DISP = 256
 
-_FD_METHODS = ("2-point", "3-point", "cs")
 _STOP = 99  # callback raised StopIteration
+_TOL_NOT_MET = " before the requested tolerance was met."
+
+#: Why a run stopped -> (status, message), as scipy's methods keep a table of
+#: status messages. Keys: the codes of :mod:`numba_rmsprop._compiled`, or the
+#: limit that ended the loop (with ", tol" when a tolerance was requested and
+#: not met). Messages are formatted with :meth:`_Run._message_fields`.
+STOPS = {
+    "maxiter": (0, "Completed maxiter={maxiter} iterations."),
+    "maxiter, tol": (1, "Maximum number of iterations (maxiter={maxiter}) reached"
+                        + _TOL_NOT_MET),
+    "maxfev": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached."),
+    "maxfev, tol": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached"
+                       + _TOL_NOT_MET),
+    C.GTOL: (0, "Optimization terminated successfully: gtol met (infinity norm of the "
+                "gradient average {gnorm:.3g} <= {gtol:g})."),
+    C.FTOL: (0, "Optimization terminated successfully: ftol met (the smoothed loss improved "
+                "by less than ftol={ftol:g} relative over patience={patience} steps)."),
+    C.NONFINITE_LOSS: (2, "Non-finite loss ({f_last}) at {step}; x is the last finite "
+                          "iterate, where it was evaluated."),
+    C.NONFINITE_GRAD: (2, "Non-finite gradient at {step}; x is the last finite iterate, "
+                          "where it was evaluated."),
+    C.OVERFLOW: (2, "The update of {step} produced non-finite parameters; it was undone, "
+                    "and x is the last finite iterate."),
+    _STOP: (99, "`callback` raised `StopIteration`."),  # scipy's words
+}
 
 
 # ===================================================================== public
@@ -105,14 +143,19 @@ def rmsprop(fun: Callable, x0, args: tuple = (), jac=None, callback: Optional[Ca
 
 def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
              tol: Optional[float] = None, callback: Optional[Callable] = None,
-             options: Optional[dict] = None) -> OptimizeResult:
+             options: Optional[dict] = None, *, hess=None, hessp=None,
+             constraints=()) -> OptimizeResult:
     """Minimize ``fun`` with RMSprop; a drop-in for ``scipy.optimize.minimize``.
 
     Parameters
     ----------
     fun : callable
         ``fun(x, *args)``: the loss, or ``(loss, gradient)`` with ``jac=True``.
-        ``x`` is the optimizer's own 1-D array: read it, don't keep or modify it.
+        The loss is a real number or, as every scipy method takes it, an
+        array with one element (shape ``()``, ``(1,)``, ...).
+        ``x`` is a fresh 1-D copy of the iterate on every call (as scipy
+        passes, gh-13740; also ``jac``'s and the callback's): keep it or
+        modify it, the run does not change.
     x0 : float, sequence or ndarray
         Starting point, flattened to 1-D (``scipy.optimize.minimize`` itself
         rejects ``ndim > 1`` before calling a method). float32 stays float32
@@ -136,20 +179,36 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
     bounds : scipy.optimize.Bounds or sequence of (min, max) pairs, optional
         Box constraints (``None`` or ``±inf`` for no bound). ``x0`` is clipped
         into the box, and after every step ``x`` (and its EMA) is projected
-        onto it. ``gtol`` then tests the projected gradient (components that
+        onto it. Finite-difference steps stay inside the box; variables fixed
+        by ``lb == ub`` are left out of them (their gradient is 0). ``gtol`` then tests the projected gradient (components that
         push ``x`` past the bound it sits on count as 0).
     tol : float, optional
         Shorthand for ``options["gtol"]`` (as for scipy's gradient methods).
     callback : callable, optional
         Called after every step, as in scipy, in one of two forms:
         ``callback(intermediate_result)`` when its only parameter is named
-        ``intermediate_result`` -- an ``OptimizeResult`` with ``x`` (a copy
-        of the new iterate), ``fun`` and ``jac`` (the loss and gradient this
-        step evaluated, at the previous iterate, on its minibatch) and
-        ``nit`` -- else ``callback(xk)`` with a copy of the new iterate.
+        ``intermediate_result`` (read without evaluating annotations, as
+        scipy reads it) -- an ``OptimizeResult`` with
+
+        * ``x``: a copy of the new iterate;
+        * ``fun``, ``jac``: the loss and gradient this step evaluated, which
+          is *not* ``fun(x)``: they were evaluated at ``x_eval``, the
+          previous iterate, on the step's minibatch (evaluating the full
+          objective at ``x`` would double the cost of a step);
+        * ``x_eval``: a copy of the iterate ``fun`` and ``jac`` were
+          evaluated at;
+        * ``nit``, ``nfev``, ``njev``: optimizer calls and evaluations so far;
+        * ``epoch`` (1-based), ``batch`` (0-based position in the epoch) and
+          ``batch_size`` (its rows) with ``batch_size``; None without;
+
+        else ``callback(xk)`` with a copy of the new iterate.
         With ``use_ema`` the iterate is the raw one, not the average. Raising
         ``StopIteration`` ends the run with status 99. A callback makes the
         run take the Python loop.
+    hess, hessp, constraints
+        Accepted as ``scipy.optimize.minimize`` takes them, keyword-only:
+        ``hess`` and ``hessp`` are ignored (RMSprop uses no Hessian); a
+        non-empty ``constraints`` raises ``ValueError`` (use ``bounds``).
     options : dict, optional
         Every argument of :class:`~numba_rmsprop.RMSprop`:
         ``learning_rate`` (float, schedule or zero-argument callable;
@@ -163,10 +222,14 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         maxiter : int, default 1000
             Number of optimizer calls (``RMSprop.apply`` calls; with
             ``gradient_accumulation_steps`` only every N-th updates ``x``).
+            As for scipy's methods: None means the default, integer-valued
+            floats (``1e4``) are integers, and ``inf`` means no limit (then
+            another stopping rule is required: ``gtol``, ``ftol``, a finite
+            ``maxfev`` or a callback).
         maxfev : int, optional
             Stop (status 1) before an evaluation would take the number of
             ``fun`` calls past ``maxfev``. The final evaluation (see ``fun``
-            below) is extra.
+            below) is extra. None or ``inf``: no limit.
         batch_size : int, optional
             Minibatch size. The *data arrays* of ``args`` are its elements
             that are ``numpy.ndarray`` with ``ndim >= 1``; all of them must
@@ -254,42 +317,28 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         options = {}
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict; got {type(options).__name__}.")
-    return _solve(fun, x0, args, jac, callback, bounds, (), tol, dict(options), stacklevel=3)
+    return _solve(fun, x0, args, jac, callback, bounds, constraints, tol, dict(options),
+                  stacklevel=3)
 
 
 # ===================================================================== checks
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _int_option(name: str, value, lo: int, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if not _is_int(value):
-        raise TypeError(f"`{name}` must be an integer >= {lo}" + (" or None" if allow_none else "")
-                        + f"; got {value!r}.")
-    if value < lo:
-        raise ValueError(f"`{name}` must be an integer >= {lo}; got {value!r}.")
-    return int(value)
-
-
-def _float_option(name: str, value, lo: float = 0.0, hi: float = math.inf,
-                  hi_open: bool = False) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {value!r}.")
-    value = float(value)
-    if not (lo <= value and (value < hi if hi_open else value <= hi)) or math.isnan(value):
-        rng = f"[{lo}, {hi})" if hi_open else (f"[{lo}, {hi}]" if hi != math.inf else f">= {lo}")
-        raise ValueError(f"`{name}` must be in {rng}; got {value!r}.")
-    return value
-
-
-def _bool_option(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a bool; got {value!r}.")
-    return bool(value)
+def _loop_options(options: dict, tol, callback) -> dict:
+    """The loop's options, validated, defaults filled in."""
+    o = {}
+    for name, (default, check) in LOOP_OPTIONS.items():
+        value = options.get(name, default)
+        o[name] = check(name, value) if check is not None else value
+    if o["gtol"] is None:  # scipy passes `tol` as options["tol"]; nr.minimize as `tol`
+        o["gtol"] = o["tol"] if o["tol"] is not None else H.real(0.0, optional=True)("tol", tol)
+    if o["maxiter"] is None:
+        o["maxiter"] = DEFAULT_MAXITER
+    if o["maxfev"] == math.inf:
+        o["maxfev"] = None
+    if o["maxiter"] == math.inf and o["gtol"] is None and o["ftol"] is None \
+            and o["maxfev"] is None and callback is None:
+        raise ValueError("`maxiter=inf` needs another stopping rule: `gtol` (or `tol`), "
+                         "`ftol`, a finite `maxfev`, or a callback that raises StopIteration.")
+    return o
 
 
 def _check_x0(x0) -> np.ndarray:
@@ -377,15 +426,46 @@ def _bounds_in_dtype(lb: np.ndarray, ub: np.ndarray, dt) -> tuple:
 
 
 def _callback_kind(callback) -> Optional[str]:
+    """``"result"`` for ``callback(intermediate_result)``, else ``"x"`` (as scipy decides)."""
     if callback is None:
         return None
     if not callable(callback):
         raise TypeError(f"`callback` must be callable; got {callback!r}.")
+    names = _parameter_names(callback)
+    return "result" if names is not None and set(names) == {"intermediate_result"} else "x"
+
+
+def _parameter_names(fn) -> Optional[tuple]:
+    """The names of ``fn``'s parameters, without evaluating its annotations.
+
+    As scipy reads a callback's signature (``_lib._util.wrapped_inspect_signature``):
+    from Python 3.14 on, annotations are evaluated lazily and the default
+    ``inspect.signature`` raises ``NameError`` for one that names a type
+    imported only under ``TYPE_CHECKING``; the ``FORWARDREF`` format leaves it
+    unevaluated. Should the signature still fail, the names come from the
+    code object. None when there is no signature at all (some builtins).
+    """
     try:
-        params = inspect.signature(callback).parameters
+        if sys.version_info >= (3, 14):
+            import annotationlib
+
+            sig = inspect.signature(fn, annotation_format=annotationlib.Format.FORWARDREF)
+        else:
+            sig = inspect.signature(fn)
+        return tuple(sig.parameters)
     except (TypeError, ValueError):
-        return "x"
-    return "result" if set(params) == {"intermediate_result"} else "x"
+        return None
+    except Exception:  # an annotation (or a __signature__) that cannot be evaluated
+        pass
+    skip = 0
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        fn, skip = getattr(type(fn), "__call__", None), 1  # a callable object
+    if inspect.ismethod(fn):
+        fn, skip = fn.__func__, 1
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount][skip:]
 
 
 def _is_numba_dispatcher(fun) -> bool:
@@ -412,187 +492,45 @@ def _solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stac
 
 
 class _Run:
-    """One ``minimize`` run: the setup, the driver and the two loops."""
+    """One ``minimize`` run: the state, the two loops, the driver and the result.
+
+    The pieces that are not scipy protocol live in their own modules: the
+    objective's forms and checks (:class:`~numba_rmsprop._objective.Objective`),
+    minibatches (:class:`~numba_rmsprop._minibatches.Minibatches`), learning-rate
+    blocks (:class:`~numba_rmsprop._lr_blocks.LearningRates`), the progress
+    display (:class:`~numba_rmsprop._progress.Progress`) and the memory layout
+    and compiled step (:mod:`numba_rmsprop._compiled`).
+    """
 
     # ------------------------------------------------------------ setup
     def __init__(self, fun, x, args, jac, callback, bounds, tol, opt: RMSprop, options: dict):
-        get = options.get
+        o = _loop_options(options, tol, callback)
         self.n = n = x.size
-        self.dtype = dt = x.dtype
-        self.maxiter = _int_option("maxiter", get("maxiter", 1000), 0)
-        self.maxfev = _int_option("maxfev", get("maxfev"), 1, allow_none=True)
-        gtol = get("gtol")
-        if gtol is None:
-            gtol = get("tol", tol)
-        self.gtol = _float_option("gtol", gtol)
-        self.ftol = _float_option("ftol", get("ftol"))
-        self.patience = _int_option("patience", get("patience", 10), 1)
-        self.tol_momentum = _float_option("tol_momentum", get("tol_momentum", 0.9), 0.0, 1.0,
-                                          hi_open=True)
-        self.disp = _bool_option("disp", get("disp", False))
-        self.return_history = _bool_option("return_history", get("return_history", False))
+        self.dtype = x.dtype
+        self.maxiter = o["maxiter"]  # an int, or math.inf
+        self.maxfev = o["maxfev"]  # an int, or None
+        self.gtol = o["gtol"]
+        self.ftol = o["ftol"]
+        self.patience = o["patience"]
+        self.tol_momentum = o["tol_momentum"]
+        self.disp = o["disp"]
+        self.return_history = o["return_history"]
         self.track = self.return_history or self.disp  # the Python loop records losses
-        compiled = get("compiled", "auto")
-        if compiled not in ("auto", True, False):
-            raise ValueError(f"`compiled` must be 'auto', True or False; got {compiled!r}.")
-        self.compiled_opt = compiled
+        self.compiled_opt = o["compiled"]
         self.cb_kind = _callback_kind(callback)
         self.callback = callback
         self.opt = opt
         self.args = args
+        self.f_last = None  # the loss of the evaluation that stopped the run
 
-        self._setup_objective(fun, jac, get("finite_diff_rel_step"))
-        self._setup_data(get("batch_size"), get("data_args"), get("shuffle", True), get("seed"))
         bnds = _bounds_arrays(bounds, n)
-        self.bounds64 = bnds
-        self._setup_learning_rate()
+        self.obj = Objective(fun, jac, n=n, dtype=x.dtype, bounds=bnds,
+                             rel_step=o["finite_diff_rel_step"])
+        self.ev, self.cost, self.pair_fun = self.obj.ev, self.obj.cost, self.obj.pair_fun
+        self.data = Minibatches(args, o["batch_size"], o["data_args"], o["shuffle"], o["seed"])
+        self.batched = self.data.batched
+        self.lr = LearningRates(opt._learning_rate, x.dtype, self.maxiter)
         self._setup_state(x, bnds)
-
-    def _setup_objective(self, fun, jac, rel_step):
-        """``self.ev(x, *args) -> (loss, gradient)`` and its cost in ``fun`` calls."""
-        self.user_fun = fun
-        self.pair_fun = None  # fun returning (loss, grad), when there is one
-        if isinstance(jac, str):
-            if jac not in _FD_METHODS:
-                raise ValueError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
-                                 f"got {jac!r}.")
-        elif not (jac is None or isinstance(jac, (bool, np.bool_)) or callable(jac)):
-            raise TypeError(f"`jac` must be True, a callable, None or one of {_FD_METHODS}; "
-                            f"got {jac!r}.")
-        if isinstance(fun, MemoizeJac) and (jac is True or _is_memo_derivative(jac, fun)):
-            # scipy's dispatcher wrapped a (loss, grad) function: call it directly.
-            self.pair_fun = fun.fun
-            self.jac_mode = "pair"
-        elif jac is True or (isinstance(jac, np.bool_) and bool(jac)):
-            self.pair_fun = fun
-            self.jac_mode = "pair"
-        elif callable(jac):
-            self.jac_mode = "callable"
-        else:
-            self.jac_mode = jac if isinstance(jac, str) else "2-point"
-        n = self.n
-        self.cost = {"pair": 1, "callable": 1, "2-point": n + 1, "3-point": 2 * n + 1,
-                     "cs": n + 1}[self.jac_mode]
-        if self.jac_mode == "pair":
-            self.ev = self.pair_fun
-        elif self.jac_mode == "callable":
-            def ev(x, *a):
-                return fun(x, *a), jac(x, *a)
-            self.ev = ev
-        else:
-            from scipy.optimize._numdiff import approx_derivative
-
-            method = self.jac_mode
-            run = self
-
-            def ev(x, *a):
-                f = fun(x, *a)
-                b = run.bounds64 if run.bounds64 is not None else (-np.inf, np.inf)
-                g = approx_derivative(fun, x, method=method, rel_step=rel_step, f0=f,
-                                      bounds=b, args=a)
-                return f, g
-            self.ev = ev
-
-    def _setup_data(self, batch_size, data_args, shuffle, seed):
-        args = self.args
-        self.shuffle = _bool_option("shuffle", shuffle)
-        self.batched = batch_size is not None
-        auto = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim >= 1]
-        if data_args is not None:
-            if isinstance(data_args, (str, bytes)) or not hasattr(data_args, "__iter__"):
-                raise TypeError(f"`data_args` must be a sequence of positions in `args`; "
-                                f"got {data_args!r}.")
-            idx = []
-            for i in data_args:
-                if not _is_int(i) or not -len(args) <= i < len(args):
-                    raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
-                                     f"(which has {len(args)} elements).")
-                i = int(i) % len(args)
-                if not isinstance(args[i], np.ndarray) or args[i].ndim < 1:
-                    raise ValueError(f"`data_args` names args[{i}], which is not a numpy array "
-                                     "with ndim >= 1.")
-                idx.append(i)
-            data_idx = sorted(set(idx))
-        else:
-            data_idx = auto
-        self.data_idx = data_idx
-        self.data_is_auto = data_idx == auto
-        self.nepoch = 0
-        if not self.batched:
-            self.n_samples = None
-            return
-        if not data_idx:
-            raise ValueError(
-                f"`batch_size={batch_size!r}` was given but `args` holds no data arrays "
-                "(numpy arrays with ndim >= 1) to slice into minibatches.")
-        lengths = {i: len(args[i]) for i in data_idx}
-        if len(set(lengths.values())) > 1:
-            desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
-            raise ValueError(
-                "With `batch_size`, every data array of `args` (numpy array with ndim >= 1) "
-                f"is sliced along axis 0, so they must have the same length; {desc} rows. "
-                "Pass `data_args` to name the per-sample arrays explicitly.")
-        self.n_samples = ns = next(iter(lengths.values()))
-        if not _is_int(batch_size):
-            raise TypeError(f"`batch_size` must be an integer; got {batch_size!r}.")
-        if batch_size <= 0:
-            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
-        if batch_size > ns:
-            raise ValueError(f"`batch_size={batch_size}` is larger than the data "
-                             f"({ns} samples).")
-        self.batch_size = int(batch_size)
-        self.n_batches = -(-ns // self.batch_size)
-        self.rng = np.random.default_rng(seed)
-        self.perm = None
-
-    def _new_epoch(self):
-        """Draw the epoch's permutation (one ``rng.permutation`` call per epoch)."""
-        self.nepoch += 1
-        if self.shuffle:
-            self.perm = self.rng.permutation(self.n_samples)
-
-    def _batching(self):
-        """The compiled loop's ``batched`` argument: None, the permutation, or 1 (in order)."""
-        if not self.batched:
-            return None
-        return self.perm if self.shuffle else 1
-
-    def _setup_learning_rate(self):
-        lr = self.opt._learning_rate
-        self.lr_fn = None
-        self.lr_const = None
-        self.lr_blocks = {}
-        if isinstance(lr, LearningRateSchedule):
-            self.schedule = lr
-        elif callable(lr):
-            self.schedule = None
-            self.lr_fn = lr
-        else:
-            self.schedule = None
-            self.lr_const = np.full(LR_BLOCK, lr, dtype=self.dtype)
-
-    def _lr_block(self, k: int) -> Optional[np.ndarray]:
-        """Learning rates of steps ``[k * LR_BLOCK, (k + 1) * LR_BLOCK)``, in the dtype."""
-        if self.lr_const is not None:
-            return self.lr_const
-        if self.lr_fn is not None:
-            return None
-        block = self.lr_blocks.get(k)
-        if block is None:
-            steps = np.arange(k * LR_BLOCK, (k + 1) * LR_BLOCK, dtype=np.int64)
-            try:
-                vals = np.asarray(self.schedule(steps), dtype=np.float64)
-                if vals.shape != steps.shape:
-                    raise ValueError
-            except Exception:
-                # A Keras-style schedule that only takes scalars.
-                end = min(steps[-1] + 1, max(self.maxiter, steps[0] + 1))
-                vals = np.full(LR_BLOCK, np.nan)
-                for i in range(steps[0], end):
-                    vals[i - steps[0]] = float(self.schedule(i))
-            block = vals.astype(self.dtype)
-            self.lr_blocks = {k: block}  # keep one block
-        return block
 
     def _setup_state(self, x0: np.ndarray, bnds):
         if bnds is not None:
@@ -601,46 +539,11 @@ class _Run:
                              patience=self.patience, tol_momentum=self.tol_momentum,
                              initial_velocity=self.opt.initial_velocity)
         self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state
+        self.bak = self.S[self.cfg[C.C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
         self.step_ep = _entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
                                              self.dtype.type(0)))
-
-    # ------------------------------------------------------------ gradient checks
-    def _coerce_grad(self, g):
-        """``g`` as a C-contiguous 1-D array of ``x``'s dtype, or a clear error."""
-        n = self.n
-        try:
-            arr = np.asarray(g)
-        except Exception as exc:
-            raise TypeError(f"The gradient must be an array of {n} numbers: {exc}") from None
-        shape = arr.shape
-        if not (shape == (n,) or (n == 1 and shape == ())):
-            raise ValueError(
-                f"The gradient has shape {shape}; expected ({n},) to match x0's {n} "
-                "elements" + (" (from `jac`)" if self.jac_mode == "callable" else "") + ".")
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"The gradient must be real; got dtype {arr.dtype}.")
-        return np.ascontiguousarray(arr.reshape(n), dtype=self.dtype)
-
-    def _check_first(self, out):
-        """Validate the first evaluation thoroughly; returns ``(f, g)``."""
-        if self.jac_mode == "pair":
-            if not isinstance(out, (tuple, list)) or len(out) != 2:
-                raise ValueError(
-                    "With jac=True, `fun` must return a pair (loss, gradient); got "
-                    f"{type(out).__name__}" + (f" of length {len(out)}"
-                                               if isinstance(out, (tuple, list)) else "") + ".")
-        f, g = out
-        if np.ndim(f) != 0 or isinstance(f, (str, bytes)):
-            raise ValueError(f"`fun` must return a scalar loss; got shape {np.shape(f)}.")
-        try:
-            fv = float(f)
-        except (TypeError, ValueError):
-            raise TypeError(f"`fun` must return a real scalar loss; got {f!r}.") from None
-        if isinstance(f, complex) or np.iscomplexobj(f):
-            raise TypeError("`fun` must return a real loss; got a complex number.")
-        return fv, self._coerce_grad(g)
 
     # ------------------------------------------------------------ loops
     def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
@@ -649,20 +552,23 @@ class _Run:
         step = self.step_ep
         ev = self.ev
         nd = np.ndarray
+        fl, f64 = float, np.float64
+        check, coerce_grad = self.obj.check, self.obj.coerce_grad
         dt = self.dtype
         shp = (self.n,)
         hbuf = self.hbuf if self.track else None
-        lr_fn = self.lr_fn
+        lr_fn = self.lr.fn
         lr_type = dt.type
         cb = self.callback
         cb_result = self.cb_kind == "result"
         batched = self.batched
         a = self.args
         if batched:
+            mb = self.data
             lst = list(a)
-            data = [(i, a[i]) for i in self.data_idx]
-            bs, ns = self.batch_size, self.n_samples
-            perm = self.perm if self.shuffle else None
+            data = [(i, a[i]) for i in mb.data_idx]
+            bs, ns = mb.batch_size, mb.n_samples
+            perm = mb.perm if mb.shuffle else None
         lr = None
         for j in range(nsteps):
             if batched:
@@ -678,15 +584,17 @@ class _Run:
                     for i, d in data:
                         lst[i] = d[idx]  # a copy of the batch's rows
                 a = tuple(lst)
-            out = ev(x, *a)
+            out = ev(x.copy(), *a)  # a fresh copy per evaluation, as scipy's (gh-13740)
             if first:
-                f, g = self._check_first(out)
+                f, g = check(out)
                 first = False
             else:
                 f, g = out
+                if f.__class__ is not fl and f.__class__ is not f64:
+                    f = as_loss(f)
                 if g.__class__ is not nd or g.dtype is not dt or g.shape != shp \
                         or not g.flags.c_contiguous:
-                    g = self._coerce_grad(g)
+                    g = coerce_grad(g)
             if hbuf is not None:
                 hbuf[j] = f
             if lr_fn is None:
@@ -701,13 +609,32 @@ class _Run:
             if cb is not None:
                 try:
                     if cb_result:
-                        cb(intermediate_result=OptimizeResult(
-                            x=x.copy(), fun=float(f), jac=np.array(g), nit=it0 + j + 1))
+                        cb(intermediate_result=self._intermediate(f, g, it0 + j, j, start))
                     else:
                         cb(x.copy())
                 except StopIteration:
                     return _STOP, j + 1, j + 1
         return C.OK, nsteps, nsteps
+
+    def _intermediate(self, f, g, it, j, start) -> OptimizeResult:
+        """The callback's ``intermediate_result`` after step ``it`` (0-based), the
+        ``j``-th of a segment that began at position ``start`` of the epoch.
+
+        ``fun`` and ``jac`` are what the step evaluated: at ``x_eval`` (the
+        iterate before the step, kept in the backup row), on the step's
+        minibatch. Evaluating ``fun(x)`` on all data would double the cost.
+        """
+        evals = self.nev + j + 1
+        res = OptimizeResult(x=self.x.copy(), fun=float(f), jac=np.array(g), nit=it + 1,
+                             x_eval=self.bak.copy(), nfev=evals * self.cost, njev=evals,
+                             epoch=None, batch=None, batch_size=None)
+        if self.batched:
+            mb = self.data
+            res.epoch = mb.nepoch
+            res.batch = start // mb.batch_size + j
+            s, e = mb.rows(res.batch)
+            res.batch_size = e - s
+        return res
 
     def _compile_loop(self):
         """Entry point of ``run_segment`` for this run's types.
@@ -718,7 +645,7 @@ class _Run:
         """
         from numba import typeof, types
 
-        batching = self._batching()
+        batching = self.data.order()
         i64 = types.int64
         bsig = (typeof(self.args), i64, i64, typeof(batching))
         C.batch_arguments.compile(bsig)
@@ -729,16 +656,19 @@ class _Run:
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))
         sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
-               bsig[0], bsig[3], i64, i64, i64, typeof(self._lr_block(0)), i64, i64, i64,
+               bsig[0], bsig[3], i64, i64, i64, typeof(self.lr.block(0)), i64, i64, i64,
                typeof(self.hbuf), typeof(self.gbuf))
         return C.run_segment.compile(sig)
 
     def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, start):
         code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, self.args,
-                              self._batching(), start,
-                              self.batch_size if self.batched else 1,
-                              self.n_samples if self.batched else 1,
+                              self.data.order(), start,
+                              self.data.batch_size if self.batched else 1,
+                              self.data.n_samples if self.batched else 1,
                               lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
+        if code == C.BAD_LOSS:
+            raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
+                             "another number of elements.")
         if code == C.BAD_GRAD:
             raise ValueError(f"The gradient `fun` returned at step {it0 + done} does not have "
                              f"{self.n} elements; expected shape ({self.n},).")
@@ -769,9 +699,9 @@ class _Run:
             return "`fun` is not a numba-compiled (@njit) function with jac=True"
         if self.callback is not None:
             return "a `callback` needs the Python loop"
-        if self.lr_fn is not None:
+        if self.lr.fn is not None:
             return "a zero-argument callable `learning_rate` needs the Python loop"
-        if self.batched and not self.data_is_auto:
+        if self.batched and not self.data.data_is_auto:
             return ("`data_args` differs from the automatic choice of data arrays, which "
                     "the compiled loop uses")
         return None
@@ -806,16 +736,16 @@ class _Run:
         start = 0
         if self.batched:
             if epoch_pos == 0:
-                self._new_epoch()
-            nsteps = min(nsteps, self.n_batches - epoch_pos)  # one epoch
-            start = epoch_pos * self.batch_size
-        return nsteps, self._lr_block(k), lr_off, start
+                self.data.new_epoch()
+            nsteps = min(nsteps, self.data.n_batches - epoch_pos)  # one epoch
+            start = self.data.rows(epoch_pos)[0]
+        return nsteps, self.lr.block(k), lr_off, start
 
     def solve(self) -> OptimizeResult:
         choice = self._loop_choice()
         entry = None
         history = [] if self.return_history else None
-        bar = _Progress(self.maxiter, "rmsprop") if self.disp else None
+        bar = Progress(self.maxiter, "rmsprop") if self.disp else None
         it = self.nev = epoch_pos = 0
         code, stop = C.OK, None
         try:
@@ -846,7 +776,7 @@ class _Run:
                 it += made
                 self.nev += evals
                 if self.batched:
-                    epoch_pos = (epoch_pos + made) % self.n_batches
+                    epoch_pos = (epoch_pos + made) % self.data.n_batches
                 if bar is not None:
                     bar.update(it, self.hbuf[evals - 1])
                 if code != C.OK:
@@ -866,47 +796,8 @@ class _Run:
         return res
 
     def _result(self, code, stop) -> OptimizeResult:
-        it, nev = self.it, self.nev
-        tol_requested = self.gtol is not None or self.ftol is not None
-        step_desc = f"step {it} (0-based optimizer call {it}, evaluation {nev})"
-        if code == C.OK:
-            if stop == "maxiter":
-                status = 1 if tol_requested else 0
-                msg = (f"Maximum number of iterations (maxiter={self.maxiter}) reached before "
-                       "the requested tolerance was met." if tol_requested else
-                       f"Completed maxiter={self.maxiter} iterations.")
-            else:
-                status = 1
-                msg = (f"Maximum number of function evaluations (maxfev={self.maxfev}) "
-                       "reached" + (" before the requested tolerance was met." if tol_requested
-                                    else "."))
-        elif code == C.GTOL:
-            status = 0
-            msg = (f"Optimization terminated successfully: gtol met (infinity norm of the "
-                   f"gradient average {self.T[C.T_GNORM]:.3g} <= {self.gtol:g}).")
-        elif code == C.FTOL:
-            status = 0
-            msg = ("Optimization terminated successfully: ftol met (the smoothed loss improved "
-                   f"by less than ftol={self.ftol:g} relative over patience={self.patience} "
-                   "steps).")
-        elif code == C.NONFINITE_LOSS:
-            status = 2
-            msg = (f"Non-finite loss ({self.f_last}) at {step_desc}; x is the last finite "
-                   "iterate, where it was evaluated.")
-        elif code == C.NONFINITE_GRAD:
-            status = 2
-            msg = (f"Non-finite gradient at {step_desc}; x is the last finite iterate, "
-                   "where it was evaluated.")
-        elif code == C.OVERFLOW:
-            status = 2
-            msg = (f"The update of {step_desc} produced non-finite parameters; it was undone, "
-                   "and x is the last finite iterate.")
-        elif code == _STOP:
-            status = 99
-            msg = "`callback` raised StopIteration."
-        else:  # pragma: no cover
-            raise AssertionError(code)
-
+        status, message = STOPS[self._stop_key(code, stop)]
+        message = message.format(**self._message_fields())
         raw = status == 2
         # The loop's last evaluation was at the current x, on all data, when it
         # stopped before updating (tolerance or non-finite values).
@@ -914,24 +805,31 @@ class _Run:
         x = self.x.copy()
         if self.r_avg is not None and not raw:
             x = self.S[self.r_avg].copy()  # finalize_variable_values
-        nfev, njev = nev * self.cost, nev
+        nfev, njev = self.nev * self.cost, self.nev
         if reuse:
             fun, jac = self.f_last, self.gbuf.copy()
         else:
-            out = self.ev(x.copy(), *self.args)
-            fun, jac = self._check_first(out)
+            fun, jac = self.obj.check(self.ev(x.copy(), *self.args))
             nfev += self.cost
             njev += 1
-        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=it, nfev=nfev, njev=njev,
-                             status=status, success=status == 0, message=msg)
+        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=self.it, nfev=nfev, njev=njev,
+                             status=status, success=status == 0, message=message)
         if self.batched:
-            res.nepoch = self.nepoch
+            res.nepoch = self.data.nepoch
         return res
 
+    def _stop_key(self, code, stop):
+        """The :data:`STOPS` key of a run that ended with ``code`` (or at the limit ``stop``)."""
+        if code != C.OK:
+            return code
+        tol_requested = self.gtol is not None or self.ftol is not None
+        return stop + (", tol" if tol_requested else "")
 
-def _is_memo_derivative(jac, memo) -> bool:
-    return getattr(jac, "__self__", None) is memo and \
-        getattr(jac, "__func__", None) is MemoizeJac.derivative
+    def _message_fields(self) -> dict:
+        it = self.it
+        return dict(maxiter=self.maxiter, maxfev=self.maxfev, gtol=self.gtol, ftol=self.ftol,
+                    patience=self.patience, gnorm=self.T[C.T_GNORM], f_last=self.f_last,
+                    step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})")
 
 
 def _entry_point(dispatcher, sample_args):
@@ -950,66 +848,3 @@ def _entry_point(dispatcher, sample_args):
         return dispatcher.compile(sig)
     except Exception:  # pragma: no cover - numba internals changed
         return dispatcher
-
-
-# ===================================================================== progress
-class _Progress:
-    """Progress on stderr: a tqdm bar when tqdm is installed, else a plain line.
-
-    Only made with ``disp``. The loops run steps in segments and call
-    :meth:`update` after each; :meth:`steps` shortens the next segment so that
-    it lasts about ``SEGMENT_SECONDS`` at the step rate measured over the
-    previous one, so the display refreshes every 0.1-0.5 s whether a step
-    takes a microsecond (compiled loop) or a second. Shorter segments change
-    no result: both loops resume mid-epoch and mid-block exactly.
-    """
-
-    #: Target wall time of one segment of steps.
-    SEGMENT_SECONDS = 0.2
-    #: The plain line is rewritten at most this often.
-    PRINT_SECONDS = 0.1
-
-    def __init__(self, total: int, desc: str):
-        self.total = total
-        self.desc = desc
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            tqdm = None
-        self.bar = None
-        if tqdm is not None:
-            self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
-        self.done = 0
-        self.last = -math.inf  # when the plain line was last written
-        self.t_prev = time.monotonic()  # when the last segment ended
-        self.step_seconds = None  # per step, over the last segment
-
-    def steps(self, nsteps: int) -> int:
-        """``nsteps`` cut to about ``SEGMENT_SECONDS`` of steps (at least one)."""
-        if self.step_seconds is None or self.step_seconds <= 0.0:
-            return min(nsteps, 1)
-        return max(1, min(nsteps, int(self.SEGMENT_SECONDS / self.step_seconds)))
-
-    def update(self, it: int, loss) -> None:
-        now = time.monotonic()
-        if it > self.done:
-            self.step_seconds = (now - self.t_prev) / (it - self.done)
-        self.t_prev = now
-        if self.bar is not None:
-            self.bar.update(it - self.done)
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
-            self.last = now
-            tail = f" loss {loss:.6g}" if loss is not None else ""
-            sys.stderr.write(f"\r{self.desc}: step {it}/{self.total}{tail}")
-            sys.stderr.flush()
-        self.done = it
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            sys.stderr.write(f"\r{self.desc}: step {self.done}/{self.total}\n")
-            sys.stderr.flush()

@@ -304,6 +304,7 @@ class RMSprop(Configurable):
         self._slots: list[_Slot] = []
         self._by_id: dict[int, _Slot] = {}
         self._backend = None
+        self._exclude_vars: list = []  # kept (not only their ids) for pickling
         self._exclude_ids: set[int] = set()
         self._pending_state: Optional[dict] = None
         self._lr_table = None
@@ -428,7 +429,8 @@ class RMSprop(Configurable):
         if var_names:
             raise TypeError("`var_names` is not supported: arrays have no names. "
                             "Pass the arrays themselves as `var_list`.")
-        self._exclude_ids = {id(v) for v in (var_list or ())}
+        self._exclude_vars = list(var_list or ())
+        self._exclude_ids = {id(v) for v in self._exclude_vars}
 
     def build(self, variables: Sequence) -> None:
         """Create the optimizer state for ``variables`` (no-op when already built)."""
@@ -638,6 +640,26 @@ class RMSprop(Configurable):
         for slot in slots:
             self._backend.copy_into(slot.var, slot.avg)
 
+    def moving_averages(self, variables: Optional[Sequence] = None) -> list:
+        """With ``use_ema``, copies of the moving averages, one per variable.
+
+        In the order of ``variables`` (default: the order they were built
+        with), as host NumPy arrays of each variable's shape and dtype; the
+        variables and the state are left as they are. This is the way to
+        evaluate the EMA weights and keep training the raw ones;
+        :meth:`finalize_variable_values` writes the same values into the
+        variables. (``state_dict()["average/<i>"]`` holds them by build index.)
+        """
+        if not self.built:
+            raise ValueError("The optimizer is not built yet; it has no moving averages.")
+        if not self._use_ema:
+            raise ValueError("This optimizer keeps no moving averages: create it with "
+                             "use_ema=True.")
+        variables = self.variables if variables is None else list(variables)
+        slots = [self._slot_of(x, i) for i, x in enumerate(variables)]
+        with self._lock:
+            return [self._backend.to_host(slot.avg) for slot in slots]
+
     # ------------------------------------------------------------ config
     @classmethod
     def from_config(cls, config: Mapping, custom_objects: Optional[dict] = None) -> "RMSprop":
@@ -660,15 +682,18 @@ class RMSprop(Configurable):
         if not self.built:
             raise ValueError("The optimizer is not built yet; it has no state.")
         with self._lock:
-            state = {"iterations": int(self._iterations), "n_variables": len(self._slots)}
-            if isinstance(self._learning_rate, float):
-                state["learning_rate"] = self._learning_rate
-            for slot in self._slots:
-                for kind, attr in STATE_KINDS:
-                    a = getattr(slot, attr)
-                    if a is not None:
-                        state[f"{kind}/{slot.index}"] = self._backend.to_host(a)
-            return state
+            return self._host_state()
+
+    def _host_state(self) -> dict:
+        state = {"iterations": int(self._iterations), "n_variables": len(self._slots)}
+        if isinstance(self._learning_rate, float):
+            state["learning_rate"] = self._learning_rate
+        for slot in self._slots:
+            for kind, attr in STATE_KINDS:
+                a = getattr(slot, attr)
+                if a is not None:
+                    state[f"{kind}/{slot.index}"] = self._backend.to_host(a)
+        return state
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore :meth:`state_dict` output (e.g. ``dict(np.load(path))``).
@@ -721,6 +746,57 @@ class RMSprop(Configurable):
                 a = getattr(slot, attr)
                 if a is not None:
                     self._backend.copy_into(a, np.asarray(state[f"{kind}/{slot.index}"]))
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        """What ``pickle`` and ``copy.deepcopy`` keep.
+
+        The hyperparameters, the counters, the variables and the state
+        (:meth:`state_dict`'s arrays), never the compiled backend: unpickling
+        builds a fresh one on the restored variables (see ``__setstate__``).
+        """
+        with self._lock:
+            state = {
+                "hyperparameters": {h.name: getattr(self, h.attr) for h in self._hyperparameters},
+                "iterations": self._iterations,
+                "pending_state": self._pending_state,
+                "exclude": list(self._exclude_vars),
+            }
+            if self.built:
+                if self._backend.name != "cpu":
+                    raise TypeError(
+                        f"Cannot pickle an optimizer whose state lives on a {self._backend.name} "
+                        "device. Save `opt.get_config()` and `opt.state_dict()` (host NumPy "
+                        "arrays) instead, and restore with `RMSprop.from_config(config)` and "
+                        "`load_state_dict(state)` before building on the device arrays.")
+                state["variables"] = [s.var for s in self._slots]
+                state["decay"] = [s.decay for s in self._slots]
+                state["state"] = self._host_state()
+            return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Rebuild from ``__getstate__``'s output.
+
+        A built optimizer is built again on the unpickled variables (pickle
+        keeps identity within one dump: ``pickle.loads(pickle.dumps((opt,
+        variables)))`` gives an optimizer bound to the unpickled
+        ``variables``; ``copy.deepcopy(opt)`` gives an independent one bound
+        to copies, ``opt.variables``), and its state and counters are
+        restored, so it continues bit for bit.
+        """
+        hyper = dict(state["hyperparameters"])
+        for name, value in hyper.items():
+            setattr(self, "_" + name, value)
+        self._setup(hyper)
+        self._exclude_vars = list(state["exclude"])
+        self._exclude_ids = {id(v) for v in self._exclude_vars}
+        self._iterations = int(state["iterations"])
+        self._pending_state = state["pending_state"]
+        if "variables" in state:
+            variables = state["variables"]
+            self._exclude_ids |= {id(v) for v, d in zip(variables, state["decay"]) if not d}
+            self.build(variables)
+            self._restore(state["state"])
 
     def __repr__(self) -> str:
         return f"RMSprop(name={self.name!r}, iterations={self._iterations}, device={self.device!r})"

@@ -225,8 +225,14 @@ def test_ema_finalize_and_mixed_dtypes():
         grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in init]
         gpu.apply([cuda.to_device(g) for g in grads], dx)
         cpu.apply(grads, hx)
+    averages = gpu.moving_averages()  # host copies; the device variables stay raw
+    assert all(type(a) is np.ndarray for a in averages)
+    for a, h in zip(averages, cpu.moving_averages()):
+        assert_close(a, h, h.dtype.type, "moving_averages")
     gpu.finalize_variable_values()
     cpu.finalize_variable_values()
+    for a, d in zip(averages, dx):
+        np.testing.assert_array_equal(a, host(d))
     for d, h in zip(dx, hx):
         assert_close(host(d), h, h.dtype.type, "finalize_variable_values")
 
@@ -312,6 +318,21 @@ def test_checkpoint_cpu_to_gpu(dtype):
         gpu.apply([cuda.to_device(a) for a in g], dx)
     for d, h in zip(dx, hx):
         assert_close(host(d), h, dtype, "CPU -> GPU checkpoint")
+
+
+def test_pickling_device_state_is_a_clear_error():
+    """An optimizer built on device arrays does not pickle (its state is on the GPU);
+    the error names the host-side way. Unbuilt, it pickles like any other."""
+    import copy
+    import pickle
+
+    dx = [cuda.to_device(np.zeros(4, np.float32))]
+    opt = RMSprop(**CKPT_KW)
+    assert pickle.loads(pickle.dumps(opt)).get_config() == opt.get_config()
+    opt.apply([cuda.to_device(np.ones(4, np.float32))], dx)
+    for save in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cuda device.*state_dict"):
+            save(opt)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -700,7 +700,10 @@ LR_BLOCK_STEPS = nro.LR_BLOCK
 def test_public_names():
     assert nr.minimize is nro.minimize and nr.rmsprop is nro.rmsprop
     params = inspect.signature(nr.minimize).parameters
-    assert list(params) == ["fun", "x0", "args", "jac", "bounds", "tol", "callback", "options"]
+    assert list(params) == ["fun", "x0", "args", "jac", "bounds", "tol", "callback", "options",
+                            "hess", "hessp", "constraints"]
+    assert all(params[k].kind == inspect.Parameter.KEYWORD_ONLY
+               for k in ("hess", "hessp", "constraints"))
 
 
 # ---------------------------------------------------------------------------

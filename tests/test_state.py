@@ -96,3 +96,51 @@ def test_config_round_trip_with_schedule():
 def test_state_dict_before_build_raises():
     with pytest.raises(ValueError, match="not built"):
         nr.RMSprop().state_dict()
+
+
+# ------------------------------------------------------------ reading the EMA
+def test_moving_averages_reads_the_ema_without_touching_the_weights():
+    rng = np.random.default_rng(3)
+    w = np.asfortranarray(rng.standard_normal((4, 3)).astype(np.float32))
+    b = np.zeros(3)
+    opt = nr.RMSprop(learning_rate=0.05, use_ema=True, ema_momentum=0.9)
+    for step in range(20):
+        opt.apply(grads_at(step, [w.shape, b.shape], np.float32)[:1]
+                  + [grads_at(step, [b.shape], np.float64)[0]], [w, b])
+    trained = [w.copy(), b.copy()]
+    avg_w, avg_b = opt.moving_averages()  # in build order
+    sd = opt.state_dict()
+    np.testing.assert_array_equal(avg_w, sd["average/0"], strict=True)
+    np.testing.assert_array_equal(avg_b, sd["average/1"], strict=True)
+    assert avg_w.dtype == np.float32 and avg_b.dtype == np.float64
+    assert not np.array_equal(avg_w, w)
+    np.testing.assert_array_equal(w, trained[0], strict=True)  # weights untouched
+    np.testing.assert_array_equal(b, trained[1], strict=True)
+    avg_w[...] = 7.0  # copies: the state does not change
+    np.testing.assert_array_equal(opt.state_dict()["average/0"], sd["average/0"])
+    # in the order of the variables passed; finalize_variable_values writes the same values
+    rev = opt.moving_averages([b, w])
+    np.testing.assert_array_equal(rev[0], sd["average/1"])
+    opt.finalize_variable_values([w, b])
+    np.testing.assert_array_equal(w, rev[1], strict=True)
+
+
+def test_moving_averages_needs_ema_and_a_built_optimizer():
+    with pytest.raises(ValueError, match="not built"):
+        nr.RMSprop(use_ema=True).moving_averages()
+    opt = nr.RMSprop()
+    opt.apply([np.ones(3)], [np.zeros(3)])
+    with pytest.raises(ValueError, match="use_ema"):
+        opt.moving_averages()
+
+
+def test_readme_documents_the_state_dict_keys_and_moving_averages():
+    import os
+
+    from numba_rmsprop.optimizer import STATE_KINDS
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "README.md"), encoding="utf-8").read()
+    for kind, _ in STATE_KINDS:
+        assert f"`{kind}/i`" in readme, kind
+    assert "moving_averages(" in readme
