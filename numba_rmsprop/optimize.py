@@ -16,10 +16,9 @@ arguments the two give bit-identical results.
 Each step is one call of Keras 3's RMSprop (:class:`numba_rmsprop.RMSprop`,
 same kernels, same dtype casts, same counter rules) on the single flat
 parameter vector, so ``nr.minimize`` with ``maxiter=k`` reproduces ``k``
-``RMSprop.apply`` calls exactly. (Exception: the front end always uses the
-serial kernels, so with ``clipnorm``/``global_clipnorm`` on more parameters
-than ``_config.PARALLEL_THRESHOLD_BYTES`` its float64 norm is summed in another
-order than ``RMSprop``'s threaded one.)
+``RMSprop.apply`` calls exactly (the front end always uses the serial
+kernels; norms for clipping are summed in the same blocked order by the
+serial and the threaded kernels).
 
 Loops
 -----
