@@ -8,10 +8,19 @@ schedules
     ``LearningRateSchedule`` and the six Keras schedules.
 minimize, rmsprop
     The ``scipy.optimize.minimize``-compatible front end.
+register_threadpoolctl
+    Let ``threadpoolctl.threadpool_limits`` limit the package's threads too
+    (done automatically when threadpoolctl is imported first).
 """
 
+import sys as _sys
+
 from . import schedules
+from ._threads import register_threadpoolctl
 from .optimizer import RMSprop
+
+if "threadpoolctl" in _sys.modules:
+    register_threadpoolctl()
 
 __version__ = "0.1.0"
 
@@ -25,4 +34,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'numba_rmsprop' has no attribute {name!r}")
 
 
-__all__ = ["RMSprop", "schedules", "minimize", "rmsprop", "__version__"]
+__all__ = ["RMSprop", "schedules", "minimize", "rmsprop", "register_threadpoolctl",
+           "__version__"]

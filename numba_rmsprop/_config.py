@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 
 #: Variables of at least this many bytes take the ``prange`` kernels; smaller
-#: ones take the serial (still vectorised) twins, because a parallel launch
-#: costs a few microseconds. The serial/parallel crossover measured on a
-#: 2-core machine (``benchmarks/bench_kernels.py --sections threshold``) was
-#: ~16k float32 and ~7k float64 elements: about 64 KiB for both. Override with
-#: ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES``.
-PARALLEL_THRESHOLD_BYTES: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES", 65536))
+#: ones take the serial (still vectorised) twins. Measured on a 2-core
+#: machine (``python -m benchmarks.report --sections threshold training``):
+#: alone on a quiet machine threads start to pay at ~256 KiB, but in a
+#: training loop, where OpenBLAS's threads spin on the other cores after
+#: each matmul, a launch on the OpenMP layer waited 3-10 ms for its team at
+#: every size up to 16 MiB (the 784-128-10 MLP loop ran 12x slower than
+#: serial), and on TBB threads gained at most 1.2x there. From 32 MiB on a
+#: launch costs less than the pass itself and threads still win alone (the
+#: 10M-element update). Override with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES``.
+PARALLEL_THRESHOLD_BYTES: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES",
+                                                   32 << 20))
 
 #: Numba threading layer requested before the first parallel launch, unless the
 #: user already chose one with ``NUMBA_THREADING_LAYER``. ``"threadsafe"`` picks

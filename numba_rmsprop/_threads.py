@@ -26,7 +26,8 @@ wins in such a loop, not only alone on a quiet machine:
   ``threadpoolctl.threadpool_limits`` limit: :func:`register_threadpoolctl`
   makes the package's kernels one of threadpoolctl's pools (``user_api``
   ``"numba_rmsprop"``), so ``threadpool_limits(1)`` limits them with BLAS.
-  It registers itself at import when threadpoolctl is already imported.
+  It is called at the package's import and at the first threaded launch when
+  threadpoolctl is imported by then (the package never imports it itself).
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def launch_parallel(kernel, *args):
         return kernel(*args, num_threads())
     with _LAUNCH_LOCK:
         request_layer()
+        if "threadpoolctl" in sys.modules:
+            register_threadpoolctl()
         try:
             result = kernel(*args, num_threads())
         except ValueError as exc:  # "No threading layer could be loaded"

@@ -56,3 +56,73 @@ def test_concurrent_apply_matches_serial_and_never_aborts(forced_layer):
         assert layer == forced_layer
     else:
         assert layer in ("omp", "tbb")
+
+
+def _run_script(code, **env_extra):
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    env.update(env_extra)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_default_threshold_keeps_training_sized_variables_serial():
+    """The measured policy: threads only from 32 MiB (see _config), so a 784x128 layer,
+    whose prange launch stalled for milliseconds beside BLAS, stays serial."""
+    from numba_rmsprop import _config
+    from numba_rmsprop._cpu_backend import CPUBackend
+
+    assert _config.PARALLEL_THRESHOLD_BYTES == 32 << 20 or \
+        "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES" in os.environ
+    assert not CPUBackend.use_parallel(784 * 128 * 4)
+    assert not CPUBackend.use_parallel(_config.PARALLEL_THRESHOLD_BYTES - 1)
+    assert CPUBackend.use_parallel(_config.PARALLEL_THRESHOLD_BYTES)
+
+
+def test_threadpoolctl_limits_the_package_threads():
+    out = _run_script("""
+        import numpy as np
+        import threadpoolctl                 # imported first: registered at import
+        import numba, numba_rmsprop as nr
+        from numba_rmsprop import _threads
+        x = np.ones(1000)
+        opt = nr.RMSprop(0.01)
+        opt.apply([np.ones(1000)], [x])      # threaded (threshold lowered): the pool loads
+        info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "numba_rmsprop"]
+        assert len(info) == 1, threadpoolctl.threadpool_info()
+        full = _threads.num_threads()
+        with threadpoolctl.threadpool_limits(1):
+            assert _threads.num_threads() == 1
+            opt.apply([np.ones(1000)], [x])
+        assert _threads.num_threads() == full
+        print("OK", full, info[0]["internal_api"])
+    """, NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1")
+    assert "OK" in out
+
+
+def test_number_of_threads_knob():
+    out = _run_script("""
+        import numba_rmsprop as nr
+        from numba_rmsprop import _threads
+        print("N", _threads.num_threads())
+    """, NUMBA_RMSPROP_NUM_THREADS="1")
+    assert "N 1" in out
+
+
+def test_tbb_from_the_wheel_is_used_when_installed():
+    """pip puts libtbb where the loader does not look; the package loads it by path."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb wheel is not installed")
+    out = _run_script("""
+        import numpy as np, numba, numba_rmsprop as nr
+        x = np.ones(1000)
+        nr.RMSprop(0.01).apply([np.ones(1000)], [x])
+        print("LAYER", numba.threading_layer())
+    """, NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1", LD_LIBRARY_PATH="")
+    assert "LAYER tbb" in out
