@@ -8,6 +8,8 @@ schedules
     ``LearningRateSchedule`` and the six Keras schedules.
 minimize, rmsprop
     The ``scipy.optimize.minimize``-compatible front end.
+minimize_many
+    Many independent ``minimize`` runs at once (CPU threads, or a GPU).
 register_threadpoolctl
     Let ``threadpoolctl.threadpool_limits`` limit the package's threads too
     (done automatically when threadpoolctl is imported first).
@@ -31,8 +33,12 @@ def __getattr__(name):
         from . import optimize as _front
 
         return getattr(_front, name)
+    if name == "minimize_many":
+        from .many import minimize_many
+
+        return minimize_many
     raise AttributeError(f"module 'numba_rmsprop' has no attribute {name!r}")
 
 
-__all__ = ["RMSprop", "schedules", "minimize", "rmsprop", "register_threadpoolctl",
-           "__version__"]
+__all__ = ["RMSprop", "schedules", "minimize", "rmsprop", "minimize_many",
+           "register_threadpoolctl", "__version__"]

@@ -56,7 +56,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import _config, _layout, _math, _plan, _rule
-from ._cpu import _cast, _clip_factors, _load, blocked_sumsq, segment_accumulate, segment_update
+from ._cpu import (_cast, _chunk, _clip_factors, _load, blocked_sumsq, segment_accumulate,
+                   segment_update)
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
@@ -96,7 +97,11 @@ BAD_LOSS = 7
 
 
 class RunState(NamedTuple):
-    """The arrays of one run (see the module docstring); ``x`` is row 0 of ``S``."""
+    """The arrays of one run, or of ``k`` runs (a leading axis; see the module docstring).
+
+    ``x`` is row 0 of ``S``. ``counters`` holds each run's ``(N, ema_freq)``
+    (the first two entries of ``cfg``, which are run 0's).
+    """
 
     S: np.ndarray
     T: np.ndarray
@@ -104,16 +109,31 @@ class RunState(NamedTuple):
     cfg: tuple
     x: np.ndarray
     r_avg: Optional[int]
+    counters: np.ndarray
 
 
-def make_state(spec, x0: np.ndarray, bounds, *, gtol: Optional[float], ftol: Optional[float],
-               patience: int, tol_momentum: float, initial_velocity: float) -> RunState:
+def _one(flags, what: str) -> bool:
+    """The value of boolean ``flags`` shared by every run (they decide the layout)."""
+    flags = np.asarray(flags)
+    if flags.size and flags.min() != flags.max():
+        raise ValueError(f"runs of one layout differ in {what}")  # pragma: no cover - grouped
+    return bool(flags.flat[0]) if flags.size else False
+
+
+def make_state(spec, x0: np.ndarray, bounds, *, gtol, ftol, patience, tol_momentum,
+               initial_velocity) -> RunState:
     """Lay out a run of :func:`step` for an RMSprop ``spec`` from ``x0``.
 
-    ``bounds`` is None or ``(lb, ub)`` in ``x0``'s dtype (rounded inward);
-    ``x0`` is projected onto them.
+    ``x0`` is one starting point ``(n,)``, or ``(k, n)`` for ``k`` runs; then
+    every numeric argument and every numeric attribute of ``spec`` may be a
+    ``(k,)`` array of per-run values (:func:`numba_rmsprop._layout.pack_constants`
+    casts them as it casts one). ``bounds`` is None or ``(lb, ub)`` in
+    ``x0``'s dtype (rounded inward); ``x0`` is projected onto them. ``gtol``
+    and ``ftol`` are None when not requested.
     """
     dt = x0.dtype
+    lead = x0.shape[:-1]
+    n = x0.shape[-1]
     rows = ["x", "v"]
     r = {}
 
@@ -123,7 +143,7 @@ def make_state(spec, x0: np.ndarray, bounds, *, gtol: Optional[float], ftol: Opt
         return r[name]
 
     r_mg = add("mg") if spec.centered else None
-    r_mom = add("mom") if spec.momentum > 0 else None
+    r_mom = add("mom") if _one(np.asarray(spec.momentum) > 0, "momentum > 0") else None
     r_acc = add("acc") if spec.accumulation_steps is not None else None
     r_avg = add("avg") if spec.use_ema else None
     r_bak = add("bak")
@@ -133,36 +153,42 @@ def make_state(spec, x0: np.ndarray, bounds, *, gtol: Optional[float], ftol: Opt
     if bounds is not None:
         r_lb = add("lb")
         add("ub")
-    S = np.zeros((len(rows), x0.size), dtype=dt)
-    x = S[0]
-    x[:] = x0
-    S[1] = initial_velocity
+    S = np.zeros(lead + (len(rows), n), dtype=dt)
+    x = S[..., 0, :]
+    x[...] = x0
+    S[..., 1, :] = np.asarray(initial_velocity, dtype=np.float64)[..., None]
     if bounds is not None:
-        S[r_lb], S[r_lb + 1] = bounds
+        S[..., r_lb, :], S[..., r_lb + 1, :] = bounds
         np.clip(x, bounds[0], bounds[1], out=x)
 
-    T = np.zeros(T_HEAD + x0.size, dtype=np.float64)
-    T[T_CLIP] = spec.clip if spec.clips_by_norm else 0.0
-    T[T_GTOL] = gtol if gtol is not None else 0.0
-    T[T_GBETA] = tol_momentum
-    T[T_GPOW] = 1.0
-    T[T_FTOL] = ftol if ftol is not None else 0.0
-    T[T_FBETA] = tol_momentum
-    T[T_FPOW] = 1.0
-    T[T_PATIENCE] = patience
+    T = np.zeros(lead + (T_HEAD + n,), dtype=np.float64)
+    T[..., T_CLIP] = spec.clip if spec.clips_by_norm else 0.0
+    T[..., T_GTOL] = gtol if gtol is not None else 0.0
+    T[..., T_GBETA] = tol_momentum
+    T[..., T_GPOW] = 1.0
+    T[..., T_FTOL] = ftol if ftol is not None else 0.0
+    T[..., T_FBETA] = tol_momentum
+    T[..., T_FPOW] = 1.0
+    T[..., T_PATIENCE] = patience
 
     clip = None
     if spec.clip_mode == "norm":
         clip = _math.CLIP_NORM
     elif spec.clip_mode == "global":
         clip = _math.CLIP_GLOBAL
+    counters = np.zeros(lead + (2,), dtype=np.int64)
+    if spec.accumulation_steps is not None:
+        counters[..., 0] = spec.accumulation_steps
+    if spec.use_ema and spec.ema_overwrite_frequency is not None:
+        counters[..., 1] = spec.ema_overwrite_frequency
+    first = counters.reshape(-1, 2)[0]
     cfg = (
-        int(spec.accumulation_steps or 0),
-        int(spec.ema_overwrite_frequency or 0) if spec.use_ema else 0,
+        int(first[0]), int(first[1]),
         1, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip,
         int(gtol is not None), int(ftol is not None), spec.switches,
     )
-    return RunState(S=S, T=T, P=spec.constants(dt).copy(), cfg=cfg, x=x, r_avg=r_avg)
+    P = _layout.pack_constants(spec, dt, lead)
+    return RunState(S=S, T=T, P=P, cfg=cfg, x=x, r_avg=r_avg, counters=counters)
 
 
 def _is_none(t) -> bool:
@@ -529,7 +555,7 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
     ``n_samples``) of the epoch's order of the rows of every data array (see
     :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
-    learning rate. ``hist[j]`` receives step ``j``'s loss.
+    learning rate. ``hist[j]`` receives step ``j``'s loss (``hist`` may be None).
 
     Returns ``(code, steps, loss)``: ``steps`` calls were made, and ``code`` is
     the stop code of the evaluation after them (``OK`` when all ran); on a
@@ -550,7 +576,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
         if not ok:
             return BAD_LOSS, j, f
         g = _as_grad(out[1], P)
-        hist[j] = f
+        if hist is not None:
+            hist[j] = f
         if g.size != n:
             return BAD_GRAD, j, f
         code = step_rows(R, g, T, P, cfg, f, it0 + j, lrs[lr_off + j])
@@ -559,3 +586,115 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
                 gbuf[i] = g[i]
             return code, j, f
     return OK, nsteps, f
+
+
+# ---------------------------------------------------------------- many runs
+# ``minimize_many`` (numba_rmsprop.many): k independent runs of one layout,
+# state arrays with a leading run axis (make_state with a (k, n) x0). Each
+# run is exactly one ``minimize`` run: the compiled loop calls run_segment
+# per run, the vectorized loop calls step_rows per run, with the run's own
+# views, scalars and counters.
+
+def _pick(args, marker, r):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_pick)
+def _pick_ov(args, marker, r):
+    """``args`` with ``args[j][r]`` where ``marker[j]`` is not None (the run's own rows)."""
+    items = args.types if isinstance(args, types.BaseTuple) else ()
+    marks = marker.types if isinstance(marker, types.BaseTuple) else ()
+    parts = "".join((f"args[{j}], " if _is_none(m) else f"args[{j}][r], ")
+                    for j, m in zip(range(len(items)), marks))
+    return _impl_from_source(f"def impl(args, marker, r):\n    return ({parts})\n")
+
+
+@njit(**_OPTS)
+def pick_arguments(args, marker, r):
+    """Run ``r``'s arguments (see :func:`_pick`); compiled to read their types."""
+    return _pick(args, marker, r)
+
+
+def _row_of(a, r):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_row_of, inline="always")
+def _row_of_ov(a, r):
+    """Row ``r`` of a per-run table, or its only row; ``a`` itself when not an array."""
+    if isinstance(a, types.Array) and a.ndim == 2:
+        def impl(a, r):
+            if a.shape[0] == 1:
+                return a[0]
+            return a[r]
+        return impl
+    return lambda a, r: a
+
+
+def _hist_row(H, r):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_hist_row, inline="always")
+def _hist_row_ov(H, r):
+    if _is_none(H):
+        return lambda H, r: None
+    return lambda H, r: H[r]
+
+
+@njit(nogil=True, **_OPTS)
+def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_size,
+                 n_samples, LR, lr_off, it0, left, runs, ids, codes, made, flast, H, G, lo, hi):
+    """:func:`run_segment` for each run in ``runs[lo:hi]``.
+
+    Releases the GIL: :func:`numba_rmsprop._threads.run_chunks` runs chunks
+    of the runs on several threads (a ``prange`` cannot carry the tuples of
+    arguments and switches into its outlined body).
+
+    Run ``r`` (``ids[r]`` in the whole batch, which indexes the per-run
+    arguments) makes up to ``left[r]`` steps from iteration ``it0`` with its
+    own state ``S[r], T[r], P[r]``, counters ``counters[r]`` (``N``,
+    ``ema_freq``), arguments (``_pick(args, marker, ids[r])``), epoch order
+    (row ``r`` of ``order``, or its only row) and learning rates (row ``r`` of
+    ``LR``, or its only row); ``codes[r], made[r], flast[r]`` receive
+    run_segment's ``(code, steps, loss)``, ``H[r]`` its losses (``H`` may be
+    None) and ``G[r]`` the gradient of a stop.
+    """
+    for q in range(lo, hi):
+        r = runs[q]
+        cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
+        code, done, f = run_segment(fun, S[r], T[r], P[r], cfg_r, _pick(args, marker, ids[r]),
+                                    _row_of(order, r), start, batch_size, n_samples,
+                                    _row_of(LR, r), lr_off, it0, left[r], _hist_row(H, r), G[r])
+        codes[r] = code
+        made[r] = done
+        flast[r] = f
+
+
+@njit(**_OPTS)
+def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes):
+    """One vectorized step: :func:`step_rows` for each run ``runs[j]`` with loss ``f[j]`` and
+    gradient ``G[j]``; ``codes[j]`` receives its stop code."""
+    for j in range(runs.size):
+        r = runs[j]
+        cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
+        codes[j] = step_rows(rows(S[r], cfg_r), G[j], T[r], P[r], cfg_r, f[j], it,
+                             _row_of(LR, r)[lr_off])
+
+
+@njit(nogil=True, **_OPTS)
+def many_final(fun, X, args, marker, runs, F, G, ok, lo, hi):
+    """``fun(X[r].copy(), *args_r)`` on all data for each run in ``runs[lo:hi]``: its
+    loss into ``F[r]`` and gradient into ``G[r]``; ``ok[r]`` is 0 when the loss or
+    gradient has another number of elements."""
+    n = X.shape[1]
+    for q in range(lo, hi):
+        r = runs[q]
+        out = _call(fun, X[r].copy(), _pick(args, marker, r), 0, 0, None)
+        good, f = _as_loss(out[0])
+        g = _as_grad(out[1], X[r])
+        F[r] = f
+        ok[r] = 1 if good and g.size == n else 0
+        if ok[r] == 1:
+            for i in range(n):
+                G[r, i] = g[i]

@@ -41,26 +41,34 @@ CORRECTION = 13       # bias correction 1 - rho**t of the t-th update, in the dt
 N_SLOTS = 14
 
 
-def pack_constants(spec, dtype) -> np.ndarray:
-    """A new ``P`` for ``dtype`` with the build-time slots filled from ``spec``.
+def pack_constants(spec, dtype, shape: tuple = ()) -> np.ndarray:
+    """A new ``P`` for ``dtype`` (of ``shape + (N_SLOTS,)``) with the build-time slots
+    filled from ``spec``.
 
+    A numeric attribute of ``spec`` may be an array of ``shape`` (one value per
+    run of ``minimize_many``); each value is cast exactly as a single one is.
     Slots of options that are off hold 0 (they are never read: the element
     rule's switches prune them).
     """
     t = np.dtype(dtype).type
-    P = np.zeros(N_SLOTS, dtype=dtype)
-    P[RHO] = t(spec.rho)
-    P[ONE_MINUS_RHO] = t(1.0 - spec.rho)
-    P[EPSILON] = t(spec.epsilon)
-    P[MOMENTUM] = t(spec.momentum)
-    P[WEIGHT_DECAY] = t(spec.weight_decay or 0.0)
-    P[LOSS_SCALE] = t(spec.loss_scale_factor or 1.0)
-    P[N_ACCUMULATE] = t(spec.accumulation_steps or 1)
-    P[CLIP_VALUE] = t(spec.clip if spec.clip_mode == "value" else 0.0)
-    ema = t(spec.ema_momentum)
-    P[EMA_MOMENTUM] = ema
-    P[EMA_ONE_MINUS] = t(1) - ema
-    P[CORRECTION] = 1
+
+    def cast(value, off=0.0):
+        return t(off) if value is None else np.asarray(value, dtype=np.float64).astype(t)
+
+    P = np.zeros(tuple(shape) + (N_SLOTS,), dtype=dtype)
+    rho = np.asarray(spec.rho, dtype=np.float64)
+    P[..., RHO] = cast(rho)
+    P[..., ONE_MINUS_RHO] = cast(1.0 - rho)
+    P[..., EPSILON] = cast(spec.epsilon)
+    P[..., MOMENTUM] = cast(spec.momentum)
+    P[..., WEIGHT_DECAY] = cast(spec.weight_decay)
+    P[..., LOSS_SCALE] = cast(spec.loss_scale_factor, 1.0)
+    P[..., N_ACCUMULATE] = cast(spec.accumulation_steps, 1.0)
+    P[..., CLIP_VALUE] = cast(spec.clip if spec.clip_mode == "value" else None)
+    ema = cast(spec.ema_momentum)
+    P[..., EMA_MOMENTUM] = ema
+    P[..., EMA_ONE_MINUS] = t(1) - ema
+    P[..., CORRECTION] = 1
     return P
 
 

@@ -130,6 +130,39 @@ def launch_parallel(kernel, *args):
         return result
 
 
+# ------------------------------------------------------------------ chunks
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def run_chunks(kernel, m: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over chunks of ``range(m)`` on :func:`num_threads` threads.
+
+    For ``nogil`` kernels whose chunks are independent and long (the
+    ``minimize_many`` loops). Python threads wait on a lock when idle, so
+    nothing spins beside BLAS, and a thread that is descheduled delays only
+    the chunk it holds: there are four chunks per thread, taken in turn.
+    Exceptions of a chunk are raised here.
+    """
+    threads = min(num_threads(), m)
+    if threads <= 1:
+        kernel(*args, 0, m)
+        return
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=threads,
+                                       thread_name_prefix="numba_rmsprop")
+        pool = _POOL
+    nchunks = min(m, 4 * threads)
+    bounds = [((c * m) // nchunks, ((c + 1) * m) // nchunks) for c in range(nchunks)]
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in bounds]
+    for f in futures:
+        f.result()
+
+
 # ------------------------------------------------------------------ threadpoolctl
 _registered = False
 

@@ -537,7 +537,7 @@ class _Run:
         state = C.make_state(self.opt._spec, x0, bnds, gtol=self.gtol, ftol=self.ftol,
                              patience=self.patience, tol_momentum=self.tol_momentum,
                              initial_velocity=self.opt.initial_velocity)
-        self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state
+        self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state[:6]
         self.bak = self.S[self.cfg[C.C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
