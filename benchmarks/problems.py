@@ -192,3 +192,47 @@ def minibatches(n_samples: int, batch: int, seed: int = 0):
         perm = rng.permutation(n_samples)
         for s in range(0, n_samples - batch + 1, batch):
             yield perm[s:s + batch]
+
+
+# ---------------------------------------------------------------- decay curves
+def decay_data(k: int = 20000, m: int = 32, noise: float = 0.02, seed: int = 0):
+    """``k`` noisy curves ``a * exp(-t / tau) + c`` on ``m`` time points, one per "pixel".
+
+    Returns ``(t, Y, truth)``: times ``(m,)``, curves ``(k, m)`` and the true
+    ``(a, tau, c)`` per curve ``(k, 3)``.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 5.0, m)
+    truth = np.column_stack([rng.uniform(0.5, 2.0, k), rng.uniform(0.5, 2.0, k),
+                             rng.uniform(-0.2, 0.2, k)])
+    a, tau, c = truth.T
+    Y = a[:, None] * np.exp(-t[None, :] / tau[:, None]) + c[:, None]
+    Y += noise * rng.standard_normal(Y.shape)
+    return t, Y, truth
+
+
+def decay_start(k: int):
+    """One starting point ``(a, tau, c) = (1, 1, 0)`` per curve."""
+    return np.tile(np.array([1.0, 1.0, 0.0]), (k, 1))
+
+
+def _decay(p, t, y):
+    a, tau, c = p[0], p[1], p[2]
+    e = np.exp(-t / tau)
+    r = a * e + c - y
+    m = t.size
+    g = np.empty(3)
+    g[0] = np.sum(r * e) / m
+    g[1] = np.sum(r * a * e * t) / (tau * tau) / m
+    g[2] = np.sum(r) / m
+    return 0.5 * np.sum(r * r) / m, g
+
+
+#: Mean squared residual of the decay model and its gradient; ``fun(p, t, y)``.
+decay = _decay
+decay_njit = njit(cache=True)(_decay)
+
+
+def decay_residuals(p, t, y):
+    """Residuals for ``scipy.optimize.least_squares``."""
+    return p[0] * np.exp(-t / p[1]) + p[2] - y

@@ -189,11 +189,12 @@ def check_run_args(args: tuple, run_args, k: int) -> tuple:
             raise ValueError(f"`run_args` entry {j!r} is not a position in `args` "
                              f"(which has {len(args)} elements).")
         j = int(j) % len(args)
-        rows = np.shape(args[j])[:1]
+        shape = tuple(getattr(args[j], "shape", None) or np.shape(args[j]))
+        rows = shape[:1]
         if rows != (k,):
             raise ValueError(
                 f"`run_args` names args[{j}], which must hold one row per run: axis 0 of "
-                f"length {k} (X0 has {k} runs); got shape {np.shape(args[j])}.")
+                f"length {k} (X0 has {k} runs); got shape {shape}.")
         positions.append(j)
     return tuple(sorted(set(positions)))
 
@@ -245,8 +246,10 @@ class _Group:
 class _Batch:
     """One ``minimize_many`` call: checks, groups, the loops and the result."""
 
-    def __init__(self, fun, X0, args, jac, bounds, options, run_args, vectorized, callback):
+    def __init__(self, fun, X0, args, jac, bounds, options, run_args, vectorized, callback,
+                 device=False):
         X = check_X0(X0)
+        self.device = device
         self.k, self.n = k, n = X.shape
         self.dtype = X.dtype
         self.fun, self.jac, self.args, self.vectorized = fun, jac, args, vectorized
@@ -394,7 +397,11 @@ class _Batch:
         self.res = _Results(self.k, self.n, self.dtype, self.loop["return_history"])
         for group in self.groups:
             state = self._state(group)
-            if self.mode == "compiled":
+            if self.device:
+                from . import _many_cuda
+
+                _many_cuda.run_group(self, group, state)
+            elif self.mode == "compiled":
                 self._run_compiled(group, state)
             else:
                 self._run_vectorized(group, state)
@@ -548,9 +555,7 @@ class _Batch:
         from numba import typeof, types
 
         marker = self._marker()
-        sig_pick = (typeof(self.args), typeof(marker), types.int64)
-        C.pick_arguments.compile(sig_pick)
-        picked = C.pick_arguments.overloads[sig_pick].signature.return_type
+        picked = self._picked_types()
         order0 = None
         if self.batched:
             order0 = 1 if not self.data.shuffle else np.zeros((1, self.data.n_samples),
@@ -560,18 +565,7 @@ class _Batch:
                                          else order0))
         C.batch_arguments.compile(bsig)
         batch_types = C.batch_arguments.overloads[bsig].signature.return_type
-        x_type = typeof(st.S[0, 0])
-        fargs = (x_type,) + tuple(batch_types)
-        try:
-            self.fun.compile(fargs)
-            ret = self.fun.overloads[fargs].signature.return_type
-        except Exception as exc:
-            text = str(exc).strip()
-            raise ValueError(
-                "`fun` did not compile for the runs' arguments "
-                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''}); pass "
-                "compiled=False to run it from Python.") from None
-        ftype = types.FunctionType(ret(*fargs))
+        ftype = self._function_type(typeof(st.S[0, 0].copy()), batch_types)
         LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
         H = np.zeros((1, 1)) if self.res.history is not None else None
         sig = (ftype, typeof(st.S), typeof(st.T), typeof(st.P), typeof(st.cfg),
@@ -582,6 +576,39 @@ class _Batch:
                typeof(np.zeros(1)), typeof(H), typeof(np.zeros((1, self.n), self.dtype)), i64,
                i64)
         return C.many_segment.compile(sig)
+
+    def _function_type(self, x_type, arg_types):
+        """The first-class function type of ``fun`` called with these argument types."""
+        from numba import types
+
+        fargs = (x_type,) + tuple(arg_types)
+        try:
+            self.fun.compile(fargs)
+        except Exception as exc:
+            text = str(exc).strip()
+            raise ValueError(
+                "`fun` did not compile for the runs' arguments "
+                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''}); pass "
+                "compiled=False to run it from Python.") from None
+        ret = self.fun.overloads[fargs].signature.return_type
+        return types.FunctionType(ret(*fargs))
+
+    def _picked_types(self):
+        from numba import typeof, types
+
+        sig = (typeof(self.args), typeof(self._marker()), types.int64)
+        C.pick_arguments.compile(sig)
+        return C.pick_arguments.overloads[sig].signature.return_type
+
+    def _compile_final(self, X, runs, F, G, ok):
+        """Entry point of ``many_final`` (the objective on all data, per run)."""
+        from numba import typeof, types
+
+        ftype = self._function_type(typeof(X[0]), self._picked_types())
+        i64 = types.int64
+        sig = (ftype, typeof(X), typeof(self.args), typeof(self._marker()), typeof(runs),
+               typeof(F), typeof(G), typeof(ok), i64, i64)
+        return C.many_final.compile(sig)
 
     def _marker(self) -> tuple:
         """Per argument: True for the per-run ones (``run_args``), None for shared ones."""
@@ -707,7 +734,8 @@ class _Batch:
             ok = np.zeros(self.k, dtype=np.int64)
             Xall = np.zeros((self.k, self.n), self.dtype)
             Xall[runs[need]] = X
-            _threads.run_chunks(C.many_final, need.size, self.fun, Xall, self.args,
+            final = self._compile_final(Xall, runs[need], F, Gall, ok)
+            _threads.run_chunks(final, need.size, self.fun, Xall, self.args,
                                 self._marker(), runs[need], F, Gall, ok)
             for r in runs[need]:
                 if not ok[r]:

@@ -450,3 +450,97 @@ def test_device_variables_must_be_float32_or_float64(dtype):
 def test_simulator_counts_as_usable():
     _cuda.require_cuda()
     assert RMSprop(device="cuda").device == "cuda"
+
+
+# ---------------------------------------------------------------- minimize_many on the GPU
+@cuda.jit
+def _quad_kernel(X, C, w, f, G):
+    """f[j] = 0.5 sum w (x - c)^2, G[j] = w (x - c): one thread per run, the CPU's order."""
+    j = cuda.grid(1)
+    if j < X.shape[0]:
+        s = 0.0
+        for i in range(X.shape[1]):
+            d = X[j, i] - C[j, i]
+            G[j, i] = w[i] * d
+            s += w[i] * d * d
+        f[j] = 0.5 * s
+
+
+def _quad_device(X, C, w):
+    m = X.shape[0]
+    f = cuda.device_array(m, np.float64)
+    G = cuda.device_array(X.shape, X.dtype)
+    _quad_kernel[max(1, (m + 3) // 4), 4](X, C, w, f, G)
+    return f, G
+
+
+def _quad_host(X, C, w):
+    """The device objective's arithmetic on the host, scalar by scalar."""
+    f, G = np.zeros(X.shape[0]), np.zeros_like(X)
+    for j in range(X.shape[0]):
+        s = 0.0
+        for i in range(X.shape[1]):
+            d = X[j, i] - C[j, i]
+            G[j, i] = w[i] * d
+            s += w[i] * d * d
+        f[j] = 0.5 * s
+    return f, G
+
+
+MANY_CASES = {
+    "per_run": dict(learning_rate=[0.05, 0.1, 0.2, 0.3], momentum=[0.0, 0.9, 0.5, 0.0],
+                    maxiter=[3, 8, 12, 20]),
+    "tolerances": dict(gtol=[1e-1, 1e-2, 1e-3, 1e-4], tol_momentum=0.0, learning_rate=0.1,
+                       maxiter=30, centered=True, use_ema=True, ema_overwrite_frequency=3),
+    "variants": dict(nr_like="torch", momentum=0.9, weight_decay=0.05, maxiter=10,
+                     gradient_accumulation_steps=2),
+    "bounds_and_optax": dict(nr_like="optax", momentum=0.9, nesterov=True,
+                             bias_correction=True, maxiter=10, bounds=True),
+    "clipnorm": dict(clipnorm=[0.1, 0.5, 1.0, 2.0], learning_rate=0.1, maxiter=8),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", list(MANY_CASES))
+def test_minimize_many_on_the_device_matches_the_host(case, dtype):
+    """The device loop against the host's vectorized loop on the same problem: equal to
+    the last bit except where a clip norm is summed (a tree on the device)."""
+    import numba_rmsprop as nr
+
+    options = dict(MANY_CASES[case])
+    like = options.pop("nr_like", None)
+    bounds = [(-1.5, 1.5)] * 3 if options.pop("bounds", False) else None
+    maxiter = options.pop("maxiter")
+    if like == "torch":
+        options = dict(nr.RMSprop.like_torch(lr=0.05, **options).get_config())
+    elif like == "optax":
+        options = dict(nr.RMSprop.like_optax(0.05, **options).get_config())
+    options.pop("name", None)
+    options["maxiter"] = maxiter
+    rng = np.random.default_rng(3)
+    X0 = rng.standard_normal((4, 3)).astype(dtype)
+    Cm = (rng.standard_normal((4, 3)) * 2).astype(dtype)
+    w = np.array([1.0, 2.0, 0.5], dtype)
+    dev = nr.minimize_many(_quad_device, cuda.to_device(X0), args=(cuda.to_device(Cm),
+                           cuda.to_device(w)), run_args=(0,), vectorized=True,
+                           bounds=bounds, options=options)
+    hostres = nr.minimize_many(_quad_host, X0, args=(Cm, w), run_args=(0,), vectorized=True,
+                               bounds=bounds, options=options)
+    for name in ("nit", "nfev", "status"):
+        np.testing.assert_array_equal(dev[name], hostres[name], err_msg=name)
+    assert dev.message == hostres.message
+    if case == "clipnorm":
+        np.testing.assert_allclose(dev.x, hostres.x, rtol=RTOL[dtype])
+    else:
+        np.testing.assert_array_equal(dev.x, hostres.x)
+        np.testing.assert_array_equal(dev.fun, hostres.fun)
+
+
+def test_minimize_many_on_the_device_needs_vectorized():
+    import numba_rmsprop as nr
+
+    with pytest.raises(ValueError, match="vectorized=True"):
+        nr.minimize_many(_quad_device, cuda.to_device(np.zeros((2, 3))))
+    with pytest.raises(ValueError, match="batch_size"):
+        nr.minimize_many(_quad_device, cuda.to_device(np.zeros((2, 3))), vectorized=True,
+                         options=dict(batch_size=2))

@@ -196,6 +196,30 @@ for t in (f32, f64):
     for nd, kernel in C._STRIDED.items():
         ptx(kernel, (types.Array(t, nd, "A"), a1(t), i64, i64))
 ptx(C._fill_kernel, (a1(i32), i32))
+
+# minimize_many's fused step (one block per run) for a few layouts, and its gathers.
+from numba_rmsprop import RMSprop, _compiled, _many_cuda as M
+
+for kw, bounds in [({}, False), (dict(momentum=0.9, centered=True, use_ema=True,
+                                      gradient_accumulation_steps=2, clipnorm=1.0), True),
+                   (dict(momentum=0.9, nesterov=True, bias_correction=True,
+                         global_clipnorm=1.0, maximize=True, weight_decay=0.1,
+                         decoupled_weight_decay=False), False)]:
+    spec = RMSprop(**kw)._spec
+    for t in (f32, f64):
+        dt = np.float32 if t is f32 else np.float64
+        lb = (np.zeros(3, dt), np.ones(3, dt)) if bounds else None
+        st = _compiled.make_state(spec, np.zeros((2, 3), dt), lb, gtol=1e-3, ftol=1e-3,
+                                  patience=3, tol_momentum=0.9, initial_velocity=0.0)
+        for per_run in (False, True):
+            k = M._make_step_kernel(st.cfg, bounds, per_run, dt)
+            sig = (types.Array(t, 3, "C"), types.Array(t, 2, "C"), a1(f64),
+                   types.Array(f64, 2, "C"), types.Array(t, 2, "C"), types.Array(i64, 2, "C"),
+                   a1(i64), i64, t, a1(t), a1(i64))
+            src = ptx(k, sig)
+            n += 1
+    ptx(M._gather_rows, (types.Array(t, 3, "C"), a1(i64), types.Array(t, 2, "C")))
+    ptx(M._take_rows, (types.Array(t, 2, "C"), a1(i64), types.Array(t, 2, "C")))
 print(f"compiled {n} configured kernels and the helpers")
 """
 
