@@ -235,6 +235,10 @@ def run_options(shared: dict, per_run: dict, i: int) -> dict:
 
 
 # ===================================================================== the batch
+class _NoCompile(Exception):
+    """The compiled loop cannot take this objective (the message says why)."""
+
+
 class _Group:
     """Runs that share one state layout (see the module docstring)."""
 
@@ -395,23 +399,32 @@ class _Batch:
         if self.mode == "each":
             return self._solve_each()
         self.res = _Results(self.k, self.n, self.dtype, self.loop["return_history"])
-        for group in self.groups:
-            state = self._state(group)
+        states = [self._state(group) for group in self.groups]
+        if self.mode == "compiled" and not self.device:
+            try:
+                self._entries = [self._compile(g, st) for g, st in zip(self.groups, states)]
+            except _NoCompile as exc:
+                if self.options0.get("compiled", "auto") is True:
+                    raise ValueError(f"compiled=True, but {exc}.") from None
+                warnings.warn(f"numba_rmsprop: minimize_many runs each run's nr.minimize: "
+                              f"{exc}", RuntimeWarning, stacklevel=3)
+                return self._solve_each(compiled=False)
+        for group, state in zip(self.groups, states):
             if self.device:
                 from . import _many_cuda
 
                 _many_cuda.run_group(self, group, state)
             elif self.mode == "compiled":
-                self._run_compiled(group, state)
+                self._run_compiled(group, state, self._entries[self.groups.index(group)])
             else:
                 self._run_vectorized(group, state)
         return self.res.result(self)
 
-    def _solve_each(self) -> OptimizeResult:
+    def _solve_each(self, **forced) -> OptimizeResult:
         """One ``nr.minimize`` per run, assembled."""
         results = []
         for i in range(self.k):
-            o = run_options(self.shared, self.per_run, i)
+            o = dict(run_options(self.shared, self.per_run, i), **forced)
             results.append(_solve(self.fun, self.X0[i], self._run_arguments(i), self.jac, None,
                                   self.bounds_spec, (), None, o, stacklevel=4))
         return _stack(results, self.n, self.dtype)
@@ -487,9 +500,8 @@ class _Batch:
             self.res.finish_limit(int(runs[q]), self)
         return active[~done]
 
-    def _run_compiled(self, group: _Group, st: "_State") -> None:
+    def _run_compiled(self, group: _Group, st: "_State", entry) -> None:
         """The compiled loop over the group's runs (see the module docstring)."""
-        entry = self._compile(group, st)
         runs, res = group.runs, self.res
         m = runs.size
         active = np.arange(m, dtype=np.int64)
@@ -586,10 +598,9 @@ class _Batch:
             self.fun.compile(fargs)
         except Exception as exc:
             text = str(exc).strip()
-            raise ValueError(
+            raise _NoCompile(
                 "`fun` did not compile for the runs' arguments "
-                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''}); pass "
-                "compiled=False to run it from Python.") from None
+                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})") from None
         ret = self.fun.overloads[fargs].signature.return_type
         return types.FunctionType(ret(*fargs))
 

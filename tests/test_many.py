@@ -318,3 +318,22 @@ def test_runs_that_stop_early_cost_nothing_further(problem):
     nr.minimize_many(fun, X0, args=(C, w), run_args=(0,), vectorized=True,
                      options=dict(maxiter=[1, 2, 3, 4, 5, 6]))
     assert rows[:6] == [6, 5, 4, 3, 2, 1]
+
+
+def test_an_objective_that_does_not_compile_falls_back_with_a_warning(problem):
+    X0, C, w = problem
+
+    def quad_any(x, c, w):
+        d = x - c
+        return 0.5 * np.sum(w * d * d), w * d
+
+    # A fixed signature (any-layout arrays) that the loop's C-contiguous types do not
+    # match exactly, and that cannot compile another.
+    fixed = njit("Tuple((float64, float64[:]))(float64[:], float64[:], float64[:])")(quad_any)
+    with pytest.warns(RuntimeWarning, match="each run's nr.minimize"):
+        res = nr.minimize_many(fixed, X0[:2], args=(C[:2], w), run_args=(0,),
+                               options=dict(maxiter=3))
+    assert res.nit.tolist() == [3, 3]
+    with pytest.raises(ValueError, match="compiled=True, but"):
+        nr.minimize_many(fixed, X0[:2], args=(C[:2], w), run_args=(0,),
+                         options=dict(maxiter=3, compiled=True))
