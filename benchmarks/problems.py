@@ -218,14 +218,20 @@ def decay_start(k: int):
 
 def _decay(p, t, y):
     a, tau, c = p[0], p[1], p[2]
-    e = np.exp(-t / tau)
-    r = a * e + c - y
     m = t.size
+    f = ga = gt = gc = 0.0
+    for i in range(m):
+        e = np.exp(-t[i] / tau)
+        r = a * e + c - y[i]
+        f += r * r
+        ga += r * e
+        gt += r * a * e * t[i]
+        gc += r
     g = np.empty(3)
-    g[0] = np.sum(r * e) / m
-    g[1] = np.sum(r * a * e * t) / (tau * tau) / m
-    g[2] = np.sum(r) / m
-    return 0.5 * np.sum(r * r) / m, g
+    g[0] = ga / m
+    g[1] = gt / (tau * tau) / m
+    g[2] = gc / m
+    return 0.5 * f / m, g
 
 
 #: Mean squared residual of the decay model and its gradient; ``fun(p, t, y)``.

@@ -19,6 +19,8 @@ EXPECTED = {
     "noisy_objective.py": ["BFGS", "RMSprop, decaying lr + EMA + ftol"],
     "schedules_accumulation.py": ["CosineDecayRestarts", "use_ema=False", "use_ema=True"],
     "numba_neural_net.py": ["gradient check", "bit-identical after", "True"],
+    "pixel_fit.py": ["5,000 curves", "nr.minimize_many:", "least_squares", "median |error|"],
+    "lr_sweep.py": ["6 learning rates x 3 seeds = 18 runs", "best learning rate"],
 }
 
 
