@@ -112,13 +112,12 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
             "apply, 10 elements": t_apply, "own / apply": own / t_apply}
 
 
-def measure(**kw) -> dict:
-    sizes = dict(per_run_step={}, pixel_fit={}, vectorized_overhead={})
-    for name in sizes:
-        sizes[name].update(kw.get(name, {}))
-    return {"per_run_step": per_run_step(**sizes["per_run_step"]),
-            "pixel_fit": pixel_fit(**sizes["pixel_fit"]),
-            "vectorized_overhead": vectorized_overhead(**sizes["vectorized_overhead"])}
+def measure(per_run_step_kw=None, pixel_fit_kw=None, vectorized_overhead_kw=None,
+            **parts) -> dict:
+    """The three measurements; ``parts`` may give each one's arguments by its name."""
+    return {"per_run_step": per_run_step(**parts.get("per_run_step", {})),
+            "pixel_fit": pixel_fit(**parts.get("pixel_fit", {})),
+            "vectorized_overhead": vectorized_overhead(**parts.get("vectorized_overhead", {}))}
 
 
 class PerRunStep(C.Benchmark):

@@ -156,6 +156,31 @@ def fmt_threshold(r, kw):
     return lines + [f"{layer}: not available ({why})" for layer, why in missing.items()]
 
 
+def fmt_many(r, kw):
+    def val(v):
+        if isinstance(v, float) and v < 1.0 and v > 0 and not any(w in k for w in ("ratio", "/")):
+            return C.fmt_time(v)
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = []
+    for part, title in (("per_run_step", "k runs of the 10-parameter quadratic (compiled)"),
+                        ("pixel_fit", "per-pixel decay fit (3 parameters, compiled)"),
+                        ("vectorized_overhead", "vectorized=True, k = 1000, n = 10")):
+        rows = []
+        for k, v in r[part].items():
+            if isinstance(v, float) and ("(s)" in k):
+                rows.append([k, f"{v:.2f} s"])
+            elif isinstance(v, float) and ("ratio" in k or "speedup" in k or "/" in k
+                                           or "|" in k):
+                rows.append([k, f"{v:.3g}"])
+            else:
+                rows.append([k, C.fmt_time(v) if isinstance(v, float) else str(v)])
+        lines += [f"**{title}**", ""] + C.md_table(["measurement", "value"], rows) + [""]
+    return lines + ["Targets: per run-step on one thread <= 1.5x one run's per-step cost; two "
+                    "threads >= 1.7x one; the per-pixel fit >= 20x a Python loop of "
+                    "nr.minimize; the vectorized loop's own cost <= 3x one 10-element apply."]
+
+
 def fmt_cuda(r, kw):
     if "skipped" in r:
         return [f"Skipped: {r['skipped'].rstrip('.')}."]
@@ -194,6 +219,10 @@ SECTIONS = {
                        configs=["plain"])),
     "many": ("Many small tensors", "bench_step.many_tensors", fmt_times("one apply, float32"),
              dict(repeat=15, min_time=0.05), dict(repeat=2, min_time=0.0)),
+    "many": ("minimize_many: many runs at once", "bench_many.measure", fmt_many, {},
+             dict(per_run_step=dict(k=20, steps=20, repeat=1),
+                  pixel_fit=dict(k=50, steps=10, sample=5, repeat=1),
+                  vectorized_overhead=dict(k=20, steps=20, repeat=1))),
     "threshold": ("Serial/parallel crossover, alone and in a loop with BLAS",
                   "bench_step.threshold", fmt_threshold, dict(repeat=7),
                   dict(repeat=1, sizes=[1000])),
@@ -207,7 +236,7 @@ SECTIONS = {
     "cuda": ("CUDA", "bench_cuda.measure", fmt_cuda,
              dict(sizes=[10_000_000, 100_000_000], repeat=20), dict(sizes=[1_000_000], repeat=3)),
 }
-PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small"],
+PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small", "many"],
            "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"],
            "side_by_side": ["time_to_loss", "torch_loop"]}
 PRESETS["all"] = PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]

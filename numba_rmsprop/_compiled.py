@@ -11,7 +11,7 @@ Three things live here:
     (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
     gradient), then the RMSprop call itself through the same element rule
     and segment loops :class:`~numba_rmsprop.RMSprop` uses
-    (:func:`numba_rmsprop._cpu.segment_update`, with the same per-call
+    (:func:`numba_rmsprop._cpu.update_loop`, with the same per-call
     scalars, :mod:`numba_rmsprop._layout`, and the same counter rules,
     :mod:`numba_rmsprop._plan`), the projection onto the bounds and a
     rollback when the update overflowed. The Python loop calls it once per
@@ -56,8 +56,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import _config, _layout, _math, _plan, _rule
-from ._cpu import (_cast, _chunk, _clip_factors, _load, blocked_sumsq, segment_accumulate,
-                   segment_update)
+from ._cpu import (_cast, _clip_factors, _load, blocked_sumsq, segment_accumulate,
+                   update_loop)
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
@@ -432,7 +432,7 @@ def step_rows(R, g, T, P, cfg, f, it, lr):
     s = _load(P)
     if update:
         num, den = _clip_step(g, acc, s, sw, T, P, cfg[C_CLIP])
-        segment_update(x, 0, g, v, mg, mom, acc, avg, s, sw, num, den, True, overwrite)
+        update_loop(x, g, v, mg, mom, acc, avg, s, sw, num, den, True, overwrite)
     else:
         _accumulate(x, g, acc, avg, s, sw, overwrite)
     if _finish(x, avg, bak, abak, lb, ub):
@@ -550,8 +550,9 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     loop compiles once per signature of the objective -- not once per
     objective -- and is cached on disk; the objective runs through its own
     compiled code, exceptions included. ``fun(x, *batch)`` returns
-    ``(loss, gradient)``; ``x`` is a fresh copy of the iterate per call, as
-    the Python loop passes it. When ``batched`` is not
+    ``(loss, gradient)``; ``x`` is a copy of the iterate, as the Python loop
+    passes one (one buffer, refreshed before every call: an objective that
+    modifies it changes nothing, but one that keeps it sees it change). When ``batched`` is not
     None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
     ``n_samples``) of the epoch's order of the rows of every data array (see
     :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
@@ -565,13 +566,16 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     x = R[0]
     n = x.size
     f = np.nan
+    xc = np.empty_like(x)  # the objective's copy of x, refreshed every step
     for j in range(nsteps):
         a = start + j * batch_size
         b = min(a + batch_size, n_samples)
         # A fresh copy per evaluation, as the Python loop passes: an objective
         # that modifies (or keeps, in a container of its arguments) its ``x``
         # must not change the run.
-        out = _call(fun, x.copy(), args, a, b, batched)
+        for i in range(n):
+            xc[i] = x[i]
+        out = _call(fun, xc, args, a, b, batched)
         ok, f = _as_loss(out[0])
         if not ok:
             return BAD_LOSS, j, f
@@ -674,12 +678,17 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
 @njit(**_OPTS)
 def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes):
     """One vectorized step: :func:`step_rows` for each run ``runs[j]`` with loss ``f[j]`` and
-    gradient ``G[j]``; ``codes[j]`` receives its stop code."""
+    gradient ``G[j]``; ``codes[j]`` receives its stop code. Returns how many stopped."""
+    stops = 0
     for j in range(runs.size):
         r = runs[j]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
-        codes[j] = step_rows(rows(S[r], cfg_r), G[j], T[r], P[r], cfg_r, f[j], it,
-                             _row_of(LR, r)[lr_off])
+        code = step_rows(rows(S[r], cfg_r), G[j], T[r], P[r], cfg_r, f[j], it,
+                         _row_of(LR, r)[lr_off])
+        codes[j] = code
+        if code != OK:
+            stops += 1
+    return stops
 
 
 @njit(nogil=True, **_OPTS)

@@ -506,7 +506,6 @@ class _Batch:
         m = runs.size
         active = np.arange(m, dtype=np.int64)
         it, epoch_pos, order = 0, 0, None
-        self._epoch = 0
         codes = np.zeros(m, dtype=np.int64)
         made = np.zeros(m, dtype=np.int64)
         flast = np.full(m, np.nan)
@@ -526,7 +525,6 @@ class _Batch:
             start = 0
             if self.batched:
                 if epoch_pos == 0:
-                    self._epoch += 1
                     res.nepoch[runs[active]] += 1
                     order = self._orders(group, active, rng)
                 nsteps = min(nsteps, self.data.n_batches - epoch_pos)
@@ -627,26 +625,36 @@ class _Batch:
 
     # ------------------------------------------------------------ vectorized
     def _run_vectorized(self, group: _Group, st: "_State") -> None:
-        """Python steps; ``fun`` evaluates every active run at once."""
+        """Python steps; ``fun`` evaluates every active run at once.
+
+        A step is the objective's call and one compiled call
+        (:func:`numba_rmsprop._compiled.many_step`); nothing per run happens
+        in Python until a run stops or reaches its limit (every active run
+        has made the same number of steps).
+        """
         runs, res, n = group.runs, self.res, self.n
         m = runs.size
         active = np.arange(m, dtype=np.int64)
         limit = self.limit[runs]
         it, epoch_pos = 0, 0
-        self._epoch = 0
         a = self.args
         data_idx = self.data.data_idx if self.batched else []
+        codes = np.zeros(m, dtype=np.int64)
         step = _entry_point(C.many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
-                                          st.counters, np.zeros(1), 0,
-                                          self._lr_for(st, 0), 0, active[:1],
-                                          np.zeros(1, np.int64)))
+                                          st.counters, np.zeros(1), 0, self._lr_for(st, 0), 0,
+                                          active, codes))
         dt = self.dtype
         fun, jac = self.fun, self.jac
         pair = jac is True
         lst = list(a)
         rng = self._group_rngs(group)
-        while True:
+        history = [] if res.history is not None else None
+        changed = True  # the active set changed: the run rows must be taken again
+        stopped = False
+        while not stopped:
+            before = active.size
             active = self._drop_finished(active, limit, it, runs)
+            changed = changed or active.size != before
             if not active.size:
                 break
             kb, lr_off = divmod(it, LR_BLOCK)
@@ -654,56 +662,62 @@ class _Batch:
             start = 0
             if self.batched:
                 if epoch_pos == 0:
-                    self._epoch += 1
                     res.nepoch[runs[active]] += 1
                     perm = self._orders(group, active, rng)
                 nsteps = min(nsteps, self.data.n_batches - epoch_pos)
                 start = self.data.rows(epoch_pos)[0]
+            nsteps = min(nsteps, int(limit[active].min()) - it)  # up to the next limit
             LR = self._lr_for(st, kb)
             for j in range(nsteps):
-                # The minibatch (shared by every run) and the runs' own rows.
-                if self.batched:
-                    s, e = start + j * self.data.batch_size, min(
+                if self.batched:  # the minibatch, shared by every run
+                    s_, e_ = start + j * self.data.batch_size, min(
                         start + (j + 1) * self.data.batch_size, self.data.n_samples)
-                    idx = None if isinstance(perm, int) else perm[0, s:e]
+                    idx = None if isinstance(perm, int) else perm[0, s_:e_]
                     for i in data_idx:
-                        lst[i] = a[i][s:e] if idx is None else a[i][idx]
-                sel = runs[active]
-                for i in self.run_pos:
-                    lst[i] = a[i][sel]
-                X = st.S[active, 0, :]  # a fresh copy (fancy indexing)
+                        lst[i] = a[i][s_:e_] if idx is None else a[i][idx]
+                ma = active.size
+                if changed:
+                    whole = ma == self.k  # every run of the batch: the arguments as given
+                    sel = runs[active]
+                    for i in self.run_pos:
+                        lst[i] = a[i] if whole else a[i][sel]
+                    changed = False
+                X = st.S[:, 0, :].copy() if ma == m else st.S[active, 0, :]
                 out = fun(X, *lst)
                 if pair:
-                    f, G = _pair(out, active.size)
+                    f, G = _pair(out, ma)
                 else:
-                    f, G = out, jac(st.S[active, 0, :], *lst)
-                f, G = _check_batch(f, G, active.size, n, dt)
-                codes = np.zeros(active.size, dtype=np.int64)
-                step(st.S, G, st.T, st.P, st.cfg, st.counters, f, it, LR, lr_off + j, active, codes)
-                if res.history is not None:
-                    for q, fq in zip(sel, f):
-                        res.history[int(q)].append(np.array([fq]))
-                res.nev[sel] += 1
-                stop = codes != C.OK
-                res.nit[sel] = it + np.where(stop, 0, 1)
-                if stop.any():
-                    for q in np.flatnonzero(stop):
-                        res.finish(int(sel[q]), int(codes[q]), float(f[q]), G[q])
+                    f, G = out, jac(X.copy(), *lst)
+                f, G = _check_batch(f, G, ma, n, dt)
+                n_stop = step(st.S, G, st.T, st.P, st.cfg, st.counters, f, it, LR, lr_off + j,
+                              active, codes)
+                if history is not None:
+                    history.append((sel, f.copy()))
                 it += 1
-                keep = ~stop & (limit[active] > it)
+                if n_stop:
+                    stop = codes[:ma] != C.OK
+                    for q in np.flatnonzero(stop):
+                        r = int(sel[q])
+                        res.nit[r], res.nev[r] = it - 1, it
+                        res.finish(r, int(codes[q]), float(f[q]), G[q])
+                    active = active[~stop]
+                    changed = True
                 if self.callback is not None:
+                    res.nit[runs[active]] = res.nev[runs[active]] = it
                     fl = np.full(m, np.nan)
-                    fl[active] = f
-                    if self._call_back(st, group, runs, active[keep], fl, codes):
-                        active = active[:0]
+                    fl[active] = f[codes[:ma] == C.OK] if n_stop else f
+                    if self._call_back(st, group, runs, active, fl, codes):
+                        stopped = True
                         break
-                for q in active[~stop & ~keep]:
-                    res.finish_limit(int(runs[q]), self)
-                active = active[keep]
                 if not active.size:
                     break
+            res.nit[runs[active]] = res.nev[runs[active]] = it
             if self.batched:
                 epoch_pos = (epoch_pos + nsteps) % self.data.n_batches
+        if history is not None:
+            for sel_, f in history:
+                for q, fq in zip(sel_, f):
+                    res.history[int(q)].append(np.array([fq]))
         res.store(st, runs, self)
         self._finals(st, runs)
 
@@ -884,6 +898,10 @@ def _pair(out, m):
 
 def _check_batch(f, G, m, n, dt):
     """``f`` as ``(m,)`` float64 and ``G`` as a C-contiguous ``(m, n)`` array of ``dt``."""
+    if (f.__class__ is np.ndarray and G.__class__ is np.ndarray and f.dtype == np.float64
+            and G.dtype == dt and f.shape == (m,) and G.shape == (m, n)
+            and G.flags.c_contiguous and f.flags.c_contiguous):
+        return f, G
     f = np.asarray(f)
     if f.shape != (m,):
         raise ValueError(f"The vectorized `fun` must return losses of shape ({m},) for the "
