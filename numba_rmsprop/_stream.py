@@ -63,7 +63,8 @@ when writing the store, when that matters.
 Loading
 -------
 A loader thread (``numba-rmsprop-stream``) loads *groups* of chunks, in the
-order of ``pi`` (epoch after epoch), about :data:`GROUP_BYTES` at a time: one
+order of ``pi`` (epoch after epoch), about ``min(`` :data:`GROUP_BYTES` ``, buffer
+/ 4)`` at a time (at most :data:`GROUP_CHUNKS` chunks, at least one): one
 ``dask.compute`` of the blocks of every data array, on a thread pool of the
 run's own (``client=None`` without a distributed Client, or ``"threads"``) or
 through a ``distributed.Client`` (the one passed, or with ``client=None`` the
@@ -100,8 +101,10 @@ from ._minibatches import Segment, data_positions, is_dask_array
 
 #: Default buffer size, in bytes of rows of all data arrays together.
 DEFAULT_BUFFER_BYTES = 256 * 2**20
-#: Chunks are loaded in groups of about this many bytes (at least one chunk).
+#: Chunks are loaded in groups of about this many bytes (at least one chunk), and
+#: of at most a quarter of the buffer and :data:`GROUP_CHUNKS` chunks.
 GROUP_BYTES = 16 * 2**20
+GROUP_CHUNKS = 64
 #: Threads of the run's own pool (``client=None`` without a Client, ``"threads"``).
 POOL_THREADS = 4
 #: Name of the loader thread.
@@ -175,6 +178,7 @@ class StreamedBatches:
                 f"all {n} rows). Raise it, or rechunk the data smaller along axis 0, e.g. "
                 f"`a.rechunk({{0: {max(1, (self.B - bs) // 2)}}})` for every data array.")
         self.client = _resolve_client(client)
+        self.group_bytes = min(GROUP_BYTES, self.B * row_bytes // 4)
 
         self.rng = np.random.default_rng(seed)
         self._crng = None
@@ -348,9 +352,9 @@ class StreamedBatches:
         self._request_group()
 
     def _request_group(self) -> None:
-        """Request the next chunks of the plan, about :data:`GROUP_BYTES` of them."""
+        """Request the next chunks of the plan, about ``group_bytes`` of them."""
         chunks, nbytes = [], 0
-        while nbytes < GROUP_BYTES:
+        while nbytes < self.group_bytes and len(chunks) < GROUP_CHUNKS:
             c = next(self._plan, None)
             if c is None:
                 break
@@ -446,6 +450,7 @@ class _Loader:
         self._results: queue.Queue = queue.Queue()
         self._pool = None
         self._futures = None
+        self._blocks = {}  # (array, chunk) -> the dask array of that block
         self._thread = None
         self.outstanding = 0
 
@@ -506,8 +511,15 @@ class _Loader:
                 return
             results.put(("ok", out))
 
+    def _block(self, k: int, c: int):
+        b = self._blocks.get((k, c))
+        if b is None:
+            b = self._blocks[k, c] = self._arrays[k].blocks[c]
+        return b
+
     def _load(self, chunks) -> list:
-        lazy = [a.blocks[c] for c in chunks for a in self._arrays if is_dask_array(a)]
+        lazy = [self._block(k, c) for c in chunks for k, a in enumerate(self._arrays)
+                if is_dask_array(a)]
         if self._client is not None:
             self._futures = self._client.compute(lazy)
             try:
