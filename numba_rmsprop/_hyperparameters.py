@@ -181,14 +181,14 @@ text.what = "a str"
 
 
 def dask_client(name, value):
-    """None, ``"threads"`` or a ``dask.distributed.Client``; checked without importing dask.
+    """None, ``"local"`` or a ``dask.distributed.Client``; checked without importing dask.
 
     A Client can only exist once ``distributed`` has been imported, so the
     check looks the class up in ``sys.modules``.
     """
     import sys
 
-    if value is None or (isinstance(value, str) and value == "threads"):
+    if value is None or (isinstance(value, str) and value == "local"):
         return value
     dist = sys.modules.get("distributed")
     if dist is None or not isinstance(value, dist.Client):
@@ -197,7 +197,7 @@ def dask_client(name, value):
 
 
 dask_client.what = ('a dask.distributed.Client (e.g. Client("tcp://scheduler:8786")), '
-                    '"threads" or None')
+                    '"local" or None')
 
 
 # ------------------------------------------------------------------ declarations

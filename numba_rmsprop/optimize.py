@@ -233,12 +233,17 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             below) is extra. None or ``inf``: no limit.
         batch_size : int, optional
             Minibatch size. The *data arrays* of ``args`` are its elements
-            that are ``numpy.ndarray`` with ``ndim >= 1``; all of them must
+            that are ``numpy.ndarray`` (or ``dask.array.Array``) with
+            ``ndim >= 1``; all of them must
             have the same length ``n_samples`` along axis 0 (else
             ``ValueError``), and each step passes ``fun`` the rows of the next
             batch of every data array and every other argument whole. An
             epoch is ``ceil(n_samples / batch_size)`` steps, the last batch
             possibly smaller. Requires ``1 <= batch_size <= n_samples``.
+            Dask arrays (Zarr, HDF5: data larger than memory) are streamed
+            through a shuffle buffer and need ``batch_size``; ``fun`` gets
+            NumPy rows (see :mod:`numba_rmsprop._stream` and the README,
+            "Scaling out").
         data_args : sequence of int, optional
             Slice exactly these positions of ``args`` instead (each must be
             an array, all of the same length); use it when ``args`` holds
@@ -249,6 +254,21 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             Seed of the permutations (``numpy.random.default_rng(seed)``;
             a Generator is used, and advanced, as is). The same seed gives
             bit-identical results.
+        shuffle_buffer : int, optional
+            With dask arrays: rows held in memory to draw batches from.
+            Default: 256 MiB worth of rows (of all data arrays together), at
+            least the largest chunk plus a batch. When it holds all rows the
+            data are loaded once and the run is bit for bit the in-memory
+            run; otherwise each epoch streams the chunks in a permuted order
+            and draws batches from the buffer (buffer shuffling, not a global
+            permutation). Must then be at least the largest chunk (along
+            axis 0) plus ``batch_size``. Ignored without dask arrays.
+        client : dask.distributed.Client, "local" or None
+            With dask arrays: who loads the chunks. None: what
+            ``dask.compute`` would use (the default Client if there is one),
+            else the run's loader thread; ``"local"``: the loader thread;
+            a Client: its cluster (e.g. ``Client("tcp://scheduler:8786")``).
+            The results are the same bit for bit.
         gtol : float, optional
             Stop (status 0) when the infinity norm of a moving average of the
             gradient is ``<= gtol``. The average is bias-corrected
@@ -295,7 +315,10 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             except when the last evaluation of the loop already was at that
             ``x`` on all data (a full-batch run stopped by ``gtol``/``ftol``
             without ``use_ema``, or status 2, where they are the non-finite
-            values that stopped the run).
+            values that stopped the run). With dask arrays larger than the
+            shuffle buffer: the row-weighted mean of ``fun`` over blocks of
+            at most ``shuffle_buffer`` rows (the full objective when ``fun``
+            averages over its rows), each block one evaluation.
         nit : int
             Optimizer calls made (``maxiter`` at most).
         nfev, njev : int

@@ -201,6 +201,14 @@ def test_whole_array_buffer_equals_in_memory(fun, shuffle):
     same(minimize(fun, (lazy(X)[0], Y), **o), mem)  # NumPy data arrays may join in
 
 
+def test_chunks_along_other_axes_do_not_matter():
+    Xc = da.from_array(X.reshape(N, D, 1), chunks=(100, 2, 1))  # blocks of 3 x 1 pieces
+    cube = lambda w, X, y: lsq(w, X[:, :, 0], y)  # noqa: E731
+    for buffer in (300, None):
+        same(minimize(cube, (Xc, lazy(Y)[0]), shuffle_buffer=buffer),
+             minimize(cube, lazy(X.reshape(N, D, 1), Y), shuffle_buffer=buffer))
+
+
 def test_same_seed_same_result_small_buffer():
     args = lazy(X, Y)
     runs = [minimize(lsq, args, shuffle_buffer=300, maxiter=300, return_history=True)
@@ -232,10 +240,11 @@ def test_client_and_threads_agree(client):
     threads = minimize(lsq, args, **o)
     same(minimize(lsq, args, client=client, **o), threads)
     same(minimize(lsq_nb, args, client=client, **o), minimize(lsq_nb, args, **o))
-    # client=None takes the default Client, as dask.compute does; "threads" does not
+    # client=None takes the default Client, as dask.compute does; "local" does not
     with distributed.Client(client.scheduler.address) as default:
         assert _stream._resolve_client(None) is default
-        assert _stream._resolve_client("threads") is None
+        assert _stream._resolve_client("local") is None
+        same(minimize(lsq, args, client="local", **o), threads)
         same(minimize(lsq, args, **o), threads)
     assert _stream._resolve_client(None) is None
 
@@ -354,7 +363,9 @@ def test_import_does_not_import_dask():
      r"args\[0\]\.chunks\[0\]\}\)"),
     (lambda: (lazy(X)[0], Y[:-1]), {}, ValueError, r"args\[1\] has 999"),
     (lambda: lazy(X, Y), dict(shuffle_buffer=120), ValueError,
-     r"shuffle_buffer=120.*largest chunk \(100 rows\).*at least 164.*rechunk"),
+     r"shuffle_buffer=120.*largest chunk \(100 rows\).*at least 164 rows.*at most 56 rows"),
+    (lambda: lazy(X, Y), dict(shuffle_buffer=60), ValueError,
+     r"at least 164 rows \(or to all 1000\)\.$"),
     (lambda: lazy(X, Y), dict(shuffle_buffer=0), ValueError, r"shuffle_buffer"),
     (lambda: lazy(X, Y), dict(client="tcp://scheduler:8786"), TypeError,
      r"`client` must be a dask.distributed.Client"),
