@@ -300,21 +300,18 @@ class StreamedBatches:
         return tuple(lst)
 
     def _start(self) -> None:
-        if self._loader is not None:
-            return
+        """Allocate the buffer and start the loader (unless everything is loaded)."""
         if self._bufs is None:
             self._bufs = [np.empty((self.B,) + tuple(a.shape[1:]), dtype=a.dtype)
                           for a in self._arrays]
             self._buf_args = self._args_with(self._bufs)
             if not self.fits:
                 self._S = np.arange(self.B, dtype=np.int64)
+        if self._loader is not None or self._loaded:
+            return
         self._loader = _Loader(self._arrays, self.bounds, self.client)
         self._loader.start()
-        if self.fits:
-            if not self._loaded:
-                self._switch_plan(iter(range(self.n_chunks)))
-        else:
-            self._switch_plan(self._training_plan())
+        self._switch_plan(iter(range(self.n_chunks)) if self.fits else self._training_plan())
 
     def _load_all(self) -> None:
         """``fits``: copy every chunk into the buffer, in storage order (once)."""
@@ -323,6 +320,7 @@ class StreamedBatches:
         for c in range(self.n_chunks):
             self._copy_next(slice(self.bounds[c], self.bounds[c + 1]), c)
         self._loaded = True
+        self.close()  # nothing more to load: the thread ends now, not with the run
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """The chunk order ``pi`` of ``epoch`` (drawn from ``crng`` in epoch order)."""

@@ -330,6 +330,10 @@ def test_no_thread_left_behind():
     assert our_threads() == []
     res = minimize(lsq, args, shuffle_buffer=300, maxiter=0)
     assert res.nit == 0 and res.nfev == 4
+    # data that fit the buffer: the loader ends once they are loaded, before the run does
+    seen = []
+    minimize(lsq, args, callback=lambda xk: seen.append(our_threads()), maxiter=5)
+    assert seen == [[]] * 5
 
 
 def test_import_does_not_import_dask():
