@@ -68,8 +68,13 @@ order of ``pi`` (epoch after epoch), about ``min(`` :data:`GROUP_BYTES` ``, buff
 computation of the blocks of every data array, run by the loader thread
 itself (dask's synchronous scheduler: ``client=None`` without a distributed
 Client, or ``"local"``) or through a ``distributed.Client`` (the one passed,
-or with ``client=None`` the one ``dask.compute`` would use: the default
-client, or a worker's own). One group is being copied into the buffer while
+or with ``client=None`` the default client ``dask.compute`` would use). A run
+inside a task on a dask worker (e.g. one of many runs sent to a cluster)
+loads in its own process with ``client=None``: through the worker's client
+it would wait for a free worker thread while holding one (with one thread
+per worker, a deadlock) and move the rows between workers; with an explicit
+Client it secedes from the worker's thread pool while it runs (as
+``distributed.worker_client`` does). One group is being copied into the buffer while
 the next one loads. Loading in one thread is deliberate: chunks allocated in
 several threads stay cached in glibc's per-thread arenas after they are
 freed (measured: 131 MiB above the buffer with a pool of 4 threads and 8 MiB
@@ -193,6 +198,7 @@ class StreamedBatches:
         self._drawn = 0  # chunk orders drawn so far, one per epoch, in epoch order
         self._arrays = arrays
         self._loader: Optional[_Loader] = None
+        self._seceded = False  # left a dask worker's thread pool (see _start)
         self._bufs = None
         self._buf_args = None
         self._pending = collections.deque()  # (chunk, [rows per array]) taken, not yet copied
@@ -289,8 +295,15 @@ class StreamedBatches:
         """Stop the loader thread (waiting for it) and drop what is in flight."""
         loader, self._loader = self._loader, None
         self._pending.clear()
-        if loader is not None:
-            loader.close()
+        try:
+            if loader is not None:
+                loader.close()
+        finally:
+            if self._seceded:
+                self._seceded = False
+                import distributed
+
+                distributed.rejoin()
 
     # ------------------------------------------------------------ loading
     def _args_with(self, bufs) -> tuple:
@@ -300,7 +313,11 @@ class StreamedBatches:
         return tuple(lst)
 
     def _start(self) -> None:
-        """Allocate the buffer and start the loader (unless everything is loaded)."""
+        """Allocate the buffer and start the loader (unless everything is loaded).
+
+        In a task on a dask worker, loading through a Client needs another
+        worker thread: the task secedes from the worker's pool until ``close``.
+        """
         if self._bufs is None:
             self._bufs = [np.empty((self.B,) + tuple(a.shape[1:]), dtype=a.dtype)
                           for a in self._arrays]
@@ -309,6 +326,11 @@ class StreamedBatches:
                 self._S = np.arange(self.B, dtype=np.int64)
         if self._loader is not None or self._loaded:
             return
+        if self.client is not None and not self._seceded and _in_worker_task():
+            import distributed
+
+            distributed.secede()
+            self._seceded = True
         self._loader = _Loader(self._arrays, self.bounds, self.client)
         self._loader.start()
         self._switch_plan(iter(range(self.n_chunks)) if self.fits else self._training_plan())
@@ -461,8 +483,8 @@ def _trim() -> None:
 def _resolve_client(client):
     """The ``distributed.Client`` that loads the chunks, or None (the loader thread itself).
 
-    ``None`` picks what ``dask.compute`` would use: a distributed Client if one
-    is current (the default client, or inside a task the worker's), else the
+    ``None`` picks what ``dask.compute`` would use, the default Client if there
+    is one, except in a task on a worker (see the module docstring); else the
     loader thread. ``"local"`` always loads in the loader thread.
     """
     if client == "local":
@@ -470,7 +492,7 @@ def _resolve_client(client):
     if client is not None:
         return client
     dist = sys.modules.get("distributed")
-    if dist is None:
+    if dist is None or _in_worker_task():
         return None
     import dask.base
 
@@ -480,6 +502,18 @@ def _resolve_client(client):
         return None
     owner = getattr(sched, "__self__", None)
     return owner if isinstance(owner, dist.Client) else None
+
+
+def _in_worker_task() -> bool:
+    """Whether this thread runs a task of a dask worker."""
+    dist = sys.modules.get("distributed")
+    if dist is None:
+        return False
+    try:
+        dist.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 class _Loader:

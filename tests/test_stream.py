@@ -249,6 +249,29 @@ def test_client_and_threads_agree(client):
     assert _stream._resolve_client(None) is None
 
 
+def _streamed_task(store, seed, client):
+    """One streamed run as a task on a worker (as runs sent to a cluster would be)."""
+    args = (da.from_zarr(f"{store}/X.zarr"), da.from_zarr(f"{store}/Y.zarr"))
+    if client == "worker":
+        client = distributed.get_client()
+    return minimize(lsq, args, shuffle_buffer=600, maxiter=60, seed=seed, client=client).x
+
+
+def test_runs_inside_worker_tasks(client, tmp_path):
+    # With one thread per worker, a task loading through the worker's client
+    # would wait for a thread it holds itself: client=None loads in the task's
+    # process, an explicit Client secedes from the worker's pool.
+    Xs, Ys = lazy(X, Y, chunks=250)
+    da.to_zarr(Xs, str(tmp_path / "X.zarr"))
+    da.to_zarr(Ys, str(tmp_path / "Y.zarr"))
+    local = [_streamed_task(str(tmp_path), s, None) for s in (1, 2)]
+    for how in (None, "worker"):
+        futures = [client.submit(_streamed_task, str(tmp_path), s, how, pure=False)
+                   for s in (1, 2)]
+        for f, x in zip(futures, local):
+            np.testing.assert_array_equal(f.result(timeout=60), x)
+
+
 def test_zarr_store_on_disk(tmp_path):
     zarr = pytest.importorskip("zarr")
     Xs, Ys = lazy(X, Y, chunks=125)
