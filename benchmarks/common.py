@@ -6,7 +6,8 @@ all alike; calls per sample from :func:`calibrate`), :func:`ratio` is the
 median of per-round ratios, :func:`percentiles` gives p50/p90/p99 and
 :func:`best_of` times whole runs; :func:`cuda_event_ms` uses the GPU's clock.
 Environment: :func:`set_threads`, :func:`bench_threads`, :func:`busy_process`,
-:func:`run_child`; reports: :func:`report_header` (machine and command),
+:func:`run_child`; memory: :func:`rss_mb`, :func:`peak_rss_mb`,
+:func:`reset_peak_rss`; reports: :func:`report_header` (machine and command),
 :func:`md_table`, :func:`fmt_time`. Peer libraries are never imported here.
 """
 
@@ -183,6 +184,44 @@ def busy_process():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, MiB (``VmRSS``; psutil off Linux)."""
+    try:
+        return _status_mb("VmRSS")
+    except OSError:  # pragma: no cover - not Linux
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MiB (``VmHWM``: since start or :func:`reset_peak_rss`)."""
+    try:
+        return _status_mb("VmHWM")
+    except OSError:  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak to the current RSS (Linux ``clear_refs``); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def child_env(cache_dir: str | None = None, **extra) -> dict:

@@ -13,7 +13,12 @@ compiled loop) computing the same function; the data makers are seeded.
 * :func:`least_squares` -- ``0.5 * |A w - b|^2 / n``; data from :func:`least_squares_data`.
 * the MLP -- 784-128-10, ReLU, softmax cross-entropy, float32, forward and
   backward in NumPy (:func:`mlp_loss_and_grads`), on MNIST-like synthetic
-  images (:func:`mnist_like`).
+  images (:func:`mnist_like`); :func:`mlp_flat` is the same objective on one
+  flat parameter vector, for ``nr.minimize``.
+* data larger than memory -- :func:`mnist_like_zarr` writes MNIST-like rows to
+  an on-disk Zarr store chunk by chunk (any size, little memory);
+  :func:`linear_probe_njit` is a cheap ``@njit`` objective on such rows
+  (least squares of the label on the pixels), for runs bound by reading.
 """
 
 from __future__ import annotations
@@ -242,3 +247,71 @@ decay_njit = njit(cache=True)(_decay)
 def decay_residuals(p, t, y):
     """Residuals for ``scipy.optimize.least_squares``."""
     return p[0] * np.exp(-t / p[1]) + p[2] - y
+
+def mlp_flat_init(seed: int = 0) -> np.ndarray:
+    """:func:`mlp_init`'s parameters as one flat float32 vector (for ``nr.minimize``)."""
+    return np.concatenate([p.ravel() for p in mlp_init(seed)])
+
+
+def mlp_flat(x, X, y):
+    """``(loss, gradient)`` of the MLP on the flat parameters ``x`` (:func:`mlp_flat_init`)."""
+    n_in, n_hidden, n_out = MLP_SIZES
+    shapes = ((n_in, n_hidden), (n_hidden,), (n_hidden, n_out), (n_out,))
+    g = np.empty_like(x)
+    params, grads, k = [], [], 0
+    for shp in shapes:
+        size = math.prod(shp)
+        params.append(x[k:k + size].reshape(shp))
+        grads.append(g[k:k + size].reshape(shp))
+        k += size
+    return mlp_loss_and_grads(params, X, y, grads), g
+
+
+def mnist_like_zarr(path: str, n_samples: int, chunk_rows: int, seed: int = 0) -> dict:
+    """Write ``n_samples`` MNIST-like rows to the Zarr group ``path`` (arrays ``X``, ``y``).
+
+    ``X`` is float32 ``(n_samples, 784)``, ``y`` int64 labels, both chunked by
+    ``chunk_rows`` along axis 0 and stored uncompressed (the bytes on disk are
+    the bytes in memory: a run measures reading, not decompressing). Rows are
+    made chunk by chunk, as :func:`mnist_like` makes them (the same templates,
+    the noise seeded per chunk), so memory stays at about one chunk whatever
+    the size. Returns the shapes and sizes.
+    """
+    import zarr
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((28, 28), np.float32)
+    mask[4:24, 4:24] = 1.0
+    templates = (rng.random((10, 784), dtype=np.float32) ** 3) * mask.ravel()
+    root = zarr.open_group(path, mode="w")
+    X = root.create_array("X", shape=(n_samples, 784), chunks=(chunk_rows, 784), dtype="float32",
+                          compressors=None)
+    y = root.create_array("y", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
+                          compressors=None)
+    for k, s in enumerate(range(0, n_samples, chunk_rows)):
+        m = min(chunk_rows, n_samples - s)
+        r = np.random.default_rng([seed, k])
+        labels = r.integers(0, 10, m)
+        rows = templates[labels] * r.uniform(0.5, 1.5, (m, 1)).astype(np.float32)
+        rows += r.standard_normal((m, 784), dtype=np.float32) * mask.ravel()
+        np.clip(rows, 0.0, 1.0, out=rows)
+        X[s:s + m] = rows
+        y[s:s + m] = labels
+    return dict(path=path, n_samples=n_samples, chunk_rows=chunk_rows, row_bytes=784 * 4 + 8,
+                bytes=n_samples * (784 * 4 + 8))
+
+
+@njit(cache=True)
+def linear_probe_njit(w, X, y):
+    """``0.5 * mean((X @ w - y)**2)`` and its gradient; float32 ``X``, integer ``y``."""
+    n, d = X.shape
+    g = np.zeros(d)
+    f = 0.0
+    for i in range(n):
+        r = -np.float64(y[i])
+        for k in range(d):
+            r += X[i, k] * w[k]
+        f += r * r
+        for k in range(d):
+            g[k] += r * X[i, k]
+    return 0.5 * f / n, (g / n).astype(w.dtype)

@@ -15,7 +15,10 @@ and prints a table, after the machine description and the exact command.
   ``minimize`` (loop overhead), ``cuda`` (GB/s; skipped without a GPU).
 * ``--preset side_by_side`` (``side_by_side.py``): ``time_to_loss`` (against
   BFGS/L-BFGS-B), ``torch_loop`` (minibatch logistic regression vs a torch loop).
-* ``--preset all``: all three.
+* ``--preset stream`` (``bench_stream.py``, issue #12): ``stream_memory`` (peak RSS
+  of a streamed run over a Zarr store 8x the buffer), ``stream_throughput``
+  (streamed steps/s against the data in memory).
+* ``--preset all``: all four.
 
     python -m benchmarks.report [--preset kernels] [--set training.steps=2000] [--quick]
 """
@@ -193,6 +196,46 @@ def fmt_cuda(r, kw):
             f"{k} {v * 1e3:.1f} us per step" for k, v in r["many_small_200x4096_ms"].items())]
 
 
+def fmt_stream_memory(r, kw):
+    return C.md_table(["store (rows x 3144 B)", "chunk of X", "shuffle buffer", "batch",
+                       "RSS before", "peak RSS", "peak - before", "peak - before - buffer"],
+                      [[f"{r['store_mb']:.0f} MiB ({r['n_samples']:,} rows)",
+                        f"{r['chunk_mb']:.1f} MiB ({r['chunk_rows']:,} rows)",
+                        f"{r['buffer_mb']:.0f} MiB ({r['buffer_rows']:,} rows)", r["batch"],
+                        f"{r['baseline_mb']:.0f} MiB", f"{r['peak_mb']:.0f} MiB",
+                        f"{r['above_baseline_mb']:.0f} MiB",
+                        f"**{r['above_buffer_mb']:.0f} MiB**"]]) + [
+        "", f"One epoch ({r['nit']} steps) of `nr.minimize(linear_probe_njit, ..., "
+        "options=dict(batch_size=..., shuffle_buffer=...))` on `da.from_zarr` arrays of an "
+        f"uncompressed on-disk store ({r['store_mb'] / r['buffer_mb']:.1f}x the buffer), then the "
+        f"final full-data evaluation over the buffer: {r['seconds']:.1f} s in all (writing the "
+        f"store: {r['write_seconds']:.1f} s). A fresh child process; 'before': its RSS after "
+        "imports and a small warm-up run, to which the peak (VmHWM) was reset"
+        + ("" if r["peak_was_reset"] else " (reset not allowed here: the peak is since start)")
+        + "."]
+
+
+def fmt_stream_throughput(r, kw):
+    s = r["setup"]
+    rows = []
+    for name in [k for k in r if k != "setup"]:
+        d = r[name]
+        rows.append([name, f"{d['steps_per_s']['memory']:.0f}", f"{d['steps_per_s']['streamed']:.0f}",
+                     f"**{d['ratio']:.2f}**", ", ".join(f"{x:.2f}" for x in d["ratios"]),
+                     f"{d['whole_run_steps_per_s']['memory']:.0f} / "
+                     f"{d['whole_run_steps_per_s']['streamed']:.0f}"])
+    return C.md_table(["objective", "in memory, steps/s", "streamed, steps/s", "streamed / in memory",
+                       "per round", "whole call incl. final evaluation, steps/s (mem / streamed)"],
+                      rows) + [
+        "", f"{s['data_mb']:.0f} MiB of MNIST-like rows ({s['n_samples']:,}) in an uncompressed "
+        f"Zarr store, chunks of {s['chunk_mb']:.1f} MiB ({s['chunk_rows']:,} rows), shuffle buffer "
+        f"{s['buffer_mb']:.0f} MiB ({s['buffer_rows']:,} rows), batch {s['batch']}; in memory: the "
+        "same arrays as NumPy arrays. Steady state: (T(steps) - T(short)) over "
+        f"steps - short = {s['steps']} - {s['short']}, median of {s['repeat']} interleaved rounds. "
+        "`mlp`: the 784-128-10 NumPy MLP (Python loop); `probe`: a cheap `@njit` linear model "
+        "(compiled loop), bound by reading the rows."]
+
+
 #: name -> (title, "module.function" measuring it, formatter, full-size and --quick arguments)
 SECTIONS = {
     "training": ("MLP training loop (784-128-10, float32)", "bench_training.measure", fmt_training,
@@ -235,11 +278,21 @@ SECTIONS = {
                    dict(repeat=1, steps=20)),
     "cuda": ("CUDA", "bench_cuda.measure", fmt_cuda,
              dict(sizes=[10_000_000, 100_000_000], repeat=20), dict(sizes=[1_000_000], repeat=3)),
+    "stream_memory": ("Streaming from Zarr: peak memory against the shuffle buffer",
+                      "bench_stream.memory", fmt_stream_memory,
+                      dict(store_mb=2048, buffer_mb=256, chunk_mb=8, batch=1024),
+                      dict(store_mb=8, buffer_mb=1, chunk_mb=0.25, batch=64)),
+    "stream_throughput": ("Streaming from Zarr: steps per second against the data in memory",
+                          "bench_stream.throughput", fmt_stream_throughput,
+                          dict(data_mb=256, buffer_mb=64, chunk_mb=8, steps=2000, repeat=3),
+                          dict(data_mb=4, buffer_mb=1, chunk_mb=0.25, steps=10, repeat=1)),
 }
 PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small", "many"],
            "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"],
-           "side_by_side": ["time_to_loss", "torch_loop"]}
-PRESETS["all"] = PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]
+           "side_by_side": ["time_to_loss", "torch_loop"],
+           "stream": ["stream_memory", "stream_throughput"]}
+PRESETS["all"] = (PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]
+                  + PRESETS["stream"])
 
 
 def call(func, kw):

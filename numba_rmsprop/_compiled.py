@@ -541,7 +541,7 @@ def _as_loss_ov(f):
     return lambda f: (True, np.float64(f))
 
 
-@njit(**_OPTS)
+@njit(nogil=True, **_OPTS)
 def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
                 lrs, lr_off, it0, nsteps, hist, gbuf):
     """Run up to ``nsteps`` optimizer calls with a compiled objective.
@@ -557,6 +557,11 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     ``n_samples``) of the epoch's order of the rows of every data array (see
     :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
     learning rate. ``hist[j]`` receives step ``j``'s loss (``hist`` may be None).
+
+    The loop releases the GIL (``nogil=True``): other Python threads run
+    meanwhile, e.g. the loader of a streamed run (:mod:`numba_rmsprop._stream`),
+    which would otherwise only get the GIL between segments. The objective's
+    exceptions still reach the caller (numba takes the GIL back to raise them).
 
     Returns ``(code, steps, loss)``: ``steps`` calls were made, and ``code`` is
     the stop code of the evaluation after them (``OK`` when all ran); on a

@@ -180,6 +180,26 @@ def text(name, value) -> str:
 text.what = "a str"
 
 
+def dask_client(name, value):
+    """None, ``"local"`` or a ``dask.distributed.Client``; checked without importing dask.
+
+    A Client can only exist once ``distributed`` has been imported, so the
+    check looks the class up in ``sys.modules``.
+    """
+    import sys
+
+    if value is None or (isinstance(value, str) and value == "local"):
+        return value
+    dist = sys.modules.get("distributed")
+    if dist is None or not isinstance(value, dist.Client):
+        _fail(TypeError, name, dask_client.what, value)
+    return value
+
+
+dask_client.what = ('a dask.distributed.Client (e.g. Client("tcp://scheduler:8786")), '
+                    '"local" or None')
+
+
 # ------------------------------------------------------------------ declarations
 class Hyperparameter:
     """One hyperparameter: its default, validator and doc line; a read-only property.

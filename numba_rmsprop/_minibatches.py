@@ -6,15 +6,79 @@ every other argument passes whole. An epoch is ``ceil(n_samples /
 batch_size)`` steps over one permutation of the rows (drawn with one
 ``rng.permutation`` call per epoch, so the same seed gives the same batches
 in both loops), or over the rows in order with ``shuffle=False``.
+
+Where the batches come from is the *batch source*: :class:`Minibatches` for
+data in memory (NumPy arrays), or :class:`numba_rmsprop._stream.StreamedBatches`
+when ``args`` holds dask arrays (data larger than memory, streamed through a
+shuffle buffer). :func:`make_batches` picks one; both give the loops the same
+thing, a :class:`Segment` per run of steps: the arguments to slice, the order
+of their rows, and where the run starts. ``_stream`` (and dask) are imported
+only when a dask array shows up: dask arrays are recognised through
+``sys.modules``, so ``import numba_rmsprop`` never imports dask.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
 from ._hyperparameters import _is_integer
+
+
+class Segment(NamedTuple):
+    """What the loops need for a run of steps (see :meth:`Minibatches.segment`).
+
+    ``args`` are the arguments whose data arrays are sliced; step ``j`` of the
+    run uses rows ``order[start + j*batch_size : ...]`` of them (clipped to
+    ``n_rows``), or rows ``start + j*batch_size ...`` in order when ``order``
+    is 1, or all of ``args`` when it is None (no batching). At most
+    ``batches`` steps stay in this segment; ``epoch_pos`` is the position in
+    the epoch of its first batch.
+    """
+
+    args: tuple
+    order: Any
+    start: int
+    n_rows: int
+    batches: int
+    epoch_pos: int
+
+
+def is_dask_array(a) -> bool:
+    """Whether ``a`` is a ``dask.array.Array``, without importing dask."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(a, da.Array)
+
+
+def _is_data(a) -> bool:
+    return (isinstance(a, np.ndarray) or is_dask_array(a)) and a.ndim >= 1
+
+
+def make_batches(args: tuple, batch_size: Optional[int], data_args, shuffle: bool, seed,
+                 shuffle_buffer: Optional[int] = None, client=None):
+    """The batch source of a run: in memory, or streamed when ``args`` holds dask arrays."""
+    lazy = [i for i, a in enumerate(args) if is_dask_array(a)]
+    if not lazy:
+        return Minibatches(args, batch_size, data_args, shuffle, seed)
+    if batch_size is None:
+        where = ", ".join(f"args[{i}]" for i in lazy)
+        raise ValueError(
+            f"{where} {'is a dask array' if len(lazy) == 1 else 'are dask arrays'}, which "
+            "`minimize` streams in minibatches: pass options['batch_size'] (and optionally "
+            "options['shuffle_buffer'], in rows). To use all the data at every step, load it "
+            "first: `np.asarray(a)` or `a.compute()`.")
+    from ._stream import StreamedBatches
+
+    return StreamedBatches(args, batch_size, data_args, shuffle, seed, shuffle_buffer, client)
+
+
+def data_positions(args: tuple, data_args) -> tuple:
+    """``(positions, is_auto)`` of the data arrays of ``args`` (see the module docstring)."""
+    auto = [i for i, a in enumerate(args) if _is_data(a)]
+    idx = auto if data_args is None else _positions(args, data_args)
+    return idx, idx == auto
 
 
 class Minibatches:
@@ -37,12 +101,13 @@ class Minibatches:
         The current epoch's permutation (None with ``shuffle=False``).
     """
 
+    streamed = False
+
     def __init__(self, args: tuple, batch_size: Optional[int], data_args, shuffle: bool, seed):
+        self.args = args
         self.shuffle = shuffle
         self.batched = batch_size is not None
-        auto = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.ndim >= 1]
-        self.data_idx = auto if data_args is None else _positions(args, data_args)
-        self.data_is_auto = self.data_idx == auto
+        self.data_idx, self.data_is_auto = data_positions(args, data_args)
         self.nepoch = 0
         self.n_samples = self.batch_size = self.n_batches = None
         self.perm = None
@@ -85,6 +150,23 @@ class Minibatches:
         s = pos * self.batch_size
         return s, min(s + self.batch_size, self.n_samples)
 
+    def segment(self, epoch_pos: int) -> Segment:
+        """The :class:`Segment` that starts at batch ``epoch_pos`` of the epoch (the
+        rest of the epoch); without batching, ``args`` whole."""
+        if not self.batched:
+            return Segment(self.args, None, 0, 1, sys.maxsize, 0)
+        return Segment(self.args, self.order(), self.rows(epoch_pos)[0], self.n_samples,
+                       self.n_batches - epoch_pos, epoch_pos)
+
+    def evaluate_full(self, evaluate, dtype) -> tuple:
+        """``(loss, gradient, calls)`` of the objective on all the data:
+        ``evaluate(args)`` once."""
+        f, g = evaluate(self.args)
+        return f, g, 1
+
+    def close(self) -> None:
+        """Nothing to release (the streamed source stops its loader here)."""
+
 
 def _positions(args: tuple, data_args) -> list:
     """``data_args`` checked against ``args``: sorted positions of arrays with ``ndim >= 1``."""
@@ -97,8 +179,8 @@ def _positions(args: tuple, data_args) -> list:
             raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
                              f"(which has {len(args)} elements).")
         i = int(i) % len(args)
-        if not isinstance(args[i], np.ndarray) or args[i].ndim < 1:
-            raise ValueError(f"`data_args` names args[{i}], which is not a numpy array "
-                             "with ndim >= 1.")
+        if not _is_data(args[i]):
+            raise ValueError(f"`data_args` names args[{i}], which is not a numpy (or dask) "
+                             "array with ndim >= 1.")
         idx.append(i)
     return sorted(set(idx))

@@ -58,7 +58,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 from . import _compiled as C
 from . import _hyperparameters as H
 from ._lr_blocks import LR_BLOCK, LearningRates
-from ._minibatches import Minibatches
+from ._minibatches import Segment, make_batches
 from ._objective import LOSS_RULE, Objective, as_loss
 from ._progress import Progress
 from .optimizer import RMSprop
@@ -86,6 +86,8 @@ LOOP_OPTIONS = {
     "return_history": (False, H.boolean),
     "compiled": ("auto", H.one_of("auto", True, False)),
     "finite_diff_rel_step": (None, None),
+    "shuffle_buffer": (None, H.integer(1, optional=True)),  # dask arrays only
+    "client": (None, H.dask_client),
 }
 #: ``maxiter`` when it is None (scipy's methods each have their own default).
 DEFAULT_MAXITER = 1000
@@ -231,12 +233,17 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             below) is extra. None or ``inf``: no limit.
         batch_size : int, optional
             Minibatch size. The *data arrays* of ``args`` are its elements
-            that are ``numpy.ndarray`` with ``ndim >= 1``; all of them must
+            that are ``numpy.ndarray`` (or ``dask.array.Array``) with
+            ``ndim >= 1``; all of them must
             have the same length ``n_samples`` along axis 0 (else
             ``ValueError``), and each step passes ``fun`` the rows of the next
             batch of every data array and every other argument whole. An
             epoch is ``ceil(n_samples / batch_size)`` steps, the last batch
             possibly smaller. Requires ``1 <= batch_size <= n_samples``.
+            Dask arrays (Zarr, HDF5: data larger than memory) are streamed
+            through a shuffle buffer and need ``batch_size``; ``fun`` gets
+            NumPy rows (see :mod:`numba_rmsprop._stream` and the README,
+            "Scaling out").
         data_args : sequence of int, optional
             Slice exactly these positions of ``args`` instead (each must be
             an array, all of the same length); use it when ``args`` holds
@@ -247,6 +254,21 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             Seed of the permutations (``numpy.random.default_rng(seed)``;
             a Generator is used, and advanced, as is). The same seed gives
             bit-identical results.
+        shuffle_buffer : int, optional
+            With dask arrays: rows held in memory to draw batches from.
+            Default: 256 MiB worth of rows (of all data arrays together), at
+            least the largest chunk plus a batch. When it holds all rows the
+            data are loaded once and the run is bit for bit the in-memory
+            run; otherwise each epoch streams the chunks in a permuted order
+            and draws batches from the buffer (buffer shuffling, not a global
+            permutation). Must then be at least the largest chunk (along
+            axis 0) plus ``batch_size``. Ignored without dask arrays.
+        client : dask.distributed.Client, "local" or None
+            With dask arrays: who loads the chunks. None: what
+            ``dask.compute`` would use (the default Client if there is one),
+            else the run's loader thread; ``"local"``: the loader thread;
+            a Client: its cluster (e.g. ``Client("tcp://scheduler:8786")``).
+            The results are the same bit for bit.
         gtol : float, optional
             Stop (status 0) when the infinity norm of a moving average of the
             gradient is ``<= gtol``. The average is bias-corrected
@@ -293,7 +315,10 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
             except when the last evaluation of the loop already was at that
             ``x`` on all data (a full-batch run stopped by ``gtol``/``ftol``
             without ``use_ema``, or status 2, where they are the non-finite
-            values that stopped the run).
+            values that stopped the run). With dask arrays larger than the
+            shuffle buffer: the row-weighted mean of ``fun`` over blocks of
+            at most ``shuffle_buffer`` rows (the full objective when ``fun``
+            averages over its rows), each block one evaluation.
         nit : int
             Optimizer calls made (``maxiter`` at most).
         nfev, njev : int
@@ -526,7 +551,9 @@ class _Run:
         self.obj = Objective(fun, jac, n=n, dtype=x.dtype, bounds=bnds,
                              rel_step=o["finite_diff_rel_step"])
         self.ev, self.cost, self.pair_fun = self.obj.ev, self.obj.cost, self.obj.pair_fun
-        self.data = Minibatches(args, o["batch_size"], o["data_args"], o["shuffle"], o["seed"])
+        self.data = make_batches(args, o["batch_size"], o["data_args"], o["shuffle"], o["seed"],
+                                 o["shuffle_buffer"], o["client"])
+        self.seg: Optional[Segment] = None  # the current run of steps (_segment)
         self.batched = self.data.batched
         self.lr = LearningRates(opt._learning_rate, x.dtype, self.maxiter)
         self._setup_state(x, bnds)
@@ -545,8 +572,9 @@ class _Run:
                                              self.dtype.type(0)))
 
     # ------------------------------------------------------------ loops
-    def _run_python(self, it0, nsteps, lrs, lr_off, start, first):
-        """Python loop: returns ``(code, steps_made, evaluations)``."""
+    def _run_python(self, it0, nsteps, lrs, lr_off, seg, first):
+        """Python loop over ``nsteps`` steps of the :class:`Segment` ``seg``:
+        returns ``(code, steps_made, evaluations)``."""
         x, S, T, P, cfg = self.x, self.S, self.T, self.P, self.cfg
         step = self.step_ep
         ev = self.ev
@@ -561,13 +589,13 @@ class _Run:
         cb = self.callback
         cb_result = self.cb_kind == "result"
         batched = self.batched
-        a = self.args
+        a = seg.args
         if batched:
             mb = self.data
             lst = list(a)
             data = [(i, a[i]) for i in mb.data_idx]
-            bs, ns = mb.batch_size, mb.n_samples
-            perm = mb.perm if mb.shuffle else None
+            bs, ns, start = mb.batch_size, seg.n_rows, seg.start
+            perm = seg.order if isinstance(seg.order, np.ndarray) else None
         lr = None
         for j in range(nsteps):
             if batched:
@@ -608,16 +636,16 @@ class _Run:
             if cb is not None:
                 try:
                     if cb_result:
-                        cb(intermediate_result=self._intermediate(f, g, it0 + j, j, start))
+                        cb(intermediate_result=self._intermediate(f, g, it0 + j, j, seg))
                     else:
                         cb(x.copy())
                 except StopIteration:
                     return _STOP, j + 1, j + 1
         return C.OK, nsteps, nsteps
 
-    def _intermediate(self, f, g, it, j, start) -> OptimizeResult:
+    def _intermediate(self, f, g, it, j, seg) -> OptimizeResult:
         """The callback's ``intermediate_result`` after step ``it`` (0-based), the
-        ``j``-th of a segment that began at position ``start`` of the epoch.
+        ``j``-th of the segment ``seg``.
 
         ``fun`` and ``jac`` are what the step evaluated: at ``x_eval`` (the
         iterate before the step, kept in the backup row), on the step's
@@ -630,7 +658,7 @@ class _Run:
         if self.batched:
             mb = self.data
             res.epoch = mb.nepoch
-            res.batch = start // mb.batch_size + j
+            res.batch = seg.epoch_pos + j
             s, e = mb.rows(res.batch)
             res.batch_size = e - s
         return res
@@ -644,9 +672,9 @@ class _Run:
         """
         from numba import typeof, types
 
-        batching = self.data.order()
+        batching = self.seg.order
         i64 = types.int64
-        bsig = (typeof(self.args), i64, i64, typeof(batching))
+        bsig = (typeof(self.seg.args), i64, i64, typeof(batching))
         C.batch_arguments.compile(bsig)
         batch_types = C.batch_arguments.overloads[bsig].signature.return_type
         fargs = (typeof(self.x),) + tuple(batch_types)
@@ -659,12 +687,11 @@ class _Run:
                typeof(self.hbuf), typeof(self.gbuf))
         return C.run_segment.compile(sig)
 
-    def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, start):
-        code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, self.args,
-                              self.data.order(), start,
+    def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, seg):
+        code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, seg.args,
+                              seg.order, seg.start,
                               self.data.batch_size if self.batched else 1,
-                              self.data.n_samples if self.batched else 1,
-                              lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
+                              seg.n_rows, lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
         if code == C.BAD_LOSS:
             raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
                              "another number of elements.")
@@ -721,7 +748,12 @@ class _Run:
         return None
 
     def _segment(self, it, epoch_pos):
-        """``(nsteps, lrs, lr_off, start)`` of the next run of steps, or a stop reason."""
+        """``(nsteps, lrs, lr_off, segment)`` of the next run of steps, or a stop reason.
+
+        A run of steps stays inside one learning-rate block and one segment of
+        the batch source (:meth:`Minibatches.segment`: the rest of the epoch in
+        memory, the rest of the shuffle buffer's round when streaming).
+        """
         nsteps = self.maxiter - it
         if nsteps <= 0:
             return "maxiter"
@@ -732,13 +764,11 @@ class _Run:
             nsteps = min(nsteps, left)
         k, lr_off = divmod(it, LR_BLOCK)
         nsteps = min(nsteps, LR_BLOCK - lr_off)  # one learning-rate block
-        start = 0
-        if self.batched:
-            if epoch_pos == 0:
-                self.data.new_epoch()
-            nsteps = min(nsteps, self.data.n_batches - epoch_pos)  # one epoch
-            start = self.data.rows(epoch_pos)[0]
-        return nsteps, self.lr.block(k), lr_off, start
+        if self.batched and epoch_pos == 0:
+            self.data.new_epoch()
+        self.seg = seg = self.data.segment(epoch_pos)
+        nsteps = min(nsteps, seg.batches)  # one epoch, or one round of the stream
+        return nsteps, self.lr.block(k), lr_off, seg
 
     def solve(self) -> OptimizeResult:
         choice = self._loop_choice()
@@ -747,44 +777,48 @@ class _Run:
         bar = Progress(self.maxiter, "rmsprop") if self.disp else None
         it = self.nev = epoch_pos = 0
         code, stop = C.OK, None
-        try:
-            while True:
-                seg = self._segment(it, epoch_pos)
-                if isinstance(seg, str):
-                    stop = seg
-                    break
-                nsteps, lrs, lr_off, start = seg
-                if it == 0:
-                    # The first step runs in Python: it validates fun's output.
-                    code, made, evals = self._run_python(it, 1, lrs, lr_off, start, first=True)
-                    if code == C.OK and choice == "decide":
-                        entry = self._compiled_entry()
-                elif entry is not None:
+        try:  # the batch source may hold a loader thread: it ends with the run
+            try:
+                while True:
+                    nxt = self._segment(it, epoch_pos)
+                    if isinstance(nxt, str):
+                        stop = nxt
+                        break
+                    nsteps, lrs, lr_off, seg = nxt
+                    if it == 0:
+                        # The first step runs in Python: it validates fun's output.
+                        code, made, evals = self._run_python(it, 1, lrs, lr_off, seg, first=True)
+                        if code == C.OK and choice == "decide":
+                            entry = self._compiled_entry()
+                    elif entry is not None:
+                        if bar is not None:
+                            nsteps = bar.steps(nsteps)  # short enough to refresh the display
+                        code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off,
+                                                               seg)
+                    else:
+                        if bar is not None:
+                            nsteps = bar.steps(nsteps)
+                        if self.callback is not None:
+                            nsteps = min(nsteps, _PY_SEGMENT_DISP)
+                        code, made, evals = self._run_python(it, nsteps, lrs, lr_off, seg,
+                                                             first=False)
+                    if history is not None:
+                        history.append(self.hbuf[:evals].copy())
+                    it += made
+                    self.nev += evals
+                    if self.batched:
+                        epoch_pos = (epoch_pos + made) % self.data.n_batches
                     if bar is not None:
-                        nsteps = bar.steps(nsteps)  # short enough to refresh the display
-                    code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off, start)
-                else:
-                    if bar is not None:
-                        nsteps = bar.steps(nsteps)
-                    if self.callback is not None:
-                        nsteps = min(nsteps, _PY_SEGMENT_DISP)
-                    code, made, evals = self._run_python(it, nsteps, lrs, lr_off, start,
-                                                         first=False)
-                if history is not None:
-                    history.append(self.hbuf[:evals].copy())
-                it += made
-                self.nev += evals
-                if self.batched:
-                    epoch_pos = (epoch_pos + made) % self.data.n_batches
+                        bar.update(it, self.hbuf[evals - 1])
+                    if code != C.OK:
+                        break
+            finally:
                 if bar is not None:
-                    bar.update(it, self.hbuf[evals - 1])
-                if code != C.OK:
-                    break
+                    bar.close()
+            self.it = it
+            res = self._result(code, stop)
         finally:
-            if bar is not None:
-                bar.close()
-        self.it = it
-        res = self._result(code, stop)
+            self.data.close()
         if history is not None:
             res.history = np.concatenate(history) if history else np.zeros(0)
         if self.disp:
@@ -808,9 +842,10 @@ class _Run:
         if reuse:
             fun, jac = self.f_last, self.gbuf.copy()
         else:
-            fun, jac = self.obj.check(self.ev(x.copy(), *self.args))
-            nfev += self.cost
-            njev += 1
+            fun, jac, calls = self.data.evaluate_full(
+                lambda args: self.obj.check(self.ev(x.copy(), *args)), self.dtype)
+            nfev += calls * self.cost
+            njev += calls
         res = OptimizeResult(x=x, fun=fun, jac=jac, nit=self.it, nfev=nfev, njev=njev,
                              status=status, success=status == 0, message=message)
         if self.batched:

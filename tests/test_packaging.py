@@ -60,3 +60,13 @@ def test_wheel_contains_py_typed(tmp_path):
     (wheel,) = (tmp_path / "out").glob("numba_rmsprop-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "numba_rmsprop/py.typed" in names, names
+
+
+def test_dask_is_an_extra_not_a_dependency():
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert not any(d.startswith(("dask", "distributed", "zarr")) for d in project["dependencies"])
+    extras = project["optional-dependencies"]
+    assert extras["dask"] == ["dask[distributed]", "zarr"]
+    assert set(extras["dask"]) <= set(extras["test"])  # CI runs the streaming tests

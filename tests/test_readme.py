@@ -2,7 +2,8 @@
 
 Each ```python block runs on its own (so each must be self-contained) in an
 empty working directory. A snippet that uses CUDA runs under the CUDA
-simulator (``NUMBA_ENABLE_CUDASIM=1``), as the CUDA tests do.
+simulator (``NUMBA_ENABLE_CUDASIM=1``), as the CUDA tests do; one that uses dask
+is skipped where the ``dask`` extra is not installed.
 """
 
 import os
@@ -31,8 +32,8 @@ SNIPPETS = python_snippets()
 
 
 def test_the_readme_has_its_snippets():
-    # the optimizer, checkpoints, the scipy front end, GPUs
-    assert len(SNIPPETS) >= 4, [name for name, _ in SNIPPETS]
+    # the optimizer, checkpoints, the scipy front end, scaling out, GPUs
+    assert len(SNIPPETS) >= 5, [name for name, _ in SNIPPETS]
 
 
 @pytest.mark.parametrize("code", [c for _, c in SNIPPETS], ids=[n for n, _ in SNIPPETS])
@@ -41,6 +42,10 @@ def test_snippet_runs(code, tmp_path):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     run = code
+    if "import dask" in code:  # the "Scaling out" snippet needs the dask extra
+        pytest.importorskip("dask.array")
+        pytest.importorskip("distributed")
+        pytest.importorskip("zarr")
     if "cuda" in code:
         pytest.importorskip("numba.cuda")
         env["NUMBA_ENABLE_CUDASIM"] = "1"
