@@ -23,7 +23,8 @@ class Progress:
     #: The plain line is rewritten at most this often.
     PRINT_SECONDS = 0.1
 
-    def __init__(self, total, desc: str):
+    def __init__(self, total, desc: str, unit: str = "step"):
+        self.unit = unit
         self.total = total  # an int, or math.inf (maxiter=inf)
         self.of = f"/{total}" if total != math.inf else ""
         self.desc = desc
@@ -33,7 +34,7 @@ class Progress:
             tqdm = None
         self.bar = None
         if tqdm is not None:
-            self.bar = tqdm(total=total if total != math.inf else None, desc=desc, unit="step", file=sys.stderr,
+            self.bar = tqdm(total=total if total != math.inf else None, desc=desc, unit=unit, file=sys.stderr,
                             dynamic_ncols=True)
         self.done = 0
         self.last = -math.inf  # when the plain line was last written
@@ -58,7 +59,7 @@ class Progress:
         elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
             self.last = now
             tail = f" loss {loss:.6g}" if loss is not None else ""
-            sys.stderr.write(f"\r{self.desc}: step {it}{self.of}{tail}")
+            sys.stderr.write(f"\r{self.desc}: {self.unit} {it}{self.of}{tail}")
             sys.stderr.flush()
         self.done = it
 
@@ -66,5 +67,5 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
         else:
-            sys.stderr.write(f"\r{self.desc}: step {self.done}{self.of}\n")
+            sys.stderr.write(f"\r{self.desc}: {self.unit} {self.done}{self.of}\n")
             sys.stderr.flush()

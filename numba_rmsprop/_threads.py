@@ -28,10 +28,13 @@ wins in such a loop, not only alone on a quiet machine:
   ``"numba_rmsprop"``), so ``threadpool_limits(1)`` limits them with BLAS.
   It is called at the package's import and at the first threaded launch when
   threadpoolctl is imported by then (the package never imports it itself).
+  :func:`limited` caps the launches of one thread (a Dask task's blocks run
+  on one thread each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -46,6 +49,8 @@ _launch_is_threadsafe = False
 _layer_requested = False
 #: A thread limit set through threadpoolctl (None: no limit).
 _limit = None
+#: ``.limit``: a limit for launches from this thread only (:func:`limited`).
+_here = threading.local()
 
 
 def _user_chose_layer() -> bool:
@@ -101,7 +106,26 @@ def num_threads() -> int:
         n = min(n, max(1, int(wanted)))
     if _limit is not None:
         n = min(n, max(1, _limit))
+    here = getattr(_here, "limit", None)
+    if here is not None:
+        n = min(n, here)
     return n
+
+
+@contextlib.contextmanager
+def limited(n: int):
+    """At most ``n`` threads for the launches made from this thread, inside the block.
+
+    For code that runs on one thread of a larger pool (a Dask worker's task):
+    the pool's threads are the parallelism, and other threads of the process
+    keep their own limits.
+    """
+    before = getattr(_here, "limit", None)
+    _here.limit = max(1, int(n)) if before is None else min(before, max(1, int(n)))
+    try:
+        yield
+    finally:
+        _here.limit = before
 
 
 def launch_parallel(kernel, *args):

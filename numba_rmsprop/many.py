@@ -71,8 +71,8 @@ PER_RUN_OPTIONS = tuple(
 
 def minimize_many(fun: Callable, X0, args: tuple = (), jac=True, bounds=None,
                   options: Optional[dict] = None, run_args: Sequence[int] = (),
-                  vectorized: bool = False, callback: Optional[Callable] = None
-                  ) -> OptimizeResult:
+                  vectorized: bool = False, callback: Optional[Callable] = None, *,
+                  client=None, runs_per_task: Optional[int] = None) -> OptimizeResult:
     """Minimize ``k`` independent problems with RMSprop; ``X0`` has shape ``(k, n)``.
 
     Parameters
@@ -112,6 +112,18 @@ def minimize_many(fun: Callable, X0, args: tuple = (), jac=True, bounds=None,
         stops every active run (status 99). Supported with ``vectorized=True``
         and with ``@njit`` objectives (which then advance one step per
         round); without a callback nothing of it costs anything.
+    client : dask.distributed.Client, optional
+        Run the ``k`` runs on this Dask cluster, in blocks of
+        ``runs_per_task`` runs (one task each, each the local
+        ``minimize_many`` of its block on one thread of its worker); the
+        arguments shared by every run are scattered to the workers once. The
+        result is bit for bit the local one (see :mod:`numba_rmsprop._dask`).
+        ``fun`` must pickle (define it in a module the workers can import, or
+        in ``__main__``); no ``callback``, no CUDA ``X0``.
+    runs_per_task : int, optional
+        Runs per block with ``client``. Default: ``k`` over four blocks per
+        worker thread of the cluster, at least
+        :data:`numba_rmsprop._dask.MIN_RUNS_PER_TASK` runs.
 
     Returns
     -------
@@ -133,6 +145,14 @@ def minimize_many(fun: Callable, X0, args: tuple = (), jac=True, bounds=None,
         raise TypeError(f"`options` must be a dict; got {type(options).__name__}.")
     if not isinstance(vectorized, (bool, np.bool_)):
         raise TypeError(f"`vectorized` must be a bool; got {vectorized!r}.")
+    if client is not None:  # dask is imported only here
+        from . import _dask
+
+        return _dask.minimize_many(fun, X0, args, jac, bounds, dict(options), run_args,
+                                   bool(vectorized), callback, client, runs_per_task)
+    if runs_per_task is not None:
+        raise ValueError("`runs_per_task` splits the runs into tasks of a Dask cluster: it "
+                         "needs `client` (a dask.distributed.Client).")
     if _is_device_array(X0):
         if not vectorized:
             raise ValueError("A CUDA `X0` needs `vectorized=True`: the objective is device "
@@ -273,14 +293,7 @@ class _Batch:
         self.mode = self._mode()
         if self.mode == "each":
             return
-        # Every per-run value, checked by its own validator (one message style).
-        for name, values in self.per_run.items():
-            check = self._validator(name)
-            seen = {}
-            for i, v in enumerate(values):
-                if v not in seen:
-                    seen[v] = i
-                    check(f"{name}[{i}]", v)
+        self._check_per_run()
         self.loop = _loop_options(self.options0, None, callback)
         bnds = _bounds_arrays(bounds, n)
         self.bounds64 = bnds
@@ -291,6 +304,29 @@ class _Batch:
         self._data()
 
     # ------------------------------------------------------------ setup
+    def _check_per_run(self) -> None:
+        """Every per-run value, checked by its own validator (one message style)."""
+        for name, values in self.per_run.items():
+            check = self._validator(name)
+            seen = {}
+            for i, v in enumerate(values):
+                if v not in seen:
+                    seen[v] = i
+                    check(f"{name}[{i}]", v)
+
+    def check_each(self) -> None:
+        """For ``mode == "each"``, the checks the other modes make up front.
+
+        Locally each run's ``nr.minimize`` checks its own options; runs sent to
+        other machines are checked here first (per-run values, run 0's loop and
+        optimizer options, the bounds), so that bad input fails before they go.
+        """
+        self._check_per_run()
+        o = self.options0
+        _loop_options(o, None, self.callback)
+        RMSprop(**{name: o[name] for name in RMSPROP_OPTIONS if name in o})
+        _bounds_arrays(self.bounds_spec, self.n)
+
     def _mode(self) -> str:
         """``"compiled"``, ``"vectorized"`` or ``"each"`` (one ``nr.minimize`` per run)."""
         if self.vectorized:
