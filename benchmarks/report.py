@@ -236,6 +236,24 @@ def fmt_stream_throughput(r, kw):
         "(compiled loop), bound by reading the rows."]
 
 
+def fmt_dask(r, kw):
+    s = r["setup"]
+    here = r["here, all threads"]
+    rows = []
+    for name, v in r.items():
+        if name == "setup" or name.endswith(", blocks"):
+            continue
+        blocks = r.get(name + ", blocks")
+        rows.append([name + (f" ({blocks} tasks)" if blocks else ""), C.fmt_time(v),
+                     f"{v / here:.2f}x" if name.startswith(("here", "cluster, blocks")) else ""])
+    return C.md_table(["", "time", "/ here, all threads"], rows) + [
+        "", f"k = {s['k']:,} decay curves (3 parameters, 32 points, {s['steps']} steps each, "
+        f"`@njit`, compiled loop); here: {s['threads_here']} thread(s); cluster: LocalCluster of "
+        f"{s['workers']} processes x 1 thread on the same machine; best of {s['repeat']} calls "
+        "each, every result bit for bit the local one. Per block: "
+        f"{s['k_overhead']} runs of 1 step in blocks of 1 run, time / blocks."]
+
+
 #: name -> (title, "module.function" measuring it, formatter, full-size and --quick arguments)
 SECTIONS = {
     "training": ("MLP training loop (784-128-10, float32)", "bench_training.measure", fmt_training,
@@ -278,6 +296,10 @@ SECTIONS = {
                    dict(repeat=1, steps=20)),
     "cuda": ("CUDA", "bench_cuda.measure", fmt_cuda,
              dict(sizes=[10_000_000, 100_000_000], repeat=20), dict(sizes=[1_000_000], repeat=3)),
+    "dask": ("minimize_many on a Dask LocalCluster against the same runs here", "bench_dask.measure",
+             fmt_dask, dict(k=20000, steps=200, workers=2, repeat=3),
+             dict(k=40, steps=5, workers=2, repeat=1, block_sizes=[10, None], k_overhead=10,
+                  scatter_mb=1.0)),
     "stream_memory": ("Streaming from Zarr: peak memory against the shuffle buffer",
                       "bench_stream.memory", fmt_stream_memory,
                       dict(store_mb=2048, buffer_mb=256, chunk_mb=8, batch=1024),
@@ -290,9 +312,9 @@ SECTIONS = {
 PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small", "many"],
            "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"],
            "side_by_side": ["time_to_loss", "torch_loop"],
-           "stream": ["stream_memory", "stream_throughput"]}
+           "stream": ["stream_memory", "stream_throughput"], "dask": ["dask"]}
 PRESETS["all"] = (PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]
-                  + PRESETS["stream"])
+                  + PRESETS["stream"] + PRESETS["dask"])
 
 
 def call(func, kw):

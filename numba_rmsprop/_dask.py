@@ -17,13 +17,13 @@ How it runs
    a large design matrix crosses the network once per worker, not once per
    task.
 3. **Blocks.** The runs are cut into consecutive blocks: run 0 alone (the
-   *warm-up*), then blocks of ``runs_per_task`` runs. The warm-up task runs
-   first, alone; the other blocks are submitted when it is done. Its worker
-   compiles the loop and writes Numba's on-disk cache, so the other workers
-   of that machine load the compiled code instead of compiling it at the
-   same time into one cache directory (numba/numba#4807), and an objective
-   that fails on the workers (a module they cannot import) fails once, in
-   one task.
+   *warm-up*), then blocks of ``runs_per_task`` runs. All are submitted at
+   once, but the other blocks depend on the warm-up's (small) result, so it
+   runs first, alone: its worker compiles the loop and writes Numba's
+   on-disk cache, and the other workers of that machine then load the
+   compiled code instead of compiling it at the same time into one cache
+   directory (numba/numba#4807); an objective that fails on the workers (a
+   module they cannot import) fails there first.
 4. **Each task** is the local ``minimize_many`` of its block -- the block's
    rows of ``X0`` and of the ``run_args``, the block's slice of every
    per-run option, the shared arguments and options -- on one thread of its
@@ -209,8 +209,11 @@ class _Carried:
         return np.asarray(self.array.compute(scheduler="sync")) if self.read else self.array
 
 
-def run_block(fun, X0, args, jac, bounds, options, run_args, vectorized):
-    """One task: the local ``minimize_many`` of a block, and the warnings it raised."""
+def run_block(fun, X0, args, jac, bounds, options, run_args, vectorized, after=None):
+    """One task: the local ``minimize_many`` of a block, and the warnings it raised.
+
+    ``after``: the warm-up block's result, when this block waits for it (unused).
+    """
     args = tuple(a.load() if isinstance(a, _Carried) else a for a in args)
     with _threads.limited(THREADS_PER_TASK), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -245,22 +248,29 @@ class _Run:
 
             bar = Progress(len(self.blocks), "minimize_many", unit="block")
 
-        def submit(i):
-            f = self._submit(i)
+        def submit(i, after=None):
+            f = self._submit(i, after)
             pending[f] = (i, self.generation)
             return f
         try:
-            flow = as_completed([submit(0)], loop=self.client.loop)  # the warm-up, alone
+            warm = submit(0)  # the warm-up: the other blocks wait for it (a dependency)
+            flow = as_completed([warm] + [submit(i, warm) for i in range(1, len(self.blocks))],
+                                loop=self.client.loop)
+            del warm
             for f in flow:
                 i, generation = pending.pop(f)
                 try:
                     results[i] = f.result()
-                except Cancelled:
+                except Cancelled as exc:
                     # The block's shared arguments were lost (their last copy was on a
                     # worker that died): scatter them again, once per loss, and resubmit.
                     if generation == self.generation:
                         if self.generation >= MAX_SCATTERS - 1:
-                            raise
+                            raise RuntimeError(
+                                f"minimize_many: block {i} was cancelled by the cluster "
+                                f"({exc}) after {MAX_SCATTERS} scatters of the shared "
+                                "arguments: workers keep dying with their last copy (or the "
+                                "cluster was restarted).") from exc
                         self._scatter()
                     flow.add(submit(i))
                     continue
@@ -274,8 +284,6 @@ class _Run:
                 del f  # its result is here: the cluster may forget it
                 if bar is not None:
                     bar.update(bar.done + 1, None)
-                if i == 0:
-                    flow.update([submit(j) for j in range(1, len(self.blocks))])
         finally:
             if pending:  # an error (or an interrupt): stop the rest
                 self.client.cancel(list(pending))
@@ -307,7 +315,7 @@ class _Run:
         self.shared = dict(zip(shared, futures))
         self.generation = getattr(self, "generation", -1) + 1
 
-    def _submit(self, i):
+    def _submit(self, i, after=None):
         b = self.batch
         s, e = self.blocks[i]
         args = []
@@ -324,7 +332,7 @@ class _Run:
         for name, values in b.per_run.items():
             options[name] = values[s:e]
         return self.client.submit(run_block, self.fun, b.X0[s:e], args, self.jac, self.bounds,
-                                  options, b.run_pos, self.vectorized,
+                                  options, b.run_pos, self.vectorized, after,
                                   key=f"{self.name}-{self.generation}-{i}",
                                   pure=False)
 
