@@ -646,6 +646,7 @@ def _hist_row(H, r):  # pragma: no cover
 
 @overload(_hist_row, inline="always")
 def _hist_row_ov(H, r):
+    """Row ``r`` of the history table, or None without one."""
     if _is_none(H):
         return lambda H, r: None
     return lambda H, r: H[r]

@@ -117,14 +117,7 @@ class Minibatches:
             raise ValueError(
                 f"`batch_size={batch_size!r}` was given but `args` holds no data arrays "
                 "(numpy arrays with ndim >= 1) to slice into minibatches.")
-        lengths = {i: len(args[i]) for i in self.data_idx}
-        if len(set(lengths.values())) > 1:
-            desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
-            raise ValueError(
-                "With `batch_size`, every data array of `args` (numpy array with ndim >= 1) "
-                f"is sliced along axis 0, so they must have the same length; {desc} rows. "
-                "Pass `data_args` to name the per-sample arrays explicitly.")
-        self.n_samples = ns = next(iter(lengths.values()))
+        self.n_samples = ns = same_length(args, self.data_idx)
         if batch_size > ns:
             raise ValueError(f"`batch_size={batch_size}` is larger than the data "
                              f"({ns} samples).")
@@ -168,19 +161,37 @@ class Minibatches:
         """Nothing to release (the streamed source stops its loader here)."""
 
 
+def same_length(args: tuple, idx) -> int:
+    """The common length along axis 0 of the data arrays ``args[i]``, ``i`` in ``idx``."""
+    lengths = {i: args[i].shape[0] for i in idx}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
+        raise ValueError(
+            "With `batch_size`, every data array of `args` (numpy or dask array with "
+            f"ndim >= 1) is sliced along axis 0, so they must have the same length; {desc} "
+            "rows. Pass `data_args` to name the per-sample arrays explicitly.")
+    return next(iter(lengths.values()))
+
+
+def positions(args: tuple, seq, name: str) -> list:
+    """The positions in ``args`` that option ``name`` lists, checked and sorted
+    (negative ones counted from the end, as Python indexes)."""
+    if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+        raise TypeError(f"`{name}` must be a sequence of positions in `args`; got {seq!r}.")
+    idx = []
+    for i in seq:
+        if not _is_integer(i) or not -len(args) <= i < len(args):
+            raise ValueError(f"`{name}` entry {i!r} is not a position in `args` "
+                             f"(which has {len(args)} elements).")
+        idx.append(int(i) % len(args))
+    return sorted(set(idx))
+
+
 def _positions(args: tuple, data_args) -> list:
     """``data_args`` checked against ``args``: sorted positions of arrays with ``ndim >= 1``."""
-    if isinstance(data_args, (str, bytes)) or not hasattr(data_args, "__iter__"):
-        raise TypeError(f"`data_args` must be a sequence of positions in `args`; "
-                        f"got {data_args!r}.")
-    idx = []
-    for i in data_args:
-        if not _is_integer(i) or not -len(args) <= i < len(args):
-            raise ValueError(f"`data_args` entry {i!r} is not a position in `args` "
-                             f"(which has {len(args)} elements).")
-        i = int(i) % len(args)
+    idx = positions(args, data_args, "data_args")
+    for i in idx:
         if not _is_data(args[i]):
             raise ValueError(f"`data_args` names args[{i}], which is not a numpy (or dask) "
                              "array with ndim >= 1.")
-        idx.append(i)
-    return sorted(set(idx))
+    return idx

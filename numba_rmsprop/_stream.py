@@ -109,7 +109,7 @@ import numpy as np
 from numba import njit
 
 from . import _config
-from ._minibatches import Segment, data_positions, is_dask_array
+from ._minibatches import Segment, data_positions, is_dask_array, same_length
 
 #: Default buffer size, in bytes of rows of all data arrays together.
 DEFAULT_BUFFER_BYTES = 256 * 2**20
@@ -220,13 +220,7 @@ class StreamedBatches:
                 raise ValueError(
                     f"args[{i}] is a dask array with unknown chunk sizes along axis 0; call "
                     f"`args[{i}] = args[{i}].compute_chunk_sizes()` first.")
-        lengths = {i: a.shape[0] for i, a in zip(idx, arrays)}
-        if len(set(lengths.values())) > 1:
-            desc = ", ".join(f"args[{i}] has {m}" for i, m in lengths.items())
-            raise ValueError(
-                "With `batch_size`, every data array of `args` (numpy or dask array with "
-                f"ndim >= 1) is sliced along axis 0, so they must have the same length; {desc} "
-                "rows. Pass `data_args` to name the per-sample arrays explicitly.")
+        same_length(dict(zip(idx, arrays)), idx)
         lazy = [(i, a) for i, a in zip(idx, arrays) if is_dask_array(a)]
         i0, a0 = lazy[0]
         for i, a in lazy[1:]:

@@ -54,7 +54,7 @@ from . import _compiled as C
 from . import _threads
 from ._hyperparameters import _is_integer
 from ._lr_blocks import LR_BLOCK, LearningRates
-from ._minibatches import Minibatches
+from ._minibatches import Minibatches, positions
 from .optimize import (LOOP_OPTIONS, RMSPROP_OPTIONS, STOPS, _bounds_arrays, _bounds_in_dtype,
                        _callback_kind, _entry_point, _is_numba_dispatcher, _loop_options, _solve)
 from .optimizer import RMSprop
@@ -200,23 +200,15 @@ def check_X0(X0) -> np.ndarray:
 
 def check_run_args(args: tuple, run_args, k: int) -> tuple:
     """Sorted positions of the per-run arguments, each checked to have ``k`` rows."""
-    if isinstance(run_args, (str, bytes)) or not hasattr(run_args, "__iter__"):
-        raise TypeError(f"`run_args` must be a sequence of positions in `args`; "
-                        f"got {run_args!r}.")
-    positions = []
-    for j in run_args:
-        if not _is_integer(j) or not -len(args) <= j < len(args):
-            raise ValueError(f"`run_args` entry {j!r} is not a position in `args` "
-                             f"(which has {len(args)} elements).")
-        j = int(j) % len(args)
+    idx = positions(args, run_args, "run_args")
+    for j in idx:
         shape = tuple(getattr(args[j], "shape", None) or np.shape(args[j]))
         rows = shape[:1]
         if rows != (k,):
             raise ValueError(
                 f"`run_args` names args[{j}], which must hold one row per run: axis 0 of "
                 f"length {k} (X0 has {k} runs); got shape {shape}.")
-        positions.append(j)
-    return tuple(sorted(set(positions)))
+    return tuple(idx)
 
 
 def split_options(options: dict, k: int) -> tuple:
@@ -528,6 +520,28 @@ class _Batch:
             perms[q] = rng[q].permutation(d.n_samples)
         return perms
 
+    def _segment(self, group, st, active, limit, it, epoch_pos, rng):
+        """The next run of steps of a group, bounded as nr.minimize bounds its segments.
+
+        Drops the runs at their limit, begins an epoch (its orders) at epoch
+        position 0. Returns ``(active, nsteps, lr_off, LR, start, order)``, or
+        None when no run is left.
+        """
+        active = self._drop_finished(active, limit, it, group.runs)
+        if not active.size:
+            return None
+        kb, lr_off = divmod(it, LR_BLOCK)  # one learning-rate block
+        nsteps = LR_BLOCK - lr_off
+        start, order = 0, None
+        if self.batched:  # one epoch
+            if epoch_pos == 0:
+                self.res.nepoch[group.runs[active]] += 1
+                self._order = self._orders(group, active, rng)
+            order = self._order
+            nsteps = min(nsteps, self.data.n_batches - epoch_pos)
+            start = self.data.rows(epoch_pos)[0]
+        return active, nsteps, lr_off, self._lr_for(st, kb), start, order
+
     def _drop_finished(self, active, limit, it, runs):
         """The active runs that may still step at iteration ``it``; the others end at
         their ``maxiter``/``maxfev`` (checked before an epoch begins, as nr.minimize does)."""
@@ -552,26 +566,15 @@ class _Batch:
         order_arg = None
         rng = self._group_rngs(group)
         while True:
-            active = self._drop_finished(active, limit, it, runs)
-            if not active.size:
+            seg = self._segment(group, st, active, limit, it, epoch_pos, rng)
+            if seg is None:
                 break
-            # The learning-rate block and the epoch bound the segment, as in nr.minimize.
-            kb, lr_off = divmod(it, LR_BLOCK)
-            nsteps = LR_BLOCK - lr_off
-            start = 0
-            if self.batched:
-                if epoch_pos == 0:
-                    res.nepoch[runs[active]] += 1
-                    order = self._orders(group, active, rng)
-                nsteps = min(nsteps, self.data.n_batches - epoch_pos)
-                start = self.data.rows(epoch_pos)[0]
-                order_arg = order
+            active, nsteps, lr_off, LR, start, order_arg = seg
             if self.callback is not None:
                 nsteps = 1
             left = np.zeros(m, dtype=np.int64)
             left[active] = np.minimum(limit[active] - it, nsteps).astype(np.int64)
             H = np.full((m, nsteps), np.nan) if res.history is not None else None
-            LR = st.lr_table if st.learning is None else st.learning.block(kb)[None, :]
             _threads.run_chunks(
                 entry, active.size, self.fun, st.S, st.T, st.P, st.cfg, st.counters, args,
                 marker, order_arg,
@@ -689,21 +692,12 @@ class _Batch:
         stopped = False
         while not stopped:
             before = active.size
-            active = self._drop_finished(active, limit, it, runs)
-            changed = changed or active.size != before
-            if not active.size:
+            seg = self._segment(group, st, active, limit, it, epoch_pos, rng)
+            if seg is None:
                 break
-            kb, lr_off = divmod(it, LR_BLOCK)
-            nsteps = LR_BLOCK - lr_off
-            start = 0
-            if self.batched:
-                if epoch_pos == 0:
-                    res.nepoch[runs[active]] += 1
-                    perm = self._orders(group, active, rng)
-                nsteps = min(nsteps, self.data.n_batches - epoch_pos)
-                start = self.data.rows(epoch_pos)[0]
+            active, nsteps, lr_off, LR, start, perm = seg
+            changed = changed or active.size != before
             nsteps = min(nsteps, int(limit[active].min()) - it)  # up to the next limit
-            LR = self._lr_for(st, kb)
             for j in range(nsteps):
                 if self.batched:  # the minibatch, shared by every run
                     s_, e_ = start + j * self.data.batch_size, min(
