@@ -307,10 +307,13 @@ def test_minimize_many_without_a_client_does_not_import_dask():
 # Faults: shared arguments lost, a worker killed while blocks run
 # ---------------------------------------------------------------------------
 
+_SCATTER = _dask._Run._scatter
+
+
 def _losing(times, scatters):
     """``_Run._scatter`` whose first ``times`` scatters are lost (cancelled at once, as
     when the workers holding them die)."""
-    scatter = _dask._Run._scatter
+    scatter = _SCATTER  # the original, also when a test patches twice
 
     def patched(self):
         scatter(self)
