@@ -42,7 +42,7 @@ def test_snippet_runs(code, tmp_path):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     run = code
-    if "import dask" in code:  # the "Scaling out" snippet needs the dask extra
+    if "dask" in code:  # the "Scaling out" snippets need the dask extra
         pytest.importorskip("dask.array")
         pytest.importorskip("distributed")
         pytest.importorskip("zarr")
