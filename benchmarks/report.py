@@ -11,7 +11,7 @@ and prints a table, after the machine description and the exact command.
   (compiled minimize vs a hand-written loop), ``small`` (10 elements vs optax, torch).
 * ``--preset kernels``: ``peers`` (``compare_peers``: NumPy, torch, optax, Keras; the
   README table), ``bandwidth`` (10M vs same-traffic kernel and NumPy),
-  ``many`` (many small tensors), ``threshold`` (serial/parallel crossover),
+  ``tensors`` (many small tensors), ``threshold`` (serial/parallel crossover),
   ``minimize`` (loop overhead), ``cuda`` (GB/s; skipped without a GPU).
 * ``--preset side_by_side`` (``side_by_side.py``): ``time_to_loss`` (against
   BFGS/L-BFGS-B), ``torch_loop`` (minibatch logistic regression vs a torch loop).
@@ -278,7 +278,7 @@ SECTIONS = {
                   fmt_bandwidth, dict(n_large=10_000_000, repeat=15, min_time=0.05),
                   dict(n_large=10_000, repeat=2, min_time=0.0, dtypes=["float32"],
                        configs=["plain"])),
-    "many": ("Many small tensors", "bench_step.many_tensors", fmt_times("one apply, float32"),
+    "tensors": ("Many small tensors", "bench_step.many_tensors", fmt_times("one apply, float32"),
              dict(repeat=15, min_time=0.05), dict(repeat=2, min_time=0.0)),
     "many": ("minimize_many: many runs at once", "bench_many.measure", fmt_many, {},
              dict(per_run_step=dict(k=20, steps=20, repeat=1),
@@ -310,11 +310,12 @@ SECTIONS = {
                           dict(data_mb=4, buffer_mb=1, chunk_mb=0.25, steps=10, repeat=1)),
 }
 PRESETS = {"workloads": ["training", "latency", "first_call", "loop_limit", "small", "many"],
-           "kernels": ["peers", "bandwidth", "many", "threshold", "minimize", "cuda"],
+           "kernels": ["peers", "bandwidth", "tensors", "threshold", "minimize", "cuda"],
            "side_by_side": ["time_to_loss", "torch_loop"],
            "stream": ["stream_memory", "stream_throughput"], "dask": ["dask"]}
-PRESETS["all"] = (PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"]
-                  + PRESETS["stream"] + PRESETS["dask"])
+PRESETS["all"] = list(dict.fromkeys(  # each section once
+    PRESETS["workloads"] + PRESETS["kernels"] + PRESETS["side_by_side"] + PRESETS["stream"]
+    + PRESETS["dask"]))
 
 
 def call(func, kw):
