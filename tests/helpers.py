@@ -1,6 +1,7 @@
 """Small helpers shared by the tests."""
 
 import numpy as np
+from numba import njit
 
 
 def snapshot(opt, variables):
@@ -23,3 +24,23 @@ def assert_unchanged(opt, variables, snap):
         assert set(now) == set(snap["state"])
         for k, v in snap["state"].items():
             np.testing.assert_array_equal(now[k], v, strict=True)
+
+
+# The per-run objectives of the minimize_many tests (test_many, test_dask): one
+# quadratic per run, centre ``c``, weights ``w``.
+@njit
+def quad(x, c, w):
+    d = x - c
+    return 0.5 * np.sum(w * d * d), w * d
+
+
+def quad_np(x, c, w):
+    """``quad`` in NumPy (a Python objective: one ``nr.minimize`` per run)."""
+    d = x - c
+    return 0.5 * np.sum(w * d * d), w * d
+
+
+def quad_vec(X, C, w):
+    """All active runs at once: row-wise exactly ``quad_np``."""
+    D = X - C
+    return np.array([0.5 * np.sum(w * d * d) for d in D]), w * D

@@ -23,25 +23,12 @@ da = pytest.importorskip("dask.array")
 
 import numba_rmsprop as nr  # noqa: E402
 from numba_rmsprop import _dask  # noqa: E402
+from helpers import quad, quad_np, quad_vec  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K, N = 13, 4  # 13 runs: blocks of 1, 2, 5 leave a short last block
 
 
-@njit
-def quad(x, c, w):
-    d = x - c
-    return 0.5 * np.sum(w * d * d), w * d
-
-
-def quad_np(x, c, w):
-    d = x - c
-    return 0.5 * np.sum(w * d * d), w * d
-
-
-def quad_vec(X, C, w):
-    D = X - C
-    return np.array([0.5 * np.sum(w * d * d) for d in D]), w * D
 
 
 @njit
@@ -79,18 +66,6 @@ B = A @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * RNG.standard_normal(64)
 def per_run(*values):
     """``values`` cycled to one per run."""
     return [values[i % len(values)] for i in range(K)]
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    c = distributed.Client(cluster, set_as_default=False)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 def same(a, b):

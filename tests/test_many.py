@@ -17,25 +17,11 @@ import pytest
 from numba import njit
 
 import numba_rmsprop as nr
+from helpers import quad, quad_np, quad_vec
 
 N = 4
 
 
-@njit
-def quad(x, c, w):
-    d = x - c
-    return 0.5 * np.sum(w * d * d), w * d
-
-
-def quad_np(x, c, w):
-    d = x - c
-    return 0.5 * np.sum(w * d * d), w * d
-
-
-def quad_vec(X, C, w):
-    """All active runs at once: row-wise exactly ``quad_np``."""
-    D = X - C
-    return np.array([0.5 * np.sum(w * d * d) for d in D]), w * D
 
 
 @njit

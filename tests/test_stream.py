@@ -70,18 +70,6 @@ def no_thread_left():
     assert our_threads() == []
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    c = distributed.Client(cluster, set_as_default=False)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
 # ---------------------------------------------------------------------------
 # The order of the batches
 # ---------------------------------------------------------------------------
