@@ -73,7 +73,8 @@ from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from . import _threads
 from . import many as M
-from ._hyperparameters import _is_integer, integer
+from ._hyperparameters import integer
+from ._minibatches import positions
 
 #: Blocks per worker thread with the default ``runs_per_task``: enough for
 #: runs that stop early (blocks of unequal cost) to even out across threads.
@@ -171,9 +172,8 @@ def _check_pickles(obj, name: str) -> None:
 def _positions(args, run_args) -> tuple:
     """The ``run_args`` positions as the local checks take them (errors left to them)."""
     try:
-        return tuple(int(j) % len(args) for j in run_args
-                     if _is_integer(j) and -len(args) <= j < len(args))
-    except TypeError:  # not a sequence: the local checks say so
+        return tuple(positions(args, run_args, "run_args"))
+    except (TypeError, ValueError):  # the local checks say what is wrong
         return ()
 
 
