@@ -163,18 +163,13 @@ def fmt_threshold(r, kw):
 
 
 def fmt_many(r, kw):
-    def val(v):
-        if isinstance(v, float) and v < 1.0 and v > 0 and not any(w in k for w in ("ratio", "/")):
-            return C.fmt_time(v)
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
     lines = []
     for part, title in (("per_run_step", "k runs of the 10-parameter quadratic (compiled)"),
                         ("pixel_fit", "per-pixel decay fit (3 parameters, compiled)"),
                         ("vectorized_overhead", "vectorized=True, k = 1000, n = 10")):
         rows = []
         for k, v in r[part].items():
-            if isinstance(v, float) and ("(s)" in k):
+            if isinstance(v, float) and k.endswith("(s)"):  # not "1 thread(s)"
                 rows.append([k, f"{v:.2f} s"])
             elif isinstance(v, float) and ("ratio" in k or "speedup" in k or "/" in k
                                            or "|" in k):
