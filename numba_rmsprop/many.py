@@ -43,9 +43,8 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import warnings
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
@@ -520,24 +519,23 @@ class _Batch:
             perms[q] = rng[q].permutation(d.n_samples)
         return perms
 
-    def _segment(self, group, st, active, limit, it, epoch_pos, rng):
+    def _segment(self, group, st, active, limit, it, epoch_pos, rng, order):
         """The next run of steps of a group, bounded as nr.minimize bounds its segments.
 
-        Drops the runs at their limit, begins an epoch (its orders) at epoch
-        position 0. Returns ``(active, nsteps, lr_off, LR, start, order)``, or
-        None when no run is left.
+        Drops the runs at their limit, begins an epoch (new orders, else the
+        current ``order`` goes on) at epoch position 0. Returns ``(active,
+        nsteps, lr_off, LR, start, order)``, or None when no run is left.
         """
         active = self._drop_finished(active, limit, it, group.runs)
         if not active.size:
             return None
         kb, lr_off = divmod(it, LR_BLOCK)  # one learning-rate block
         nsteps = LR_BLOCK - lr_off
-        start, order = 0, None
+        start = 0
         if self.batched:  # one epoch
             if epoch_pos == 0:
                 self.res.nepoch[group.runs[active]] += 1
-                self._order = self._orders(group, active, rng)
-            order = self._order
+                order = self._orders(group, active, rng)
             nsteps = min(nsteps, self.data.n_batches - epoch_pos)
             start = self.data.rows(epoch_pos)[0]
         return active, nsteps, lr_off, self._lr_for(st, kb), start, order
@@ -563,13 +561,12 @@ class _Batch:
         args = self.args
         marker = self._marker()
         limit = self.limit[runs]
-        order_arg = None
         rng = self._group_rngs(group)
         while True:
-            seg = self._segment(group, st, active, limit, it, epoch_pos, rng)
+            seg = self._segment(group, st, active, limit, it, epoch_pos, rng, order)
             if seg is None:
                 break
-            active, nsteps, lr_off, LR, start, order_arg = seg
+            active, nsteps, lr_off, LR, start, order = seg
             if self.callback is not None:
                 nsteps = 1
             left = np.zeros(m, dtype=np.int64)
@@ -577,7 +574,7 @@ class _Batch:
             H = np.full((m, nsteps), np.nan) if res.history is not None else None
             _threads.run_chunks(
                 entry, active.size, self.fun, st.S, st.T, st.P, st.cfg, st.counters, args,
-                marker, order_arg,
+                marker, order,
                 start, self.data.batch_size if self.batched else 1,
                 self.data.n_samples if self.batched else 1, LR, lr_off, it, left, active,
                 runs, codes, made, flast, H, G)
@@ -675,7 +672,7 @@ class _Batch:
         m = runs.size
         active = np.arange(m, dtype=np.int64)
         limit = self.limit[runs]
-        it, epoch_pos = 0, 0
+        it, epoch_pos, perm = 0, 0, None
         a = self.args
         data_idx = self.data.data_idx if self.batched else []
         codes = np.zeros(m, dtype=np.int64)
@@ -692,7 +689,7 @@ class _Batch:
         stopped = False
         while not stopped:
             before = active.size
-            seg = self._segment(group, st, active, limit, it, epoch_pos, rng)
+            seg = self._segment(group, st, active, limit, it, epoch_pos, rng, perm)
             if seg is None:
                 break
             active, nsteps, lr_off, LR, start, perm = seg
