@@ -1,7 +1,13 @@
 """Small helpers shared by the tests."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 from numba import njit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def snapshot(opt, variables):
@@ -24,6 +30,14 @@ def assert_unchanged(opt, variables, snap):
         assert set(now) == set(snap["state"])
         for k, v in snap["state"].items():
             np.testing.assert_array_equal(now[k], v, strict=True)
+
+
+def run_fresh_python(code: str, timeout: float = 300) -> None:
+    """Run ``code`` in a fresh interpreter that imports this checkout; it must exit 0."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # The per-run objectives of the minimize_many tests (test_many, test_dask): one

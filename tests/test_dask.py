@@ -9,8 +9,6 @@ before anything is scattered or submitted.
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,9 +21,8 @@ da = pytest.importorskip("dask.array")
 
 import numba_rmsprop as nr  # noqa: E402
 from numba_rmsprop import _dask  # noqa: E402
-from helpers import quad, quad_np, quad_vec  # noqa: E402
+from helpers import quad, quad_np, quad_vec, run_fresh_python  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K, N = 13, 4  # 13 runs: blocks of 1, 2, 5 leave a short last block
 
 
@@ -272,10 +269,7 @@ def test_minimize_many_without_a_client_does_not_import_dask():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
             "assert not bad, bad\n"
             "assert 'numba_rmsprop._dask' not in sys.modules\n")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_fresh_python(code)
 
 
 # ---------------------------------------------------------------------------

@@ -6,9 +6,6 @@ else is compared bit for bit with in-memory runs, across loops, loaders
 (the run's threads, a ``LocalCluster`` client) and load groupings.
 """
 
-import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -20,8 +17,8 @@ distributed = pytest.importorskip("distributed")
 
 import numba_rmsprop as nr  # noqa: E402
 from numba_rmsprop import _stream  # noqa: E402
+from helpers import run_fresh_python  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 N, D = 1000, 5
 RNG = np.random.default_rng(0)
@@ -355,10 +352,7 @@ def test_import_does_not_import_dask():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'zarr')]\n"
             "assert not bad, bad\n"
             "assert 'numba_rmsprop._stream' not in sys.modules\n")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_fresh_python(code)
 
 
 # ---------------------------------------------------------------------------
