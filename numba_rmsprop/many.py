@@ -51,11 +51,12 @@ from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from . import _compiled as C
 from . import _threads
+from ._cpu import entry_point
 from ._hyperparameters import _is_integer
 from ._lr_blocks import LR_BLOCK, LearningRates
 from ._minibatches import Minibatches, positions
 from .optimize import (LOOP_OPTIONS, RMSPROP_OPTIONS, STOPS, _bounds_arrays, _bounds_in_dtype,
-                       _callback_kind, _entry_point, _is_numba_dispatcher, _loop_options, _solve)
+                       _callback_kind, _is_numba_dispatcher, _loop_options, _solve)
 from .optimizer import RMSprop
 from .schedules import LearningRateSchedule
 
@@ -676,7 +677,7 @@ class _Batch:
         a = self.args
         data_idx = self.data.data_idx if self.batched else []
         codes = np.zeros(m, dtype=np.int64)
-        step = _entry_point(C.many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
+        step = entry_point(C.many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
                                           st.counters, np.zeros(1), 0, self._lr_for(st, 0), 0,
                                           active, codes))
         dt = self.dtype

@@ -57,6 +57,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from . import _compiled as C
 from . import _hyperparameters as H
+from ._cpu import entry_point
 from ._lr_blocks import LR_BLOCK, LearningRates
 from ._minibatches import Segment, make_batches
 from ._objective import LOSS_RULE, Objective, as_loss
@@ -568,7 +569,7 @@ class _Run:
         self.bak = self.S[self.cfg[C.C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
-        self.step_ep = _entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
+        self.step_ep = entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
                                              self.dtype.type(0)))
 
     # ------------------------------------------------------------ loops
@@ -864,21 +865,3 @@ class _Run:
         return dict(maxiter=self.maxiter, maxfev=self.maxfev, gtol=self.gtol, ftol=self.ftol,
                     patience=self.patience, gnorm=self.T[C.T_GNORM], f_last=self.f_last,
                     step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})")
-
-
-def _entry_point(dispatcher, sample_args):
-    """The compiled entry of ``dispatcher`` for the types of ``sample_args``.
-
-    Calling it skips numba's per-call type dispatch (about 0.1 us per
-    argument), which matters for a once-per-step call from Python; the
-    callers keep every argument's type fixed (the gradient is checked before
-    each call). Falls back to the dispatcher itself when the entry cannot be
-    had.
-    """
-    from numba import typeof
-
-    sig = tuple(typeof(a) for a in sample_args)
-    try:
-        return dispatcher.compile(sig)
-    except Exception:  # pragma: no cover - numba internals changed
-        return dispatcher
