@@ -640,18 +640,6 @@ def _row_of_ov(a, r):
     return lambda a, r: a
 
 
-def _hist_row(H, r):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_hist_row, inline="always")
-def _hist_row_ov(H, r):
-    """Row ``r`` of the history table, or None without one."""
-    if _is_none(H):
-        return lambda H, r: None
-    return lambda H, r: H[r]
-
-
 @njit(nogil=True, **_OPTS)
 def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_size,
                  n_samples, LR, lr_off, it0, left, runs, ids, codes, made, flast, H, G, lo, hi):
@@ -675,7 +663,7 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
         code, done, f = run_segment(fun, S[r], T[r], P[r], cfg_r, _pick(args, marker, ids[r]),
                                     _row_of(order, r), start, batch_size, n_samples,
-                                    _row_of(LR, r), lr_off, it0, left[r], _hist_row(H, r), G[r])
+                                    _row_of(LR, r), lr_off, it0, left[r], _row_of(H, r), G[r])
         codes[r] = code
         made[r] = done
         flast[r] = f
