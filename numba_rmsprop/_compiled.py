@@ -10,11 +10,10 @@ Three things live here:
     run: the finiteness checks of the loss and gradient, the stopping tests
     (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
     gradient), then the RMSprop call itself through the same element rule
-    and segment loops :class:`~numba_rmsprop.RMSprop` uses
-    (:func:`numba_rmsprop._cpu.update_loop`, with the same per-call
-    scalars, :mod:`numba_rmsprop._layout`, and the same counter rules,
-    :mod:`numba_rmsprop._plan`), the projection onto the bounds and a
-    rollback when the update overflowed. The Python loop calls it once per
+    :class:`~numba_rmsprop.RMSprop` uses (:mod:`numba_rmsprop._rule`, with
+    the same per-call scalars, :mod:`numba_rmsprop._layout`, and the same
+    counter rules, :mod:`numba_rmsprop._plan`), the projection onto the
+    bounds and a rollback when the update overflowed. The Python loop calls it once per
     step; the compiled loop calls it from compiled code. Both therefore run
     the same machine code on the same numbers, which is what makes the two
     loops bit-identical.
@@ -56,8 +55,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import _config, _layout, _math, _plan, _rule
-from ._cpu import (_cast, _clip_factors, _load, blocked_sumsq, segment_accumulate,
-                   update_loop)
+from ._cpu import (_accumulate_element, _cast, _clip_factors, _load, _update_element,
+                   blocked_sumsq)
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
@@ -221,25 +220,6 @@ def _row_after_ov(S, r):
     return lambda S, r: S[r + 1]
 
 
-def _clip_step(g, acc, s, sw, T, P, clip):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_clip_step)
-def _clip_step_ov(g, acc, s, sw, T, P, clip):
-    """``(num, den)`` of the norm clip in the dtype, or ``(None, None)`` without one.
-
-    One variable: its norm is also the global norm.
-    """
-    if _is_none(clip):
-        return lambda g, acc, s, sw, T, P, clip: (None, None)
-
-    def impl(g, acc, s, sw, T, P, clip):
-        num, den = _clip_factors(clip, blocked_sumsq(g.size, 0, g, acc, s, sw), T[T_CLIP])
-        return _cast(P[0], num), _cast(P[0], den)
-    return impl
-
-
 def _clamp(v, lb, ub, i):  # pragma: no cover
     raise NotImplementedError
 
@@ -350,34 +330,27 @@ def _copy_ov(dst, src):
     return impl
 
 
-@njit(inline="always", **_OPTS)
-def _finish(x, avg, bak, abak, lb, ub):
-    """Project onto the bounds; roll back and return True if a value became non-finite."""
-    finite = True
-    for i in range(x.size):
-        xi = x[i]
-        finite = finite & (abs(xi) < np.inf)
-        x[i] = _clamp(xi, lb, ub, i)
-        finite = finite & _finish_avg(avg, lb, ub, i)
-    if not finite:
-        _copy(x, bak)
-        _copy(avg, abak)
-    return not finite
-
-
-def _accumulate(x, g, acc, avg, s, sw, overwrite):  # pragma: no cover
+def _copy_at(dst, src, i):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_accumulate)
-def _accumulate_ov(x, g, acc, avg, s, sw, overwrite):
-    """``segment_accumulate``; never reached (and not compiled) without accumulation."""
-    if _is_none(acc):
-        return lambda x, g, acc, avg, s, sw, overwrite: None
+@overload(_copy_at, inline="always")
+def _copy_at_ov(dst, src, i):
+    """``dst[i] = src[i]``; nothing when either is None."""
+    if _is_none(src) or _is_none(dst):
+        return lambda dst, src, i: None
 
-    def impl(x, g, acc, avg, s, sw, overwrite):
-        segment_accumulate(x, 0, g, acc, avg, s, sw, overwrite)
+    def impl(dst, src, i):
+        dst[i] = src[i]
     return impl
+
+
+@njit(inline="always", **_OPTS)
+def _finish_at(x, avg, lb, ub, i):
+    """Project element ``i`` (and its EMA) onto the bounds; False if either is not finite."""
+    xi = x[i]
+    x[i] = _clamp(xi, lb, ub, i)
+    return (abs(xi) < np.inf) & _finish_avg(avg, lb, ub, i)
 
 
 def _ema_row(S, r_avg, r_bak):  # pragma: no cover
@@ -402,42 +375,83 @@ def rows(S, cfg):
 
 
 @njit(inline="always", **_OPTS)
-def step_rows(R, g, T, P, cfg, f, it, lr):
-    """:func:`step` on the row views ``R = rows(S, cfg)``."""
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = R
+def _stop_code(x, g, T, lb, ub, cfg, f):
+    """The stop tests before a step, in order: ``OK`` or the stop code.
+
+    They change nothing but the tolerance state ``T``: a step that stops
+    leaves ``x`` and the optimizer's state as they were.
+    """
+    finite = True
+    for i in range(g.size):
+        finite = finite & (abs(g[i]) < np.inf)
     if not math.isfinite(f):
         return NONFINITE_LOSS
-    # One pass: check the gradient and back x up (for the rollback).
-    finite = True
-    for i in range(x.size):
-        finite = finite & (abs(g[i]) < np.inf)
-        bak[i] = x[i]
     if not finite:
         return NONFINITE_GRAD
-    _copy(abak, avg)
     if cfg[C_FTOL] != 0:
         if _loss_plateau(T, f):
             return FTOL
     if cfg[C_GTOL] != 0:
         if _grad_average(x, g, T, lb, ub) <= T[T_GTOL]:
             return GTOL
-
-    # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
-    sw = cfg[C_SWITCHES]
-    update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-    t = 0
-    if sw[_rule.BIAS_CORRECTION] is not None and update:
-        t = _update_count(it, cfg[C_N])
-    _pack_call(P, lr, first, t)
-    s = _load(P)
-    if update:
-        num, den = _clip_step(g, acc, s, sw, T, P, cfg[C_CLIP])
-        update_loop(x, g, v, mg, mom, acc, avg, s, sw, num, den, True, overwrite)
-    else:
-        _accumulate(x, g, acc, avg, s, sw, overwrite)
-    if _finish(x, avg, bak, abak, lb, ub):
-        return OVERFLOW
     return OK
+
+
+@njit(_nrt=False, **_OPTS)
+def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f, it, lr):
+    """:func:`step` on the rows of ``S`` (None when off); ``xc`` (or None)
+    receives the new ``x`` for the objective's next call.
+
+    The whole step is this one function, shared by both loops, with every
+    loop inlined (the rule's ``is None`` branches are pruned on its
+    arguments; the clip factors are passed as literal None without a norm
+    clip). Compiled without reference counting (``_nrt=False``; it allocates
+    nothing): with it, Numba left a pair of atomic operations per array and
+    step, which cost more than the update of a 10-element variable.
+    """
+    code = _stop_code(x, g, T, lb, ub, cfg, f)
+    if code == OK:
+        # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+        sw = cfg[C_SWITCHES]
+        update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
+        t = 0
+        if sw[_rule.BIAS_CORRECTION] is not None and update:
+            t = _update_count(it, cfg[C_N])
+        _pack_call(P, lr, first, t)
+        s = _load(P)
+        _copy(bak, x)  # for the rollback
+        _copy(abak, avg)
+        if acc is not None and not update:
+            for i in range(x.size):
+                _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
+        elif cfg[C_CLIP] is None:
+            for i in range(x.size):
+                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, None, None, True,
+                                overwrite)
+        else:
+            num, den = _clip_factors(cfg[C_CLIP], blocked_sumsq(x.size, 0, g, acc, s, sw),
+                                     T[T_CLIP])
+            num, den = _cast(s[0], num), _cast(s[0], den)
+            for i in range(x.size):
+                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                overwrite)
+        finite = True
+        for i in range(x.size):
+            finite = finite & _finish_at(x, avg, lb, ub, i)
+            _copy_at(xc, x, i)
+        if not finite:
+            _copy(x, bak)
+            _copy(avg, abak)
+            code = OVERFLOW
+    return code
+
+
+@njit(inline="always", **_OPTS)
+def step_rows(R, g, T, P, cfg, f, it, lr):
+    """:func:`step` on the row views ``R = rows(S, cfg)``."""
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = R
+    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, None, T, P, cfg, f, it,
+                       lr)
 
 
 @njit(**_OPTS)
@@ -567,19 +581,16 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     the stop code of the evaluation after them (``OK`` when all ran); on a
     stop, ``gbuf`` holds that evaluation's gradient.
     """
-    R = rows(S, cfg)
-    x = R[0]
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
     n = x.size
     f = np.nan
-    xc = np.empty_like(x)  # the objective's copy of x, refreshed every step
+    # The objective's copy of x, as the Python loop passes a fresh copy per
+    # evaluation: an objective that modifies (or keeps) its ``x`` must not
+    # change the run. step_arrays refreshes it as it writes x.
+    xc = x.copy()
     for j in range(nsteps):
         a = start + j * batch_size
         b = min(a + batch_size, n_samples)
-        # A fresh copy per evaluation, as the Python loop passes: an objective
-        # that modifies (or keeps, in a container of its arguments) its ``x``
-        # must not change the run.
-        for i in range(n):
-            xc[i] = x[i]
         out = _call(fun, xc, args, a, b, batched)
         ok, f = _as_loss(out[0])
         if not ok:
@@ -589,7 +600,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
             hist[j] = f
         if g.size != n:
             return BAD_GRAD, j, f
-        code = step_rows(R, g, T, P, cfg, f, it0 + j, lrs[lr_off + j])
+        code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
+                           it0 + j, lrs[lr_off + j])
         if code != OK:
             for i in range(n):
                 gbuf[i] = g[i]

@@ -113,13 +113,6 @@ def segment_update(x, o, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, ove
 
 
 @njit(**_OPTS)
-def update_loop(x, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, overwrite):
-    """``segment_update`` at offset 0: the arrays are the variable's own (no slicing)."""
-    for j in range(x.size):
-        _update_element(j, x, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, overwrite)
-
-
-@njit(**_OPTS)
 def segment_accumulate(x, o, g, acc, avg, s, sw, overwrite):
     n = x.size
     g_, acc_ = g[o:o + n], acc[o:o + n]
