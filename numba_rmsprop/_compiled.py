@@ -375,15 +375,17 @@ def rows(S, cfg):
 
 
 @njit(inline="always", **_OPTS)
-def _stop_code(x, g, T, lb, ub, cfg, f):
+def _stop_code(x, g, T, lb, ub, bak, cfg, f):
     """The stop tests before a step, in order: ``OK`` or the stop code.
 
-    They change nothing but the tolerance state ``T``: a step that stops
+    They change nothing but the tolerance state ``T`` and the backup ``bak``
+    of ``x`` (taken in the same pass, for a rollback): a step that stops
     leaves ``x`` and the optimizer's state as they were.
     """
     finite = True
     for i in range(g.size):
         finite = finite & (abs(g[i]) < np.inf)
+        bak[i] = x[i]
     if not math.isfinite(f):
         return NONFINITE_LOSS
     if not finite:
@@ -409,7 +411,7 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
     nothing): with it, Numba left a pair of atomic operations per array and
     step, which cost more than the update of a 10-element variable.
     """
-    code = _stop_code(x, g, T, lb, ub, cfg, f)
+    code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
     if code == OK:
         # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
         sw = cfg[C_SWITCHES]
@@ -417,9 +419,11 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
         t = 0
         if sw[_rule.BIAS_CORRECTION] is not None and update:
             t = _update_count(it, cfg[C_N])
-        _pack_call(P, lr, first, t)
+        if avg is not None:
+            _pack_call(P, lr, first, t)
+        elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds this call's slots
+            _pack_call(P, lr, None, t)
         s = _load(P)
-        _copy(bak, x)  # for the rollback
         _copy(abak, avg)
         if acc is not None and not update:
             for i in range(x.size):

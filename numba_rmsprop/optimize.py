@@ -57,7 +57,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from . import _compiled as C
 from . import _hyperparameters as H
-from ._cpu import entry_point
+from ._cpu import EntryCache, entry_point, type_key
 from ._lr_blocks import LR_BLOCK, LearningRates
 from ._minibatches import Segment, make_batches
 from ._objective import LOSS_RULE, Objective, as_loss
@@ -122,6 +122,9 @@ STOPS = {
                     "and x is the last finite iterate."),
     _STOP: (99, "`callback` raised `StopIteration`."),  # scipy's words
 }
+
+#: Compiled-loop entries by objective and argument types (see _Run._compile_loop).
+_LOOP_ENTRIES = EntryCache()
 
 
 # ===================================================================== public
@@ -569,6 +572,7 @@ class _Run:
         self.bak = self.S[self.cfg[C.C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
+        self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
         self.step_ep = entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
                                              self.dtype.type(0)))
 
@@ -669,11 +673,21 @@ class _Run:
 
         The objective is passed as a first-class function of the exact
         signature it is called with in the loop, read off
-        ``batch_arguments``; both compiled functions are cached on disk.
+        ``batch_arguments``; both compiled functions are cached on disk, and
+        the entry is remembered for arguments of the same types
+        (:func:`~numba_rmsprop._cpu.type_key`: typing them again cost about
+        1 ms per call).
         """
         from numba import typeof, types
 
         batching = self.seg.order
+        lrs = self.lr.block(0)
+        state = (self.S, self.T, self.P, self.cfg, lrs, self._hist, self.gbuf)
+        key = type_key((self.seg.args, batching, self.x, state))
+        key = None if key is None else (self.pair_fun, key)
+        entry = _LOOP_ENTRIES.get(key)
+        if entry is not None:
+            return entry
         i64 = types.int64
         bsig = (typeof(self.seg.args), i64, i64, typeof(batching))
         C.batch_arguments.compile(bsig)
@@ -684,15 +698,17 @@ class _Run:
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))
         sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
-               bsig[0], bsig[3], i64, i64, i64, typeof(self.lr.block(0)), i64, i64, i64,
-               typeof(self.hbuf), typeof(self.gbuf))
-        return C.run_segment.compile(sig)
+               bsig[0], bsig[3], i64, i64, i64, typeof(lrs), i64, i64, i64,
+               typeof(self._hist), typeof(self.gbuf))
+        entry = C.run_segment.compile(sig)
+        _LOOP_ENTRIES.put(key, entry)
+        return entry
 
     def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, seg):
         code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, seg.args,
                               seg.order, seg.start,
                               self.data.batch_size if self.batched else 1,
-                              seg.n_rows, lrs, lr_off, it0, nsteps, self.hbuf, self.gbuf)
+                              seg.n_rows, lrs, lr_off, it0, nsteps, self._hist, self.gbuf)
         if code == C.BAD_LOSS:
             raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
                              "another number of elements.")

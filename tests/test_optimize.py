@@ -787,3 +787,61 @@ def test_compiled_fallback_warns():
     with pytest.raises(ValueError, match="compiled=True.*did not compile"):
         nr.minimize(_quadratic_fixed_sig, np.zeros(5), args=(_A_DIAG, _C), jac=True,
                     options=dict(o, compiled=True))
+
+
+# ---------------------------------------------------------------- entry cache
+TYPE_KEY_VALUES = [
+    None, True, 1, -1, 2**63, 1.5, 1j, "s", np.float32(1), np.float64(1), np.int32(1),
+    np.zeros(3), np.zeros(3, np.float32), np.zeros((2, 3)), np.zeros((2, 3), order="F"),
+    np.zeros((3, 4))[:, ::2], np.zeros(3)[::2],
+    np.frombuffer(np.zeros(3).tobytes()),  # read-only
+    (np.zeros(3), 1.0), (np.zeros(3), (1, None)), (),
+]
+
+
+def test_type_key_equal_exactly_when_numba_types_equal():
+    """The entry cache's key stands for numba.typeof: same key -> same type, and
+    values of different types never share a key."""
+    import numba
+
+    from numba_rmsprop._cpu import type_key
+
+    for a in TYPE_KEY_VALUES:
+        for b in TYPE_KEY_VALUES:
+            ka, kb = type_key(a), type_key(b)
+            assert ka is not None and kb is not None
+            if ka == kb:
+                assert numba.typeof(a) == numba.typeof(b), (a, b)
+            if numba.typeof(a) != numba.typeof(b):
+                assert ka != kb, (a, b)
+    assert type_key([1, 2]) is None and type_key((np.zeros(2), [1])) is None
+
+
+def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
+    """A second minimize with arguments of the same types reuses the compiled
+    loop's entry; other types (read-only data, float32) compile their own."""
+    from helpers import quad
+
+    from numba_rmsprop import _compiled
+
+    compiled = []
+    real = _compiled.run_segment.compile
+
+    def counting(sig):
+        compiled.append(sig)
+        return real(sig)
+
+    monkeypatch.setattr(_compiled.run_segment, "compile", counting)
+    monkeypatch.setattr(nro, "_LOOP_ENTRIES", type(nro._LOOP_ENTRIES)())
+    c, w = np.linspace(-1, 1, 4), np.ones(4)
+    opts = dict(maxiter=5, learning_rate=1e-2)
+    r1 = nr.minimize(quad, np.zeros(4), args=(c, w), jac=True, options=opts)
+    r2 = nr.minimize(quad, np.ones(4), args=(c + 1, w), jac=True, options=opts)
+    assert len(compiled) == 1
+    ro = np.frombuffer(c.tobytes())
+    r3 = nr.minimize(quad, np.zeros(4), args=(ro, w), jac=True, options=opts)
+    assert len(compiled) == 2 and not compiled[1][5][0].mutable
+    r4 = nr.minimize(quad, np.zeros(4, np.float32), args=(c, w), jac=True, options=opts)
+    assert len(compiled) == 3
+    np.testing.assert_array_equal(r1.x, r3.x)
+    assert r4.x.dtype == np.float32 and np.all(r2.x > r1.x)
