@@ -592,9 +592,11 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     # evaluation: an objective that modifies (or keeps) its ``x`` must not
     # change the run. step_arrays refreshes it as it writes x.
     xc = x.copy()
+    a = b = 0
     for j in range(nsteps):
-        a = start + j * batch_size
-        b = min(a + batch_size, n_samples)
+        if batched is not None:  # the rows of this step's minibatch
+            a = start + j * batch_size
+            b = min(a + batch_size, n_samples)
         out = _call(fun, xc, args, a, b, batched)
         ok, f = _as_loss(out[0])
         if not ok:
