@@ -56,7 +56,7 @@ from numba.extending import overload
 
 from . import _config, _layout, _math, _plan, _rule
 from ._cpu import (_accumulate_element, _cast, _clip_factors, _load, _update_element,
-                   blocked_sumsq)
+                   blocked_sumsq, segment_accumulate, segment_update)
 
 _OPTS = dict(error_model="numpy", cache=_config.CACHE)
 _counters = njit(inline="always", **_OPTS)(_plan.counters)
@@ -410,6 +410,12 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
     clip). Compiled without reference counting (``_nrt=False``; it allocates
     nothing): with it, Numba left a pair of atomic operations per array and
     step, which cost more than the update of a 10-element variable.
+
+    Rule for every ``_nrt=False`` function here: no overload that returns an
+    array may be compiled inside one. Numba compiles an overload's
+    implementation with the flags of its first use and reuses it: one that
+    returns a view, compiled without reference counting, would hand
+    reference-counted callers an unowned array (and fails to compile anyway).
     """
     code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
     if code == OK:
@@ -687,20 +693,214 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
         flast[r] = f
 
 
+# The vectorized loop keeps its state with the run axis inside: ``S`` of
+# shape ``(rows, k, n)`` (make_state's ``(k, rows, n)`` transposed), so that
+# each state row of all runs is one contiguous block of ``k * n`` elements
+# and a step of every run can be one pass over it.
+
+@njit(inline="always", **_OPTS)
+def flat_rows(S, cfg):
+    """:func:`rows` of all runs of a ``(rows, k, n)`` state, each row ``(k, n)``."""
+    return (S[0], S[cfg[C_V]], _row(S, cfg[C_MG]), _row(S, cfg[C_MOM]), _row(S, cfg[C_ACC]),
+            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _row(S, _ema_bak(cfg[C_AVG], cfg[C_BAK])),
+            _row(S, cfg[C_LB]), _row(S, _after(cfg[C_LB])))
+
+
+def _after(q):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_after, inline="always")
+def _after_ov(q):
+    """``q + 1``, or None when ``q`` is None."""
+    if _is_none(q):
+        return lambda q: None
+    return lambda q: q + 1
+
+
+def _ema_bak(r_avg, r_bak):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_ema_bak, inline="always")
+def _ema_bak_ov(r_avg, r_bak):
+    """Row of the EMA's backup (after ``x``'s), or None without EMA."""
+    if _is_none(r_avg):
+        return lambda r_avg, r_bak: None
+    return lambda r_avg, r_bak: r_bak + 1
+
+
 @njit(**_OPTS)
-def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes):
-    """One vectorized step: :func:`step_rows` for each run ``runs[j]`` with loss ``f[j]`` and
-    gradient ``G[j]``; ``codes[j]`` receives its stop code. Returns how many stopped."""
+def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, s, sw, update, overwrite,
+                 codes):
+    """The RMSprop call of every run, the ``(k, n)`` rows taken as flat arrays: backup,
+    update (or accumulation), projection, each one pass over ``k * n`` elements; a
+    run whose update overflowed is rolled back alone. Returns how many were."""
+    x, g, v, bak = X.ravel(), G.ravel(), V.ravel(), BAK.ravel()
+    # Optional rows written out (a helper returning None hides it from the pruning).
+    if MG is None:
+        mg = None
+    else:
+        mg = MG.ravel()
+    if MOM is None:
+        mom = None
+    else:
+        mom = MOM.ravel()
+    if ACC is None:
+        acc = None
+    else:
+        acc = ACC.ravel()
+    if AVG is None:
+        avg = None
+        abak = None
+    else:
+        avg = AVG.ravel()
+        abak = ABAK.ravel()
+    if LB is None:
+        lb = None
+        ub = None
+    else:
+        lb = LB.ravel()
+        ub = UB.ravel()
+    _copy(bak, x)
+    _copy(abak, avg)
+    if acc is not None and not update:
+        segment_accumulate(x, 0, g, acc, avg, s, sw, overwrite)
+    else:
+        segment_update(x, 0, g, v, mg, mom, acc, avg, s, sw, None, None, True, overwrite)
+    finite = True
+    for i in range(x.size):
+        finite = finite & _finish_at(x, avg, lb, ub, i)
+    for r in range(codes.size):
+        codes[r] = OK
+    rolled = 0
+    if not finite:  # find the runs whose update overflowed; roll each back alone
+        n = X.shape[1]
+        for r in range(codes.size):
+            ok = True
+            for i in range(r * n, (r + 1) * n):
+                ok = ok & (abs(x[i]) < np.inf) & _finite_at(avg, i)
+            if not ok:
+                for i in range(r * n, (r + 1) * n):
+                    x[i] = bak[i]
+                    _copy_at(avg, abak, i)
+                codes[r] = OVERFLOW
+                rolled += 1
+    return rolled
+
+
+@njit(**_OPTS)  # once per step: its few views' reference counts do not matter
+def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes):
+    """:func:`many_step` in one pass per stage over all ``k`` runs (all active, sharing
+    their per-call scalars). Returns -1, changing nothing, when a run would stop
+    before its update (then each run steps on its own); else how many rolled back.
+
+    The same element rule on the same scalars as :func:`step_arrays` per run:
+    the same numbers.
+    """
+    finite = True
+    for j in range(f.size):
+        finite = finite & (abs(f[j]) < np.inf)
+    g = G.ravel()
+    for i in range(g.size):
+        finite = finite & (abs(g[i]) < np.inf)
+    if not finite:
+        return -1
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
+    sw = cfg[C_SWITCHES]
+    update, first, overwrite = _counters(it, counters[0, 0], counters[0, 1])
+    t = 0
+    if sw[_rule.BIAS_CORRECTION] is not None and update:
+        t = _update_count(it, counters[0, 0])
+    lr = LR[0, lr_off]
+    for r in range(P.shape[0]):  # as step_arrays packs each run's slots
+        if avg is not None:
+            _pack_call(P[r], lr, first, t)
+        else:
+            _pack_call(P[r], lr, None, t)
+    return _flat_update(x, G, v, mg, mom, acc, avg, bak, abak, lb, ub, _load(P[0]), sw, update,
+                        overwrite, codes)
+
+
+def _finite_at(a, i):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_finite_at, inline="always")
+def _finite_at_ov(a, i):
+    """``a[i]`` is finite (True when ``a`` is None)."""
+    if _is_none(a):
+        return lambda a, i: True
+    return lambda a, i: abs(a[i]) < np.inf
+
+
+@njit(_nrt=False, **_OPTS)  # allocates nothing; its per-run views then cost no atomics
+def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
+               LR, lr_off, runs, codes):
+    """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
+    state row (:func:`flat_rows`; None when off); returns how many stopped.
+
+    Optional rows are selected written out (pruned on the arguments): an
+    overload returning a view cannot be compiled without reference counting.
+    """
     stops = 0
     for j in range(runs.size):
         r = runs[j]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
-        code = step_rows(rows(S[r], cfg_r), G[j], T[r], P[r], cfg_r, f[j], it,
-                         _row_of(LR, r)[lr_off])
+        lr = LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
+        if MG is None:
+            mg = None
+        else:
+            mg = MG[r]
+        if MOM is None:
+            mom = None
+        else:
+            mom = MOM[r]
+        if ACC is None:
+            acc = None
+        else:
+            acc = ACC[r]
+        if AVG is None:
+            avg = None
+            abak = None
+        else:
+            avg = AVG[r]
+            abak = ABAK[r]
+        if LB is None:
+            lb = None
+            ub = None
+        else:
+            lb = LB[r]
+            ub = UB[r]
+        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, None,
+                           T[r], P[r], cfg_r, f[j], it, lr)
         codes[j] = code
         if code != OK:
             stops += 1
     return stops
+
+
+@njit(**_OPTS)
+def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, shared):
+    """One vectorized step of the runs ``runs`` of a ``(rows, k, n)`` state, with losses
+    ``f`` and gradients ``G`` (row ``j`` for run ``runs[j]``); ``codes[j]`` receives run
+    ``runs[j]``'s stop code. Returns how many stopped.
+
+    When every run is active and they share their per-call scalars
+    (``shared``: one learning rate, one set of hyperparameters and counters)
+    and no tolerance or norm clip is set, one pass per stage updates all
+    runs (:func:`_flat_step`); otherwise, or when a run stops before its
+    update, :func:`step_arrays` steps each run on its own views
+    (:func:`_run_steps`).
+    """
+    if (shared and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
+            and cfg[C_CLIP] is None):
+        stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes)
+        if stops >= 0:
+            return stops
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
+    return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
+                      LR, lr_off, runs, codes)
 
 
 @njit(nogil=True, **_OPTS)

@@ -494,7 +494,8 @@ class _Batch:
                 raise ValueError("A zero-argument callable `learning_rate` is not supported by "
                                  "minimize_many; use a schedule.")
             lr_table = None
-        return _State(st, runs, lr_table, learning)
+        inner = self.mode == "vectorized" and not self.device
+        return _State(st, runs, lr_table, learning, runs_inner=inner)
 
     # ------------------------------------------------------------ segments
     def _group_rngs(self, group):
@@ -679,7 +680,7 @@ class _Batch:
         codes = np.zeros(m, dtype=np.int64)
         step = entry_point(C.many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
                                           st.counters, np.zeros(1), 0, self._lr_for(st, 0), 0,
-                                          active, codes))
+                                          active, codes, st.shared))
         dt = self.dtype
         fun, jac = self.fun, self.jac
         pair = jac is True
@@ -710,7 +711,7 @@ class _Batch:
                     for i in self.run_pos:
                         lst[i] = a[i] if whole else a[i][sel]
                     changed = False
-                X = st.S[:, 0, :].copy() if ma == m else st.S[active, 0, :]
+                X = st.xs().copy() if ma == m else st.xs()[active]
                 out = fun(X, *lst)
                 if pair:
                     f, G = _pair(out, ma)
@@ -718,7 +719,7 @@ class _Batch:
                     f, G = out, jac(X.copy(), *lst)
                 f, G = _check_batch(f, G, ma, n, dt)
                 n_stop = step(st.S, G, st.T, st.P, st.cfg, st.counters, f, it, LR, lr_off + j,
-                              active, codes)
+                              active, codes, st.shared)
                 if history is not None:
                     history.append((sel, f.copy()))
                 it += 1
@@ -810,13 +811,32 @@ class _Batch:
 
 
 class _State:
-    """A group's state (``make_state`` over its runs) and its learning rates."""
+    """A group's state (``make_state`` over its runs) and its learning rates.
 
-    def __init__(self, st, runs, lr_table, learning):
+    With ``runs_inner`` (the vectorized loop on the CPU) ``S`` is laid out
+    ``(rows, k, n)``, each state row of all runs one contiguous block, for
+    :func:`numba_rmsprop._compiled.many_step`; else ``(k, rows, n)``.
+    """
+
+    def __init__(self, st, runs, lr_table, learning, runs_inner=False):
         self.S, self.T, self.P, self.cfg, _, self.r_avg, self.counters = st
+        self.runs_inner = runs_inner
+        if runs_inner:
+            self.S = np.ascontiguousarray(self.S.transpose(1, 0, 2))
         self.runs = runs
         self.lr_table = lr_table  # per-run constant rates, broadcast over a block
         self.learning = learning  # shared rates (LearningRates), or None
+        # Every run has the same per-call scalars and counters: one pass can update all.
+        self.shared = bool(lr_table is None and (self.P == self.P[:1]).all()
+                           and (self.counters == self.counters[:1]).all())
+
+    def xs(self) -> np.ndarray:
+        """The runs' iterates ``(k, n)`` (a view)."""
+        return self.S[0] if self.runs_inner else self.S[:, 0, :]
+
+    def row(self, q: int, r: int) -> np.ndarray:
+        """State row ``r`` of run ``q`` (a view)."""
+        return self.S[r, q] if self.runs_inner else self.S[q, r]
 
 
 class _Results:
@@ -849,7 +869,7 @@ class _Results:
 
     def x_now(self, st, runs):
         X = np.zeros((self.k, self.n), st.S.dtype)
-        X[runs] = st.S[:, 0, :]
+        X[runs] = st.xs()
         return X
 
     def store(self, st, runs, batch) -> None:
@@ -858,7 +878,7 @@ class _Results:
             r = int(r)
             code = self.code[r]
             raw = code in (C.NONFINITE_LOSS, C.NONFINITE_GRAD, C.OVERFLOW)
-            self.x[r] = st.S[q, 0] if raw or st.r_avg is None else st.S[q, st.r_avg]
+            self.x[r] = st.row(q, 0) if raw or st.r_avg is None else st.row(q, st.r_avg)
             self.gnorm[r] = st.T[q, C.T_GNORM]
             self.reuse[r] = raw or (code in (C.GTOL, C.FTOL) and not batch.batched
                                     and st.r_avg is None)

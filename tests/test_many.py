@@ -323,3 +323,52 @@ def test_an_objective_that_does_not_compile_falls_back_with_a_warning(problem):
     with pytest.raises(ValueError, match="compiled=True, but"):
         nr.minimize_many(fixed, X0[:2], args=(C[:2], w), run_args=(0,),
                          options=dict(maxiter=3, compiled=True))
+
+
+# ---------------------------------------------------------------- one pass over all runs
+FLAT_CASES = [  # (options, dtype, bounded): each compiles the step once
+    (dict(momentum=0.9, centered=True), np.float32, True),
+    (dict(use_ema=True, ema_momentum=0.7, ema_overwrite_frequency=3, weight_decay=0.1,
+          gradient_accumulation_steps=2, clipvalue=0.3), np.float64, False),
+    (dict(nesterov=True, momentum=0.9, bias_correction=True, epsilon_in_sqrt=False),
+     np.float64, True),
+]
+
+
+@pytest.mark.parametrize("config, dtype, bounded", FLAT_CASES, ids=range(len(FLAT_CASES)))
+def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
+    """The vectorized loop's single pass over all runs (shared scalars) changes the
+    state exactly as stepping each run on its own does, rollbacks of overflowing
+    runs and bounds included."""
+    from numba_rmsprop import _compiled as C
+
+    k, n = 5, 7
+    rng = np.random.default_rng(3)
+    spec = nr.RMSprop(learning_rate=0.05, **config)._spec
+    lb, ub = np.full(n, -2.0, dtype), np.full(n, 2.5, dtype)
+    for bounds in [(lb, ub) if bounded else None]:
+        st = C.make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
+                          ftol=None, patience=10, tol_momentum=0.9, initial_velocity=0.0)
+        S = np.ascontiguousarray(st.S.transpose(1, 0, 2))
+        states = {shared: (S.copy(), st.T.copy(), st.P.copy()) for shared in (True, False)}
+        LR = np.full((1, 8), 0.05, dtype)
+        runs = np.arange(k)
+        for it in range(6):
+            G = rng.standard_normal((k, n)).astype(dtype)
+            if it == 4:  # run 2's update overflows: rolled back alone
+                G[2] = np.finfo(dtype).max
+            f = rng.standard_normal(k)
+            out = {}
+            for shared, (S_, T_, P_) in states.items():
+                codes = np.zeros(k, np.int64)
+                stops = C.many_step(S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it,
+                                    runs, codes, shared)
+                out[shared] = stops, codes
+            if it == 4:
+                codes_at_overflow = out[True][1].copy()
+            assert out[True][0] == out[False][0]
+            np.testing.assert_array_equal(out[True][1], out[False][1])
+            for a, b in zip(states[True], states[False]):
+                np.testing.assert_array_equal(a, b, strict=True)
+        if "centered" in config:  # float32: mg**2 overflows, the update is NaN
+            assert codes_at_overflow[2] == C.OVERFLOW and codes_at_overflow[0] == C.OK
