@@ -9,7 +9,8 @@
   calls on a sample of the curves, scaled up (target >= 20x).
 * :class:`VectorizedOverhead` -- ``vectorized=True`` with k = 1000, n = 10:
   the loop's own cost per step (the time per step less the objective's)
-  against one ``RMSprop.apply`` on a 10-element variable.
+  against one ``RMSprop.apply`` on a 10-element variable, and against one
+  on a 10,000-element variable (the update's own work).
 
 :func:`measure` is what ``report.py`` runs.
 """
@@ -89,7 +90,15 @@ def pixel_fit(k=20000, steps=200, sample=200, repeat=3) -> dict:
 
 
 def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
-    """Seconds per step of the vectorized loop, of its objective alone, and of one apply."""
+    """Seconds per step of the vectorized loop, of its objective alone, and of applies.
+
+    The loop's own cost (per step, less the objective's) holds the update of
+    all ``k * n`` elements; ``apply, k*n elements`` (one ``RMSprop.apply`` on a
+    variable of that size) is that work alone, so "own - apply k*n" is what
+    the loop adds around it (the copy of ``X`` handed to ``fun``, the checks
+    of ``fun``'s output, the Python step). A per-run learning rate takes the
+    loop that steps each run on its own (``per-run rates``).
+    """
     d, c = Q.quadratic_args(n)
     X0 = np.random.default_rng(0).standard_normal((k, n))
 
@@ -98,18 +107,40 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
         return 0.5 * np.einsum("ij,ij,j->i", D, D, d), D * d
 
     opts = dict(learning_rate=1e-3, maxiter=steps)
-    nr.minimize_many(fun, X0, args=(d, c), vectorized=True, options=dict(opts, maxiter=3))
-    t_loop = C.best_of(lambda: nr.minimize_many(fun, X0, args=(d, c), vectorized=True,
-                                                options=opts), repeat)[1] / steps
+    per_run = dict(opts, learning_rate=np.linspace(1e-3, 2e-3, k))
+
+    def loop(o):
+        return lambda: nr.minimize_many(fun, X0, args=(d, c), vectorized=True, options=o)
+
+    for o in (opts, per_run):
+        nr.minimize_many(fun, X0, args=(d, c), vectorized=True, options=dict(o, maxiter=3))
     X = X0.copy()
-    t_fun = C.best_of(lambda: [fun(X, d, c) for _ in range(steps)], repeat)[1] / steps
-    x, g = np.zeros(10, np.float32), np.ones(10, np.float32)
-    opt = nr.RMSprop(1e-3)
+    x, g = np.zeros(n), np.ones(n)
+    xk, gk = np.zeros(k * n), np.ones(k * n)
+    opt, opt_k = nr.RMSprop(1e-3), nr.RMSprop(1e-3)
     opt.apply([g], [x])
-    t_apply = C.best_of(lambda: [opt.apply([g], [x]) for _ in range(steps)], repeat)[1] / steps
-    own = t_loop - t_fun
-    return {"per step": t_loop, "objective per step": t_fun, "loop's own cost per step": own,
-            "apply, 10 elements": t_apply, "own / apply": own / t_apply}
+    opt_k.apply([gk], [xk])
+    def times(fn, *a):
+        def run():  # results dropped at once, as in the loop (a list of them would page in)
+            for _ in range(steps):
+                fn(*a)
+        return run
+
+    samples = C.interleaved({
+        "loop": loop(opts), "loop, per-run rates": loop(per_run),
+        "objective": times(fun, X, d, c), "apply n": times(opt.apply, [g], [x]),
+        "apply k*n": times(opt_k.apply, [gk], [xk])}, repeat)
+    t = {name: float(np.min(v)) / steps for name, v in samples.items()}
+    own = t["loop"] - t["objective"]
+    own_per_run = t["loop, per-run rates"] - t["objective"]
+    return {"per step": t["loop"], "objective per step": t["objective"],
+            "loop's own cost per step": own, "apply, 10 elements": t["apply n"],
+            "own / apply": own / t["apply n"],
+            f"apply, {k * n} elements (the update's work)": t["apply k*n"],
+            "own - apply k*n": own - t["apply k*n"],
+            "(own - apply k*n) / apply": (own - t["apply k*n"]) / t["apply n"],
+            "own cost, per-run rates": own_per_run,
+            "own, per-run rates / apply": own_per_run / t["apply n"]}
 
 
 def measure(per_run_step_kw=None, pixel_fit_kw=None, vectorized_overhead_kw=None,
@@ -151,3 +182,6 @@ class VectorizedOverhead(C.Benchmark):
 
     def track_own_over_apply(self):
         return self.r["own / apply"]
+
+    def track_own_beyond_the_update_over_apply(self):
+        return self.r["(own - apply k*n) / apply"]

@@ -730,12 +730,50 @@ def _ema_bak_ov(r_avg, r_bak):
     return lambda r_avg, r_bak: r_bak + 1
 
 
+@njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
+def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
+    """The update pass of :func:`_flat_update` with each run's own scalars ``P[r]``,
+    loaded before its ``n`` elements."""
+    # Unsigned indices: a signed run-time offset keeps Numba's negative-index
+    # wraparound in every access, which stops LLVM from vectorising.
+    un = np.uint64(n)
+    if acc is not None and not update:
+        for r in range(P.shape[0]):
+            s = _load(P[r])
+            base = np.uint64(r) * un
+            for i in range(un):
+                _accumulate_element(base + i, x, g, acc, avg, s, sw, overwrite)
+    else:
+        for r in range(P.shape[0]):
+            s = _load(P[r])
+            base = np.uint64(r) * un
+            for i in range(un):
+                _update_element(base + i, x, g, v, mg, mom, acc, avg, s, sw, None, None, True,
+                                overwrite)
+
+
+@njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
+def _pack_rows(P, LR, lr_off, first, t, avg):
+    """Each run's per-call slots, as :func:`step_arrays` packs them (``avg``: the EMA or
+    None); learning rates from row 0 of ``LR`` or each run's row."""
+    for r in range(P.shape[0]):
+        lr = LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
+        if avg is not None:
+            _pack_call(P[r], lr, first, t)
+        else:
+            _pack_call(P[r], lr, None, t)
+
+
 @njit(**_OPTS)
-def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, s, sw, update, overwrite,
-                 codes):
+def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, update,
+                 overwrite, codes):
     """The RMSprop call of every run, the ``(k, n)`` rows taken as flat arrays: backup,
     update (or accumulation), projection, each one pass over ``k * n`` elements; a
-    run whose update overflowed is rolled back alone. Returns how many were."""
+    run whose update overflowed is rolled back alone. Returns how many were.
+
+    ``same``: every run has the same per-call scalars (row ``P[0]`` serves all);
+    else the update pass loads each run's own before its ``n`` elements.
+    """
     x, g, v, bak = X.ravel(), G.ravel(), V.ravel(), BAK.ravel()
     # Optional rows written out (a helper returning None hides it from the pruning).
     if MG is None:
@@ -764,10 +802,15 @@ def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, s, sw, update, o
         ub = UB.ravel()
     _copy(bak, x)
     _copy(abak, avg)
-    if acc is not None and not update:
-        segment_accumulate(x, 0, g, acc, avg, s, sw, overwrite)
+    n = X.shape[1]
+    if same:
+        s = _load(P[0])
+        if acc is not None and not update:
+            segment_accumulate(x, 0, g, acc, avg, s, sw, overwrite)
+        else:
+            segment_update(x, 0, g, v, mg, mom, acc, avg, s, sw, None, None, True, overwrite)
     else:
-        segment_update(x, 0, g, v, mg, mom, acc, avg, s, sw, None, None, True, overwrite)
+        _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n)
     finite = True
     for i in range(x.size):
         finite = finite & _finish_at(x, avg, lb, ub, i)
@@ -775,7 +818,6 @@ def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, s, sw, update, o
         codes[r] = OK
     rolled = 0
     if not finite:  # find the runs whose update overflowed; roll each back alone
-        n = X.shape[1]
         for r in range(codes.size):
             ok = True
             for i in range(r * n, (r + 1) * n):
@@ -790,10 +832,11 @@ def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, s, sw, update, o
 
 
 @njit(**_OPTS)  # once per step: its few views' reference counts do not matter
-def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes):
+def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     """:func:`many_step` in one pass per stage over all ``k`` runs (all active, sharing
-    their per-call scalars). Returns -1, changing nothing, when a run would stop
-    before its update (then each run steps on its own); else how many rolled back.
+    their counters; ``same``: and their per-call scalars). Returns -1, changing
+    nothing, when a run would stop before its update (then each run steps on its
+    own); else how many rolled back.
 
     The same element rule on the same scalars as :func:`step_arrays` per run:
     the same numbers.
@@ -812,13 +855,8 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes):
     t = 0
     if sw[_rule.BIAS_CORRECTION] is not None and update:
         t = _update_count(it, counters[0, 0])
-    lr = LR[0, lr_off]
-    for r in range(P.shape[0]):  # as step_arrays packs each run's slots
-        if avg is not None:
-            _pack_call(P[r], lr, first, t)
-        else:
-            _pack_call(P[r], lr, None, t)
-    return _flat_update(x, G, v, mg, mom, acc, avg, bak, abak, lb, ub, _load(P[0]), sw, update,
+    _pack_rows(P, LR, lr_off, first, t, avg)
+    return _flat_update(x, G, v, mg, mom, acc, avg, bak, abak, lb, ub, P, same, sw, update,
                         overwrite, codes)
 
 
@@ -881,21 +919,22 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
 
 
 @njit(**_OPTS)
-def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, shared):
+def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_counters,
+              same_scalars):
     """One vectorized step of the runs ``runs`` of a ``(rows, k, n)`` state, with losses
     ``f`` and gradients ``G`` (row ``j`` for run ``runs[j]``); ``codes[j]`` receives run
     ``runs[j]``'s stop code. Returns how many stopped.
 
-    When every run is active and they share their per-call scalars
-    (``shared``: one learning rate, one set of hyperparameters and counters)
-    and no tolerance or norm clip is set, one pass per stage updates all
-    runs (:func:`_flat_step`); otherwise, or when a run stops before its
-    update, :func:`step_arrays` steps each run on its own views
-    (:func:`_run_steps`).
+    When every run is active and they share their counters
+    (``same_counters``: accumulation and EMA overwrite periods) and no
+    tolerance or norm clip is set, one pass per stage updates all runs
+    (:func:`_flat_step`; ``same_scalars``: and one row of per-call scalars
+    serves them all); otherwise, or when a run stops before its update,
+    :func:`step_arrays` steps each run on its own views (:func:`_run_steps`).
     """
-    if (shared and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
+    if (same_counters and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
             and cfg[C_CLIP] is None):
-        stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes)
+        stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same_scalars)
         if stops >= 0:
             return stops
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)

@@ -680,7 +680,7 @@ class _Batch:
         codes = np.zeros(m, dtype=np.int64)
         step = entry_point(C.many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
                                           st.counters, np.zeros(1), 0, self._lr_for(st, 0), 0,
-                                          active, codes, st.shared))
+                                          active, codes, st.same_counters, st.same_scalars))
         dt = self.dtype
         fun, jac = self.fun, self.jac
         pair = jac is True
@@ -689,6 +689,10 @@ class _Batch:
         history = [] if res.history is not None else None
         changed = True  # the active set changed: the run rows must be taken again
         stopped = False
+        S, T, P, cfg, counters = st.S, st.T, st.P, st.cfg, st.counters
+        same = st.same_counters, st.same_scalars
+        xs = st.xs()  # the iterates, a view
+        batched, callback = self.batched, self.callback
         while not stopped:
             before = active.size
             seg = self._segment(group, st, active, limit, it, epoch_pos, rng, perm)
@@ -698,7 +702,7 @@ class _Batch:
             changed = changed or active.size != before
             nsteps = min(nsteps, int(limit[active].min()) - it)  # up to the next limit
             for j in range(nsteps):
-                if self.batched:  # the minibatch, shared by every run
+                if batched:  # the minibatch, shared by every run
                     s_, e_ = start + j * self.data.batch_size, min(
                         start + (j + 1) * self.data.batch_size, self.data.n_samples)
                     idx = None if isinstance(perm, int) else perm[0, s_:e_]
@@ -711,15 +715,15 @@ class _Batch:
                     for i in self.run_pos:
                         lst[i] = a[i] if whole else a[i][sel]
                     changed = False
-                X = st.xs().copy() if ma == m else st.xs()[active]
+                X = xs.copy() if ma == m else xs[active]
                 out = fun(X, *lst)
                 if pair:
                     f, G = _pair(out, ma)
                 else:
                     f, G = out, jac(X.copy(), *lst)
                 f, G = _check_batch(f, G, ma, n, dt)
-                n_stop = step(st.S, G, st.T, st.P, st.cfg, st.counters, f, it, LR, lr_off + j,
-                              active, codes, st.shared)
+                n_stop = step(S, G, T, P, cfg, counters, f, it, LR, lr_off + j, active, codes,
+                              *same)
                 if history is not None:
                     history.append((sel, f.copy()))
                 it += 1
@@ -731,7 +735,7 @@ class _Batch:
                         res.finish(r, int(codes[q]), float(f[q]), G[q])
                     active = active[~stop]
                     changed = True
-                if self.callback is not None:
+                if callback is not None:
                     res.nit[runs[active]] = res.nev[runs[active]] = it
                     fl = np.full(m, np.nan)
                     fl[active] = f[codes[:ma] == C.OK] if n_stop else f
@@ -826,9 +830,10 @@ class _State:
         self.runs = runs
         self.lr_table = lr_table  # per-run constant rates, broadcast over a block
         self.learning = learning  # shared rates (LearningRates), or None
-        # Every run has the same per-call scalars and counters: one pass can update all.
-        self.shared = bool(lr_table is None and (self.P == self.P[:1]).all()
-                           and (self.counters == self.counters[:1]).all())
+        # Every run has the same counters (and per-call scalars): one pass can update
+        # all (and with one row of scalars).
+        self.same_counters = bool((self.counters == self.counters[:1]).all())
+        self.same_scalars = bool(lr_table is None and (self.P == self.P[:1]).all())
 
     def xs(self) -> np.ndarray:
         """The runs' iterates ``(k, n)`` (a view)."""

@@ -337,21 +337,26 @@ FLAT_CASES = [  # (options, dtype, bounded): each compiles the step once
 
 @pytest.mark.parametrize("config, dtype, bounded", FLAT_CASES, ids=range(len(FLAT_CASES)))
 def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
-    """The vectorized loop's single pass over all runs (shared scalars) changes the
-    state exactly as stepping each run on its own does, rollbacks of overflowing
-    runs and bounds included."""
+    """The vectorized loop's single pass over all runs changes the state exactly as
+    stepping each run on its own does: with one row of per-call scalars for all,
+    with a row per run (per-run learning rates), rollbacks of overflowing runs and
+    bounds included."""
     from numba_rmsprop import _compiled as C
 
     k, n = 5, 7
     rng = np.random.default_rng(3)
     spec = nr.RMSprop(learning_rate=0.05, **config)._spec
-    lb, ub = np.full(n, -2.0, dtype), np.full(n, 2.5, dtype)
-    for bounds in [(lb, ub) if bounded else None]:
-        st = C.make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
-                          ftol=None, patience=10, tol_momentum=0.9, initial_velocity=0.0)
-        S = np.ascontiguousarray(st.S.transpose(1, 0, 2))
-        states = {shared: (S.copy(), st.T.copy(), st.P.copy()) for shared in (True, False)}
-        LR = np.full((1, 8), 0.05, dtype)
+    bounds = (np.full(n, -2.0, dtype), np.full(n, 2.5, dtype)) if bounded else None
+    st = C.make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
+                      ftol=None, patience=10, tol_momentum=0.9, initial_velocity=0.0)
+    S = np.ascontiguousarray(st.S.transpose(1, 0, 2))
+    shared_lr = np.full((1, 8), 0.05, dtype)
+    per_run_lr = np.linspace(0.01, 0.09, k * 8).reshape(k, 8).astype(dtype)
+    # (same counters, same scalars) of many_step: one pass with one row of scalars,
+    # one pass with a row per run, each run alone
+    ways = {"one row": (True, True), "rows": (True, False), "alone": (False, False)}
+    for LR, compared in ((shared_lr, ("one row", "rows", "alone")), (per_run_lr, ("rows", "alone"))):
+        states = {w: (S.copy(), st.T.copy(), st.P.copy()) for w in compared}
         runs = np.arange(k)
         for it in range(6):
             G = rng.standard_normal((k, n)).astype(dtype)
@@ -359,16 +364,17 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
                 G[2] = np.finfo(dtype).max
             f = rng.standard_normal(k)
             out = {}
-            for shared, (S_, T_, P_) in states.items():
+            for w, (S_, T_, P_) in states.items():
                 codes = np.zeros(k, np.int64)
                 stops = C.many_step(S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it,
-                                    runs, codes, shared)
-                out[shared] = stops, codes
+                                    runs, codes, *ways[w])
+                out[w] = stops, codes
             if it == 4:
-                codes_at_overflow = out[True][1].copy()
-            assert out[True][0] == out[False][0]
-            np.testing.assert_array_equal(out[True][1], out[False][1])
-            for a, b in zip(states[True], states[False]):
-                np.testing.assert_array_equal(a, b, strict=True)
+                codes_at_overflow = out["alone"][1].copy()
+            for w in compared[:-1]:
+                assert out[w][0] == out["alone"][0]
+                np.testing.assert_array_equal(out[w][1], out["alone"][1])
+                for a, b in zip(states[w], states["alone"]):
+                    np.testing.assert_array_equal(a, b, strict=True)
         if "centered" in config:  # float32: mg**2 overflows, the update is NaN
             assert codes_at_overflow[2] == C.OVERFLOW and codes_at_overflow[0] == C.OK
