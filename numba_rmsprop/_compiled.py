@@ -767,14 +767,15 @@ def _pack_rows(P, LR, lr_off, first, t, avg):
 @njit(**_OPTS)
 def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, update,
                  overwrite, codes):
-    """The RMSprop call of every run, the ``(k, n)`` rows taken as flat arrays: backup,
-    update (or accumulation), projection, each one pass over ``k * n`` elements; a
-    run whose update overflowed is rolled back alone. Returns how many were.
+    """The RMSprop call of every run, the ``(k, n)`` rows taken as flat arrays (``x``
+    already backed up): update (or accumulation) and projection, each one pass over
+    ``k * n`` elements; a run whose update overflowed is rolled back alone. Returns
+    how many were.
 
     ``same``: every run has the same per-call scalars (row ``P[0]`` serves all);
     else the update pass loads each run's own before its ``n`` elements.
     """
-    x, g, v, bak = X.ravel(), G.ravel(), V.ravel(), BAK.ravel()
+    x, g, v, bak = X.ravel(), G.ravel(), V.ravel(), BAK.ravel()  # bak: x, backed up
     # Optional rows written out (a helper returning None hides it from the pruning).
     if MG is None:
         mg = None
@@ -800,7 +801,6 @@ def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, upd
     else:
         lb = LB.ravel()
         ub = UB.ravel()
-    _copy(bak, x)
     _copy(abak, avg)
     n = X.shape[1]
     if same:
@@ -834,22 +834,24 @@ def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, upd
 @njit(**_OPTS)  # once per step: its few views' reference counts do not matter
 def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     """:func:`many_step` in one pass per stage over all ``k`` runs (all active, sharing
-    their counters; ``same``: and their per-call scalars). Returns -1, changing
-    nothing, when a run would stop before its update (then each run steps on its
-    own); else how many rolled back.
+    their counters; ``same``: and their per-call scalars). Returns -1, having changed
+    nothing but the backup of ``x`` (which each run's own step takes again), when a
+    run would stop before its update (then each run steps on its own); else how
+    many rolled back.
 
     The same element rule on the same scalars as :func:`step_arrays` per run:
     the same numbers.
     """
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
     finite = True
     for j in range(f.size):
         finite = finite & (abs(f[j]) < np.inf)
-    g = G.ravel()
-    for i in range(g.size):
+    g, xf, bf = G.ravel(), x.ravel(), bak.ravel()
+    for i in range(g.size):  # the gradients' check, and x backed up in the same pass
         finite = finite & (abs(g[i]) < np.inf)
+        bf[i] = xf[i]
     if not finite:
         return -1
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
     sw = cfg[C_SWITCHES]
     update, first, overwrite = _counters(it, counters[0, 0], counters[0, 1])
     t = 0
