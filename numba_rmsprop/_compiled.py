@@ -400,9 +400,10 @@ def _stop_code(x, g, T, lb, ub, bak, cfg, f):
 
 
 @njit(_nrt=False, **_OPTS)
-def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f, it, lr):
-    """:func:`step` on the rows of ``S`` (None when off); ``xc`` (or None)
-    receives the new ``x`` for the objective's next call.
+def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, clip, f, it, lr):
+    """:func:`step` on the rows of ``S`` (None when off); ``xc`` receives the new
+    ``x`` for the objective's next call; ``clip`` is ``cfg[C_CLIP]``, passed on its
+    own so that its ``is None`` branch is pruned (one update loop is compiled).
 
     The whole step is this one function, shared by both loops, with every
     loop inlined (the rule's ``is None`` branches are pruned on its
@@ -431,20 +432,23 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
             _pack_call(P, lr, None, t)
         s = _load(P)
         _copy(abak, avg)
-        if acc is not None and not update:
-            for i in range(x.size):
-                _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
-        elif cfg[C_CLIP] is None:
-            for i in range(x.size):
-                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, None, None, True,
-                                overwrite)
+        if clip is None:
+            num = None
+            den = None
         else:
-            num, den = _clip_factors(cfg[C_CLIP], blocked_sumsq(x.size, 0, g, acc, s, sw),
-                                     T[T_CLIP])
+            num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
             num, den = _cast(s[0], num), _cast(s[0], den)
+        if acc is None:  # every call updates
             for i in range(x.size):
                 _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
                                 overwrite)
+        elif update:
+            for i in range(x.size):
+                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                overwrite)
+        else:
+            for i in range(x.size):
+                _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
         finite = True
         for i in range(x.size):
             finite = finite & _finish_at(x, avg, lb, ub, i)
@@ -457,23 +461,25 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
 
 
 @njit(inline="always", **_OPTS)
-def step_rows(R, g, T, P, cfg, f, it, lr):
+def step_rows(R, g, T, P, cfg, f, it, lr, xc):
     """:func:`step` on the row views ``R = rows(S, cfg)``."""
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = R
-    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, None, T, P, cfg, f, it,
-                       lr)
+    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
+                       cfg[C_CLIP], f, it, lr)
 
 
 @njit(**_OPTS)
-def step(S, g, T, P, cfg, f, it, lr):
+def step(S, g, T, P, cfg, f, it, lr, xc):
     """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``.
 
     Returns ``OK`` after the call, or a stop code *before* changing anything
     but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
     ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
-    when the update itself produced non-finite values.
+    when the update itself produced non-finite values. ``xc`` (``n`` elements)
+    receives the new ``x``, as in the compiled loop, which makes both loops
+    share one compiled :func:`step_arrays`.
     """
-    return step_rows(rows(S, cfg), g, T, P, cfg, f, it, lr)
+    return step_rows(rows(S, cfg), g, T, P, cfg, f, it, lr, xc)
 
 
 # ---------------------------------------------------------------- compiled loop
@@ -612,8 +618,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
             hist[j] = f
         if g.size != n:
             return BAD_GRAD, j, f
-        code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, f,
-                           it0 + j, lrs[lr_off + j])
+        code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
+                           cfg[C_CLIP], f, it0 + j, lrs[lr_off + j])
         if code != OK:
             for i in range(n):
                 gbuf[i] = g[i]
@@ -876,7 +882,7 @@ def _finite_at_ov(a, i):
 
 @njit(_nrt=False, **_OPTS)  # allocates nothing; its per-run views then cost no atomics
 def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
-               LR, lr_off, runs, codes):
+               LR, lr_off, runs, codes, xc):
     """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
     state row (:func:`flat_rows`; None when off); returns how many stopped.
 
@@ -912,8 +918,8 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
         else:
             lb = LB[r]
             ub = UB[r]
-        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, None,
-                           T[r], P[r], cfg_r, f[j], it, lr)
+        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, xc,
+                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, lr)
         codes[j] = code
         if code != OK:
             stops += 1
@@ -940,8 +946,9 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
         if stops >= 0:
             return stops
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
+    xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
     return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
-                      LR, lr_off, runs, codes)
+                      LR, lr_off, runs, codes, xc)
 
 
 @njit(nogil=True, **_OPTS)

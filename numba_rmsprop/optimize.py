@@ -573,15 +573,17 @@ class _Run:
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
         self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
+        self.xbuf = np.empty(self.n, dtype=self.dtype)  # step's copy of x (the compiled
+        # loop hands it to the objective; one compiled step serves both loops)
         self.step_ep = entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
-                                             self.dtype.type(0)))
+                                             self.dtype.type(0), self.xbuf))
 
     # ------------------------------------------------------------ loops
     def _run_python(self, it0, nsteps, lrs, lr_off, seg, first):
         """Python loop over ``nsteps`` steps of the :class:`Segment` ``seg``:
         returns ``(code, steps_made, evaluations)``."""
         x, S, T, P, cfg = self.x, self.S, self.T, self.P, self.cfg
-        step = self.step_ep
+        step, xbuf = self.step_ep, self.xbuf
         ev = self.ev
         nd = np.ndarray
         fl, f64 = float, np.float64
@@ -633,7 +635,7 @@ class _Run:
                 lr = lrs[lr_off + j]
             else:
                 lr = lr_type(self.opt._current_learning_rate(it0 + j))
-            code = step(S, g, T, P, cfg, f, it0 + j, lr)
+            code = step(S, g, T, P, cfg, f, it0 + j, lr, xbuf)
             if code:
                 self.f_last = float(f)
                 self.gbuf[:] = g
