@@ -208,18 +208,6 @@ def _row_ov(S, r):
     return lambda S, r: S[r]
 
 
-def _row_after(S, r):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_row_after, inline="always")
-def _row_after_ov(S, r):
-    """Row ``r + 1`` of ``S``, or None when ``r`` is None."""
-    if _is_none(r):
-        return lambda S, r: None
-    return lambda S, r: S[r + 1]
-
-
 def _clamp(v, lb, ub, i):  # pragma: no cover
     raise NotImplementedError
 
@@ -353,25 +341,41 @@ def _finish_at(x, avg, lb, ub, i):
     return (abs(xi) < np.inf) & _finish_avg(avg, lb, ub, i)
 
 
-def _ema_row(S, r_avg, r_bak):  # pragma: no cover
+# ---------------------------------------------------------------- one step
+def _after(q):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_ema_row, inline="always")
-def _ema_row_ov(S, r_avg, r_bak):
-    """Backup row of the EMA (the row after ``x``'s backup), or None without EMA."""
+@overload(_after, inline="always")
+def _after_ov(q):
+    """``q + 1``, or None when ``q`` is None."""
+    if _is_none(q):
+        return lambda q: None
+    return lambda q: q + 1
+
+
+def _ema_bak(r_avg, r_bak):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_ema_bak, inline="always")
+def _ema_bak_ov(r_avg, r_bak):
+    """Row of the EMA's backup (after ``x``'s), or None without EMA."""
     if _is_none(r_avg):
-        return lambda S, r_avg, r_bak: None
-    return lambda S, r_avg, r_bak: S[r_bak + 1]
+        return lambda r_avg, r_bak: None
+    return lambda r_avg, r_bak: r_bak + 1
 
 
-# ---------------------------------------------------------------- one step
 @njit(inline="always", **_OPTS)
 def rows(S, cfg):
-    """The row views ``(x, v, mg, mom, acc, avg, bak, abak, lb, ub)`` of ``S`` (None when off)."""
+    """The row views ``(x, v, mg, mom, acc, avg, bak, abak, lb, ub)`` of ``S`` (None when off).
+
+    ``S`` of one run ``(rows, n)`` gives rows of ``n``; a vectorized state
+    ``(rows, k, n)`` gives ``(k, n)`` blocks, every run's row at once.
+    """
     return (S[0], S[cfg[C_V]], _row(S, cfg[C_MG]), _row(S, cfg[C_MOM]), _row(S, cfg[C_ACC]),
-            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _ema_row(S, cfg[C_AVG], cfg[C_BAK]),
-            _row(S, cfg[C_LB]), _row_after(S, cfg[C_LB]))
+            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _row(S, _ema_bak(cfg[C_AVG], cfg[C_BAK])),
+            _row(S, cfg[C_LB]), _row(S, _after(cfg[C_LB])))
 
 
 @njit(inline="always", **_OPTS)
@@ -704,38 +708,6 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
 # each state row of all runs is one contiguous block of ``k * n`` elements
 # and a step of every run can be one pass over it.
 
-@njit(inline="always", **_OPTS)
-def flat_rows(S, cfg):
-    """:func:`rows` of all runs of a ``(rows, k, n)`` state, each row ``(k, n)``."""
-    return (S[0], S[cfg[C_V]], _row(S, cfg[C_MG]), _row(S, cfg[C_MOM]), _row(S, cfg[C_ACC]),
-            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _row(S, _ema_bak(cfg[C_AVG], cfg[C_BAK])),
-            _row(S, cfg[C_LB]), _row(S, _after(cfg[C_LB])))
-
-
-def _after(q):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_after, inline="always")
-def _after_ov(q):
-    """``q + 1``, or None when ``q`` is None."""
-    if _is_none(q):
-        return lambda q: None
-    return lambda q: q + 1
-
-
-def _ema_bak(r_avg, r_bak):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_ema_bak, inline="always")
-def _ema_bak_ov(r_avg, r_bak):
-    """Row of the EMA's backup (after ``x``'s), or None without EMA."""
-    if _is_none(r_avg):
-        return lambda r_avg, r_bak: None
-    return lambda r_avg, r_bak: r_bak + 1
-
-
 @njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
 def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
     """The update pass of :func:`_flat_update` with each run's own scalars ``P[r]``,
@@ -848,7 +820,7 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     The same element rule on the same scalars as :func:`step_arrays` per run:
     the same numbers.
     """
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
     finite = True
     for j in range(f.size):
         finite = finite & (abs(f[j]) < np.inf)
@@ -884,7 +856,7 @@ def _finite_at_ov(a, i):
 def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
                LR, lr_off, runs, codes, xc):
     """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
-    state row (:func:`flat_rows`; None when off); returns how many stopped.
+    state row (:func:`rows`; None when off); returns how many stopped.
 
     Optional rows are selected written out (pruned on the arguments): an
     overload returning a view cannot be compiled without reference counting.
@@ -945,7 +917,7 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
         stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same_scalars)
         if stops >= 0:
             return stops
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = flat_rows(S, cfg)
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
     xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
     return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
                       LR, lr_off, runs, codes, xc)
