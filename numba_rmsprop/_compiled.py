@@ -20,7 +20,7 @@ Three things live here:
 :func:`run_segment`
     The compiled loop: calls a numba-compiled objective, slices the minibatch
     out of the (host-permuted) data and runs the same compiled step
-    (:func:`step_rows`, which :func:`step` wraps), for a run of steps that
+    (:func:`step_arrays`, which :func:`step` wraps), for a run of steps that
     stays inside one epoch and one learning-rate block.
 
 Layout (:class:`RunState`)
@@ -379,6 +379,17 @@ def rows(S, cfg):
 
 
 @njit(inline="always", **_OPTS)
+def _grad_finite_backup(g, x, bak):
+    """True when every element of ``g`` is finite; backs ``x`` up into ``bak`` in the
+    same pass (for a rollback; harmless when the step then stops)."""
+    finite = True
+    for i in range(g.size):
+        finite = finite & (abs(g[i]) < np.inf)
+        bak[i] = x[i]
+    return finite
+
+
+@njit(inline="always", **_OPTS)
 def _stop_code(x, g, T, lb, ub, bak, cfg, f):
     """The stop tests before a step, in order: ``OK`` or the stop code.
 
@@ -386,10 +397,7 @@ def _stop_code(x, g, T, lb, ub, bak, cfg, f):
     of ``x`` (taken in the same pass, for a rollback): a step that stops
     leaves ``x`` and the optimizer's state as they were.
     """
-    finite = True
-    for i in range(g.size):
-        finite = finite & (abs(g[i]) < np.inf)
-        bak[i] = x[i]
+    finite = _grad_finite_backup(g, x, bak)
     if not math.isfinite(f):
         return NONFINITE_LOSS
     if not finite:
@@ -442,17 +450,13 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cl
         else:
             num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
             num, den = _cast(s[0], num), _cast(s[0], den)
-        if acc is None:  # every call updates
-            for i in range(x.size):
-                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                overwrite)
-        elif update:
-            for i in range(x.size):
-                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                overwrite)
-        else:
+        if acc is not None and not update:  # pruned without accumulation
             for i in range(x.size):
                 _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
+        else:
+            for i in range(x.size):
+                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                overwrite)
         finite = True
         for i in range(x.size):
             finite = finite & _finish_at(x, avg, lb, ub, i)
@@ -462,14 +466,6 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cl
             _copy(avg, abak)
             code = OVERFLOW
     return code
-
-
-@njit(inline="always", **_OPTS)
-def step_rows(R, g, T, P, cfg, f, it, lr, xc):
-    """:func:`step` on the row views ``R = rows(S, cfg)``."""
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = R
-    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
-                       cfg[C_CLIP], f, it, lr)
 
 
 @njit(**_OPTS)
@@ -483,7 +479,9 @@ def step(S, g, T, P, cfg, f, it, lr, xc):
     receives the new ``x``, as in the compiled loop, which makes both loops
     share one compiled :func:`step_arrays`.
     """
-    return step_rows(rows(S, cfg), g, T, P, cfg, f, it, lr, xc)
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
+    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
+                       cfg[C_CLIP], f, it, lr)
 
 
 # ---------------------------------------------------------------- compiled loop
@@ -635,8 +633,8 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
 # ``minimize_many`` (numba_rmsprop.many): k independent runs of one layout,
 # state arrays with a leading run axis (make_state with a (k, n) x0). Each
 # run is exactly one ``minimize`` run: the compiled loop calls run_segment
-# per run, the vectorized loop calls step_rows per run, with the run's own
-# views, scalars and counters.
+# per run; the vectorized loop (many_step) steps all runs in one pass, or
+# calls step_arrays per run with the run's own views, scalars and counters.
 
 def _pick(args, marker, r):  # pragma: no cover
     raise NotImplementedError
@@ -708,6 +706,12 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
 # each state row of all runs is one contiguous block of ``k * n`` elements
 # and a step of every run can be one pass over it.
 
+@njit(inline="always", **_OPTS)
+def _rate_of(LR, r, lr_off):
+    """Run ``r``'s learning rate at ``lr_off``: row ``r`` of ``LR``, or its only row."""
+    return LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
+
+
 @njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
 def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
     """The update pass of :func:`_flat_update` with each run's own scalars ``P[r]``,
@@ -735,11 +739,10 @@ def _pack_rows(P, LR, lr_off, first, t, avg):
     """Each run's per-call slots, as :func:`step_arrays` packs them (``avg``: the EMA or
     None); learning rates from row 0 of ``LR`` or each run's row."""
     for r in range(P.shape[0]):
-        lr = LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
         if avg is not None:
-            _pack_call(P[r], lr, first, t)
+            _pack_call(P[r], _rate_of(LR, r, lr_off), first, t)
         else:
-            _pack_call(P[r], lr, None, t)
+            _pack_call(P[r], _rate_of(LR, r, lr_off), None, t)
 
 
 @njit(**_OPTS)
@@ -824,10 +827,7 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     finite = True
     for j in range(f.size):
         finite = finite & (abs(f[j]) < np.inf)
-    g, xf, bf = G.ravel(), x.ravel(), bak.ravel()
-    for i in range(g.size):  # the gradients' check, and x backed up in the same pass
-        finite = finite & (abs(g[i]) < np.inf)
-        bf[i] = xf[i]
+    finite = finite & _grad_finite_backup(G.ravel(), x.ravel(), bak.ravel())
     if not finite:
         return -1
     sw = cfg[C_SWITCHES]
@@ -865,7 +865,6 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
     for j in range(runs.size):
         r = runs[j]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
-        lr = LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
         if MG is None:
             mg = None
         else:
@@ -891,7 +890,7 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
             lb = LB[r]
             ub = UB[r]
         code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, xc,
-                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, lr)
+                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, _rate_of(LR, r, lr_off))
         codes[j] = code
         if code != OK:
             stops += 1

@@ -75,6 +75,12 @@ class EntryCache:
         self.size = size
         self.entries: dict = {}
 
+    @staticmethod
+    def key(owner, args):
+        """``(owner, type_key(args))``, or None when the arguments' key is unsure."""
+        key = type_key(args)
+        return None if key is None else (owner, key)
+
     def get(self, key):
         return None if key is None else self.entries.get(key)
 
@@ -104,8 +110,7 @@ def entry_point(dispatcher, args, **replace):
     if replace:
         names = list(inspect.signature(dispatcher.py_func).parameters)
         args = tuple(replace.get(n, a) for n, a in zip(names, args))
-    key = type_key(args)
-    key = None if key is None else (dispatcher, key)
+    key = EntryCache.key(dispatcher, args)
     entry = _ENTRIES.get(key)
     if entry is not None:
         return entry

@@ -57,7 +57,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from . import _compiled as C
 from . import _hyperparameters as H
-from ._cpu import EntryCache, entry_point, type_key
+from ._cpu import EntryCache, entry_point
 from ._lr_blocks import LR_BLOCK, LearningRates
 from ._minibatches import Segment, make_batches
 from ._objective import LOSS_RULE, Objective, as_loss
@@ -685,8 +685,7 @@ class _Run:
         batching = self.seg.order
         lrs = self.lr.block(0)
         state = (self.S, self.T, self.P, self.cfg, lrs, self._hist, self.gbuf)
-        key = type_key((self.seg.args, batching, self.x, state))
-        key = None if key is None else (self.pair_fun, key)
+        key = EntryCache.key(self.pair_fun, (self.seg.args, batching, self.x, state))
         entry = _LOOP_ENTRIES.get(key)
         if entry is not None:
             return entry
