@@ -20,7 +20,7 @@ Three things live here:
 :func:`run_segment`
     The compiled loop: calls a numba-compiled objective, slices the minibatch
     out of the (host-permuted) data and runs the same compiled step
-    (:func:`step_arrays`, which :func:`step` wraps), for a run of steps that
+    (:func:`steps_arrays`, which :func:`step` wraps), for a run of steps that
     stays inside one epoch and one learning-rate block.
 
 Layout (:class:`RunState`)
@@ -52,7 +52,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from . import _config, _layout, _math, _plan, _rule
 from ._cpu import (_accumulate_element, _cast, _clip_factors, _load, _update_element,
@@ -411,63 +411,6 @@ def _stop_code(x, g, T, lb, ub, bak, cfg, f):
     return OK
 
 
-@njit(_nrt=False, **_OPTS)
-def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, clip, f, it, lr):
-    """:func:`step` on the rows of ``S`` (None when off); ``xc`` receives the new
-    ``x`` for the objective's next call; ``clip`` is ``cfg[C_CLIP]``, passed on its
-    own so that its ``is None`` branch is pruned (one update loop is compiled).
-
-    The whole step is this one function, shared by both loops, with every
-    loop inlined (the rule's ``is None`` branches are pruned on its
-    arguments; the clip factors are passed as literal None without a norm
-    clip). Compiled without reference counting (``_nrt=False``; it allocates
-    nothing): with it, Numba left a pair of atomic operations per array and
-    step, which cost more than the update of a 10-element variable.
-
-    Rule for every ``_nrt=False`` function here: no overload that returns an
-    array may be compiled inside one. Numba compiles an overload's
-    implementation with the flags of its first use and reuses it: one that
-    returns a view, compiled without reference counting, would hand
-    reference-counted callers an unowned array (and fails to compile anyway).
-    """
-    code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
-    if code == OK:
-        # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
-        sw = cfg[C_SWITCHES]
-        update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-        t = 0
-        if sw[_rule.BIAS_CORRECTION] is not None and update:
-            t = _update_count(it, cfg[C_N])
-        if avg is not None:
-            _pack_call(P, lr, first, t)
-        elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds this call's slots
-            _pack_call(P, lr, None, t)
-        s = _load(P)
-        _copy(abak, avg)
-        if clip is None:
-            num = None
-            den = None
-        else:
-            num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
-            num, den = _cast(s[0], num), _cast(s[0], den)
-        if acc is not None and not update:  # pruned without accumulation
-            for i in range(x.size):
-                _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
-        else:
-            for i in range(x.size):
-                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                overwrite)
-        finite = True
-        for i in range(x.size):
-            finite = finite & _finish_at(x, avg, lb, ub, i)
-            _copy_at(xc, x, i)
-        if not finite:
-            _copy(x, bak)
-            _copy(avg, abak)
-            code = OVERFLOW
-    return code
-
-
 @njit(**_OPTS)
 def step(S, g, T, P, cfg, f, it, lr, xc):
     """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``.
@@ -476,12 +419,13 @@ def step(S, g, T, P, cfg, f, it, lr, xc):
     but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
     ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
     when the update itself produced non-finite values. ``xc`` (``n`` elements)
-    receives the new ``x``, as in the compiled loop, which makes both loops
-    share one compiled :func:`step_arrays`.
+    receives the new ``x``, as in the compiled loop: both loops run the one
+    compiled :func:`steps_arrays` (this loop as one step on a given loss and
+    gradient).
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
-                       cfg[C_CLIP], f, it, lr)
+    return steps_arrays(None, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
+                        cfg[C_CLIP], (f, g), None, 0, 0, 0, lr, 0, it, 1, None, g, xc)[0]
 
 
 # ---------------------------------------------------------------- compiled loop
@@ -505,21 +449,53 @@ def _cut_parts(args, batched):
 
 
 def _impl_from_source(src: str):
-    ns: dict = {}
+    ns: dict = {"np": np}
     exec(src, ns)
     return ns["impl"]
+
+
+def _call_source(args, batched):
+    """Source of ``impl(fun, x, args, a, b, batched)``: ``fun(x, *batch)`` (see
+    :func:`_cut_parts`)."""
+    parts = "".join(", " + p for p in _cut_parts(args, batched))
+    return _impl_from_source(
+        f"def impl(fun, x, args, a, b, batched):\n    return fun(x{parts})\n")
 
 
 def _call(fun, x, args, a, b, batched):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_call)
+@overload(_call, inline="always")
 def _call_ov(fun, x, args, a, b, batched):
-    """``fun(x, *batch)`` with ``batch`` the arguments of the step (see :func:`_cut_parts`)."""
-    parts = "".join(", " + p for p in _cut_parts(args, batched))
-    return _impl_from_source(
-        f"def impl(fun, x, args, a, b, batched):\n    return fun(x{parts})\n")
+    """``fun(x, *batch)`` with ``batch`` the arguments of the step.
+
+    Inlined: whole data or slices (views) need no memory of their own, so
+    this compiles without reference counting too; a permuted minibatch
+    (gathered into new arrays) goes through :func:`_gathered_call`, which
+    keeps it.
+    """
+    if _is_none(fun):  # the loss and gradient given: args = (f, g)
+        return lambda fun, x, args, a, b, batched: args
+    if isinstance(batched, types.Array):
+        return lambda fun, x, args, a, b, batched: _gathered_call(fun, x, args, a, b, batched)
+    return _call_source(args, batched)
+
+
+def _call_gathering(fun, x, args, a, b, batched):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_call_gathering)
+def _call_gathering_ov(fun, x, args, a, b, batched):
+    return _call_source(args, batched)
+
+
+@njit(_nrt=True, **_OPTS)  # explicit: a callee inherits an unset _nrt from its caller
+def _gathered_call(fun, x, args, a, b, batched):
+    """``fun(x, *batch)`` with the rows ``batched[a:b]`` of the data gathered (allocates:
+    called from :func:`steps_arrays` as a reference-counted function)."""
+    return _call_gathering(fun, x, args, a, b, batched)
 
 
 def _batch(args, a, b, batched):  # pragma: no cover
@@ -542,53 +518,101 @@ def batch_arguments(args, a, b, batched):
     return _batch(args, a, b, batched)
 
 
-def _as_grad(g, P):  # pragma: no cover
+def _grad_size(g):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_as_grad)
-def _as_grad_ov(g, P):
-    """``np.asarray(g, dtype=P.dtype)`` as the Python loop does it, contiguous."""
-    if isinstance(g, types.Array) and g.dtype == P.dtype and g.layout == "C":
-        return lambda g, P: g
+@overload(_grad_size, inline="always")
+def _grad_size_ov(g):
+    """How many numbers the objective's gradient ``g`` holds."""
     if isinstance(g, types.Array):
-        return lambda g, P: np.ascontiguousarray(g).astype(P.dtype)
-    return lambda g, P: np.asarray(g).astype(P.dtype)
+        return lambda g: g.size
+    return lambda g: len(g)
+
+
+def _as_grad(g, buf):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_as_grad, inline="always")
+def _as_grad_ov(g, buf):
+    """The gradient as ``np.asarray(g, dtype=buf.dtype)`` takes it in the Python loop:
+    ``g`` itself when it is a contiguous vector of that dtype, else its
+    ``buf.size`` elements (checked before) converted into ``buf``.
+
+    Inlined and allocating nothing: loops compiled without reference
+    counting use it too (see :func:`steps_arrays`).
+    """
+    if (isinstance(g, types.Array) and g.dtype == buf.dtype and g.layout == "C"
+            and g.ndim == 1):
+        return lambda g, buf: g
+
+    def impl(g, buf):
+        for i in range(buf.size):
+            buf[i] = g[i]
+        return buf
+    return impl
 
 
 def _as_loss(f):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_as_loss)
+@overload(_as_loss, inline="always")
 def _as_loss_ov(f):
     """``(ok, loss)``: the loss as float64, as the Python loop takes it (one-element
     arrays too); ``ok`` is False for an array with another number of elements."""
     if isinstance(f, types.Array):
-        def impl(f):
-            if f.size != 1:
-                return False, np.nan
-            return True, np.float64(f.ravel()[0])
-        return impl
+        first = "(" + "0, " * f.ndim + ")"
+        return _impl_from_source(
+            "def impl(f):\n    if f.size != 1:\n        return False, np.nan\n"
+            f"    return True, np.float64(f[{first}])\n")
     return lambda f: (True, np.float64(f))
+
+
+def _release(fun, out):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_release, inline="always")
+def _release_ov(fun, out):
+    """Drop the loop's reference to the objective's result ``out`` (nothing when
+    ``fun`` is None: the loss and gradient were given)."""
+    if _is_none(fun):
+        return lambda fun, out: None
+    return lambda fun, out: _drop(out)
+
+
+@intrinsic
+def _drop(typingctx, value):
+    """Decrement the reference count of every array (memory) in ``value``, in code
+    compiled without reference counting; nothing in code with it (Numba does it)."""
+    from numba.core.runtime.context import NRTContext
+
+    def codegen(context, builder, sig, args):
+        if not context.enable_nrt:
+            NRTContext(context, True).decref(builder, value, args[0])
+        return context.get_dummy_value()
+    return types.none(value), codegen
 
 
 @njit(nogil=True, **_OPTS)
 def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
-                lrs, lr_off, it0, nsteps, hist, gbuf):
+                lrs, lr_off, it0, nsteps, hist, gbuf, xc):
     """Run up to ``nsteps`` optimizer calls with a compiled objective.
 
     ``fun`` is a first-class function (``numba.types.FunctionType``), so this
     loop compiles once per signature of the objective -- not once per
     objective -- and is cached on disk; the objective runs through its own
     compiled code, exceptions included. ``fun(x, *batch)`` returns
-    ``(loss, gradient)``; ``x`` is a copy of the iterate, as the Python loop
-    passes one (one buffer, refreshed before every call: an objective that
-    modifies it changes nothing, but one that keeps it sees it change). When ``batched`` is not
-    None, step ``j`` uses positions ``[start + j*batch_size, ...)`` (clipped to
-    ``n_samples``) of the epoch's order of the rows of every data array (see
-    :func:`_call`). ``lrs[lr_off + j]`` is step ``j``'s
-    learning rate. ``hist[j]`` receives step ``j``'s loss (``hist`` may be None).
+    ``(loss, gradient)``; ``x`` is ``xc``, a copy of the iterate (``n``
+    elements), as the Python loop passes one: refreshed before every call, so
+    that an objective that modifies it changes nothing (one that keeps it sees
+    it change). When ``batched`` is not None, step ``j`` uses positions
+    ``[start + j*batch_size, ...)`` (clipped to ``n_samples``) of the epoch's
+    order of the rows of every data array (see :func:`_call`).
+    ``lrs[lr_off + j]`` is step ``j``'s learning rate. ``hist[j]`` receives
+    step ``j``'s loss (``hist`` may be None).
 
     The loop releases the GIL (``nogil=True``): other Python threads run
     meanwhile, e.g. the loader of a streamed run (:mod:`numba_rmsprop._stream`),
@@ -600,12 +624,49 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     stop, ``gbuf`` holds that evaluation's gradient.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
+    return steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
+                        cfg[C_CLIP], args, batched, start, batch_size, n_samples, lrs, lr_off,
+                        it0, nsteps, hist, gbuf, xc)
+
+
+@njit(_nrt=False, nogil=True, **_OPTS)
+def steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, clip, args,
+                 batched, start, batch_size, n_samples, lrs, lr_off, it0, nsteps, hist, gbuf,
+                 xc):
+    """Up to ``nsteps`` whole optimizer calls on the rows of ``S`` (None when off):
+    :func:`run_segment`'s loop, and with ``fun`` None one call on the loss and
+    gradient ``args = (f, g)`` given (:func:`step`, and the vectorized loop's
+    step of one run). Returns ``(code, steps, loss)`` as :func:`run_segment`.
+
+    Each call: the stop tests before it, the counters and per-call scalars,
+    the update through the element rule, the projection (which also writes
+    ``xc``, the objective's copy of ``x``) and the rollback of an overflow.
+    ``clip`` is ``cfg[C_CLIP]``, passed on its own so that its ``is None``
+    branch is pruned (the rule's other ``is None`` branches are pruned on the
+    rows; one update loop is compiled). ``lrs`` is the learning rates (read at
+    ``lr_off + j``) or the one learning rate.
+
+    Compiled without reference counting (``_nrt=False``). With it, the loop
+    paid an atomic increment and decrement per array passed to the objective
+    and per array of the step, each step, which cost more than the update of
+    a 10-element variable; and the step, called rather than written in the
+    loop, cost a third of a step in passing its arguments. The only reference
+    this loop owns is the objective's result, dropped explicitly
+    (:func:`_release`) on every way out of a step.
+
+    Rule for every ``_nrt=False`` function here: no overload that returns a
+    new array may be compiled inside one, and a function it calls that needs
+    reference counting must ask for it (``_nrt=True``). Numba compiles a
+    callee with the flags of its caller unless told otherwise, and reuses an
+    overload's implementation compiled with the flags of its first use: one
+    that returns a view, compiled without reference counting, would hand
+    reference-counted callers an unowned array.
+    """
     n = x.size
     f = np.nan
-    # The objective's copy of x, as the Python loop passes a fresh copy per
-    # evaluation: an objective that modifies (or keeps) its ``x`` must not
-    # change the run. step_arrays refreshes it as it writes x.
-    xc = x.copy()
+    if fun is not None:
+        for i in range(n):
+            xc[i] = x[i]
     a = b = 0
     for j in range(nsteps):
         if batched is not None:  # the rows of this step's minibatch
@@ -613,20 +674,72 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
             b = min(a + batch_size, n_samples)
         out = _call(fun, xc, args, a, b, batched)
         ok, f = _as_loss(out[0])
+        code = OK
         if not ok:
-            return BAD_LOSS, j, f
-        g = _as_grad(out[1], P)
-        if hist is not None:
-            hist[j] = f
-        if g.size != n:
-            return BAD_GRAD, j, f
-        code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
-                           cfg[C_CLIP], f, it0 + j, lrs[lr_off + j])
+            code = BAD_LOSS
+        else:
+            if hist is not None:
+                hist[j] = f
+            if _grad_size(out[1]) != n:
+                code = BAD_GRAD
+            else:
+                g = _as_grad(out[1], gbuf)
+                it = it0 + j
+                lr = _rate(lrs, lr_off + j)
+                code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
+                if code == OK:
+                    # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+                    sw = cfg[C_SWITCHES]
+                    update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
+                    t = 0
+                    if sw[_rule.BIAS_CORRECTION] is not None and update:
+                        t = _update_count(it, cfg[C_N])
+                    if avg is not None:
+                        _pack_call(P, lr, first, t)
+                    elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds this call's slots
+                        _pack_call(P, lr, None, t)
+                    s = _load(P)
+                    _copy(abak, avg)
+                    if clip is None:
+                        num = None
+                        den = None
+                    else:
+                        num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
+                        num, den = _cast(s[0], num), _cast(s[0], den)
+                    if acc is not None and not update:  # pruned without accumulation
+                        for i in range(x.size):
+                            _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
+                    else:
+                        for i in range(x.size):
+                            _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                            overwrite)
+                    finite = True
+                    for i in range(x.size):
+                        finite = finite & _finish_at(x, avg, lb, ub, i)
+                        _copy_at(xc, x, i)
+                    if not finite:
+                        _copy(x, bak)
+                        _copy(avg, abak)
+                        code = OVERFLOW
+                if code != OK:
+                    for i in range(n):
+                        gbuf[i] = g[i]
+        _release(fun, out)
         if code != OK:
-            for i in range(n):
-                gbuf[i] = g[i]
             return code, j, f
     return OK, nsteps, f
+
+
+def _rate(lrs, k):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_rate, inline="always")
+def _rate_ov(lrs, k):
+    """The learning rate ``lrs[k]``, or ``lrs`` when it is one number."""
+    if isinstance(lrs, types.Array):
+        return lambda lrs, k: lrs[k]
+    return lambda lrs, k: lrs
 
 
 # ---------------------------------------------------------------- many runs
@@ -634,7 +747,7 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
 # state arrays with a leading run axis (make_state with a (k, n) x0). Each
 # run is exactly one ``minimize`` run: the compiled loop calls run_segment
 # per run; the vectorized loop (many_step) steps all runs in one pass, or
-# calls step_arrays per run with the run's own views, scalars and counters.
+# calls steps_arrays per run with the run's own views, scalars and counters.
 
 def _pick(args, marker, r):  # pragma: no cover
     raise NotImplementedError
@@ -690,12 +803,14 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
     run_segment's ``(code, steps, loss)``, ``H[r]`` its losses (``H`` may be
     None) and ``G[r]`` the gradient of a stop.
     """
+    xc = np.empty(S.shape[2], S.dtype)  # the objective's copy of x, for each run in turn
     for q in range(lo, hi):
         r = runs[q]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
         code, done, f = run_segment(fun, S[r], T[r], P[r], cfg_r, _pick(args, marker, ids[r]),
                                     _row_of(order, r), start, batch_size, n_samples,
-                                    _row_of(LR, r), lr_off, it0, left[r], _row_of(H, r), G[r])
+                                    _row_of(LR, r), lr_off, it0, left[r], _row_of(H, r), G[r],
+                                    xc)
         codes[r] = code
         made[r] = done
         flast[r] = f
@@ -736,7 +851,7 @@ def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
 
 @njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
 def _pack_rows(P, LR, lr_off, first, t, avg):
-    """Each run's per-call slots, as :func:`step_arrays` packs them (``avg``: the EMA or
+    """Each run's per-call slots, as :func:`steps_arrays` packs them (``avg``: the EMA or
     None); learning rates from row 0 of ``LR`` or each run's row."""
     for r in range(P.shape[0]):
         if avg is not None:
@@ -820,7 +935,7 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     run would stop before its update (then each run steps on its own); else how
     many rolled back.
 
-    The same element rule on the same scalars as :func:`step_arrays` per run:
+    The same element rule on the same scalars as :func:`steps_arrays` per run:
     the same numbers.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
@@ -855,7 +970,7 @@ def _finite_at_ov(a, i):
 @njit(_nrt=False, **_OPTS)  # allocates nothing; its per-run views then cost no atomics
 def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
                LR, lr_off, runs, codes, xc):
-    """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
+    """:func:`steps_arrays` (one step) for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
     state row (:func:`rows`; None when off); returns how many stopped.
 
     Optional rows are selected written out (pruned on the arguments): an
@@ -889,8 +1004,10 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
         else:
             lb = LB[r]
             ub = UB[r]
-        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, xc,
-                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, _rate_of(LR, r, lr_off))
+        g = G[j]
+        code = steps_arrays(None, X[r], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, T[r],
+                            P[r], cfg_r, cfg[C_CLIP], (f[j], g), None, 0, 0, 0,
+                            _rate_of(LR, r, lr_off), 0, it, 1, None, g, xc)[0]
         codes[j] = code
         if code != OK:
             stops += 1
@@ -909,7 +1026,7 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
     tolerance or norm clip is set, one pass per stage updates all runs
     (:func:`_flat_step`; ``same_scalars``: and one row of per-call scalars
     serves them all); otherwise, or when a run stops before its update,
-    :func:`step_arrays` steps each run on its own views (:func:`_run_steps`).
+    :func:`steps_arrays` steps each run on its own views (:func:`_run_steps`).
     """
     if (same_counters and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
             and cfg[C_CLIP] is None):
@@ -917,7 +1034,7 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
         if stops >= 0:
             return stops
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
+    xc = np.empty(S.shape[2], S.dtype)  # steps_arrays' copy of x (unused here)
     return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
                       LR, lr_off, runs, codes, xc)
 
@@ -932,9 +1049,9 @@ def many_final(fun, X, args, marker, runs, F, G, ok, lo, hi):
         r = runs[q]
         out = _call(fun, X[r].copy(), _pick(args, marker, r), 0, 0, None)
         good, f = _as_loss(out[0])
-        g = _as_grad(out[1], X[r])
         F[r] = f
-        ok[r] = 1 if good and g.size == n else 0
+        ok[r] = 1 if good and _grad_size(out[1]) == n else 0
         if ok[r] == 1:
+            g = _as_grad(out[1], G[r])
             for i in range(n):
                 G[r, i] = g[i]

@@ -573,8 +573,8 @@ class _Run:
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
         self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
-        self.xbuf = np.empty(self.n, dtype=self.dtype)  # step's copy of x (the compiled
-        # loop hands it to the objective; one compiled step serves both loops)
+        self.xbuf = np.empty(self.n, dtype=self.dtype)  # the objective's copy of x in the
+        # compiled loop, which step() also refreshes (one compiled step serves both loops)
         self.step_ep = entry_point(C.step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
                                              self.dtype.type(0), self.xbuf))
 
@@ -700,7 +700,7 @@ class _Run:
         ftype = types.FunctionType(ret(*fargs))
         sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
                bsig[0], bsig[3], i64, i64, i64, typeof(lrs), i64, i64, i64,
-               typeof(self._hist), typeof(self.gbuf))
+               typeof(self._hist), typeof(self.gbuf), typeof(self.xbuf))
         entry = C.run_segment.compile(sig)
         _LOOP_ENTRIES.put(key, entry)
         return entry
@@ -709,7 +709,8 @@ class _Run:
         code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, seg.args,
                               seg.order, seg.start,
                               self.data.batch_size if self.batched else 1,
-                              seg.n_rows, lrs, lr_off, it0, nsteps, self._hist, self.gbuf)
+                              seg.n_rows, lrs, lr_off, it0, nsteps, self._hist, self.gbuf,
+                              self.xbuf)
         if code == C.BAD_LOSS:
             raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
                              "another number of elements.")

@@ -32,9 +32,11 @@ def assert_unchanged(opt, variables, snap):
             np.testing.assert_array_equal(now[k], v, strict=True)
 
 
-def run_fresh_python(code: str, timeout: float = 300) -> None:
-    """Run ``code`` in a fresh interpreter that imports this checkout; it must exit 0."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_fresh_python(code: str, timeout: float = 300, **environ: str) -> None:
+    """Run ``code`` in a fresh interpreter that imports this checkout, with the
+    environment variables ``environ`` set too; it must exit 0."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **environ)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]

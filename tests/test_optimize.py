@@ -817,6 +817,101 @@ def test_type_key_equal_exactly_when_numba_types_equal():
     assert type_key([1, 2]) is None and type_key((np.zeros(2), [1])) is None
 
 
+_NRT_BALANCE = """
+import gc
+import numpy as np
+from numba import njit
+from numba.core.runtime import rtsys
+import numba_rmsprop as nr
+
+@njit
+def exact(x, d):
+    r = x - d
+    return 0.5 * np.sum(r * r), r
+
+@njit
+def converted(x, d):  # a float32 gradient for a float64 x: converted in the loop
+    r = x - d
+    return 0.5 * np.sum(r * r), r.astype(np.float32)
+
+@njit
+def array_loss(x, d):  # a one-element array as the loss
+    r = x - d
+    return np.array([0.5 * np.sum(r * r)]), r
+
+@njit
+def blows_up(x, d):  # a non-finite gradient stops the loop mid-segment
+    r = x - d
+    g = r.copy()
+    if x[0] > 0.5:
+        g[0] = np.nan
+    return 0.5 * np.sum(r * r), g
+
+@njit
+def wrong_size(x, d):
+    return 0.0, np.zeros(x.size + 1)
+
+@njit
+def rows(x, A, y):  # minibatches: in order (views) or shuffled (gathered)
+    r = A @ x - y
+    return 0.5 * np.sum(r * r), A.T @ r
+
+d = np.linspace(1, 2, 5)
+A = np.random.default_rng(0).standard_normal((40, 5))
+y = A @ d
+cases = {
+    "exact": (exact, (d,), {}),
+    "converted": (converted, (d,), {}),
+    "array loss": (array_loss, (d,), {}),
+    "stop": (blows_up, (d,), {}),
+    "in-order minibatches": (rows, (A, y), dict(batch_size=8, shuffle=False)),
+    "shuffled minibatches": (rows, (A, y), dict(batch_size=8, seed=1)),
+}
+
+def held():  # NRT memory blocks alive
+    s = rtsys.get_allocation_stats()
+    return s.mi_alloc - s.mi_free, s.alloc
+
+def run(fun, args, opts, steps, many=False):
+    o = dict(opts, maxiter=steps, learning_rate=1e-2, compiled=True)
+    if many:
+        return nr.minimize_many(fun, np.zeros((3, 5)), args=args, options=o)
+    return nr.minimize(fun, np.zeros(5), args=args, jac=True, options=o)
+
+for many in (False, True):
+    for name, (fun, args, opts) in cases.items():
+        run(fun, args, opts, 3, many)  # compiled, entries cached
+        gc.collect()
+        before, allocs = held()
+        res = run(fun, args, opts, 300, many)
+        del res
+        gc.collect()
+        after, allocs_after = held()
+        assert allocs_after - allocs >= 30, (name, many)  # the objective's arrays are seen
+        assert after == before, (name, many, after - before)
+    gc.collect()
+    before = held()[0]
+    try:
+        run(wrong_size, (d,), {}, 300, many)
+        raise AssertionError("no error")
+    except ValueError:
+        pass
+    gc.collect()
+    assert held()[0] == before, ("wrong size", many)
+"""
+
+
+def test_compiled_loop_drops_every_reference():
+    """The compiled loops (compiled without reference counting) release each
+    array the objective returns, exactly once: the memory Numba holds is the
+    same before and after a run of 300 steps, on every way through a step
+    (a converted gradient, an array loss, a stop, minibatches in order and
+    gathered, a gradient of the wrong size), for minimize and minimize_many."""
+    from helpers import run_fresh_python
+
+    run_fresh_python(_NRT_BALANCE, NUMBA_NRT_STATS="1")
+
+
 def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
     """A second minimize with arguments of the same types reuses the compiled
     loop's entry; other types (read-only data, float32) compile their own."""
