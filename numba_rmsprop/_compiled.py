@@ -674,56 +674,56 @@ def steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, cli
             b = min(a + batch_size, n_samples)
         out = _call(fun, xc, args, a, b, batched)
         ok, f = _as_loss(out[0])
-        code = OK
-        if not ok:
-            code = BAD_LOSS
-        else:
+        if ok:
             if hist is not None:
                 hist[j] = f
-            if _grad_size(out[1]) != n:
-                code = BAD_GRAD
-            else:
-                g = _as_grad(out[1], gbuf)
-                it = it0 + j
-                lr = _rate(lrs, lr_off + j)
-                code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
-                if code == OK:
-                    # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
-                    sw = cfg[C_SWITCHES]
-                    update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-                    t = 0
-                    if sw[_rule.BIAS_CORRECTION] is not None and update:
-                        t = _update_count(it, cfg[C_N])
-                    if avg is not None:
-                        _pack_call(P, lr, first, t)
-                    elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds this call's slots
-                        _pack_call(P, lr, None, t)
-                    s = _load(P)
-                    _copy(abak, avg)
-                    if clip is None:
-                        num = None
-                        den = None
-                    else:
-                        num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
-                        num, den = _cast(s[0], num), _cast(s[0], den)
-                    if acc is not None and not update:  # pruned without accumulation
-                        for i in range(x.size):
-                            _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
-                    else:
-                        for i in range(x.size):
-                            _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                            overwrite)
-                    finite = True
-                    for i in range(x.size):
-                        finite = finite & _finish_at(x, avg, lb, ub, i)
-                        _copy_at(xc, x, i)
-                    if not finite:
-                        _copy(x, bak)
-                        _copy(avg, abak)
-                        code = OVERFLOW
-                if code != OK:
+        if not ok:
+            code = BAD_LOSS
+        elif _grad_size(out[1]) != n:
+            code = BAD_GRAD
+        else:
+            g = _as_grad(out[1], gbuf)
+            it = it0 + j
+            lr = _rate(lrs, lr_off + j)
+            code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
+            if code == OK:
+                # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+                sw = cfg[C_SWITCHES]
+                update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
+                t = 0
+                if sw[_rule.BIAS_CORRECTION] is not None and update:
+                    t = _update_count(it, cfg[C_N])
+                if avg is not None:
+                    _pack_call(P, lr, first, t)
+                elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds these slots
+                    _pack_call(P, lr, None, t)
+                s = _load(P)
+                _copy(abak, avg)
+                if clip is None:
+                    num = None
+                    den = None
+                else:
+                    sumsq = blocked_sumsq(x.size, 0, g, acc, s, sw)
+                    num, den = _clip_factors(clip, sumsq, T[T_CLIP])
+                    num, den = _cast(s[0], num), _cast(s[0], den)
+                if acc is not None and not update:  # pruned without accumulation
                     for i in range(n):
-                        gbuf[i] = g[i]
+                        _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
+                else:
+                    for i in range(n):
+                        _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                        overwrite)
+                finite = True
+                for i in range(n):
+                    finite = finite & _finish_at(x, avg, lb, ub, i)
+                    _copy_at(xc, x, i)
+                if not finite:
+                    _copy(x, bak)
+                    _copy(avg, abak)
+                    code = OVERFLOW
+            if code != OK:
+                for i in range(n):
+                    gbuf[i] = g[i]
         _release(fun, out)
         if code != OK:
             return code, j, f

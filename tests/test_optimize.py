@@ -666,15 +666,20 @@ def test_disp_without_tqdm_refreshes_during_a_python_loop(monkeypatch):
 
 def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
     rng = np.random.default_rng(0)
-    A = rng.normal(size=(100_000, 4))
-    b = A @ np.array([0.5, -1.0, 2.0, 0.25])
     x0 = np.zeros(4)
-    lsq_nb(x0, A, b)
-    per_step = math.inf  # the fastest of a few calls: load only makes the run longer
-    for _ in range(10):
-        t = time.perf_counter()
+    rows = 100_000
+    while True:  # data large enough that one segment (< LR_BLOCK_STEPS steps) lasts ~2 s
+        A = rng.normal(size=(rows, 4))
+        b = A @ np.array([0.5, -1.0, 2.0, 0.25])
         lsq_nb(x0, A, b)
-        per_step = min(per_step, time.perf_counter() - t)
+        per_step = math.inf  # the fastest of a few calls: load only makes the run longer
+        for _ in range(10):
+            t = time.perf_counter()
+            lsq_nb(x0, A, b)
+            per_step = min(per_step, time.perf_counter() - t)
+        if per_step * (LR_BLOCK_STEPS - 1) >= 2.5 or rows >= 6_400_000:
+            break
+        rows *= 2
     maxiter = int(min(LR_BLOCK_STEPS - 1, max(100, 2.0 / per_step)))  # >= ~2 s, one segment
     segments = []
     compiled_loop = nro._Run._run_compiled
