@@ -20,7 +20,7 @@ Three things live here:
 :func:`run_segment`
     The compiled loop: calls a numba-compiled objective, slices the minibatch
     out of the (host-permuted) data and runs the same compiled step
-    (:func:`steps_arrays`, which :func:`step` wraps), for a run of steps that
+    (:func:`step_arrays`, which :func:`step` wraps), for a run of steps that
     stays inside one epoch and one learning-rate block.
 
 Layout (:class:`RunState`)
@@ -411,6 +411,100 @@ def _stop_code(x, g, T, lb, ub, bak, cfg, f):
     return OK
 
 
+class _LLVMInlined(type(njit(lambda: None))):
+    """A Numba dispatcher whose compiled functions LLVM inlines into their callers.
+
+    Each overload's function gets LLVM's ``alwaysinline`` attribute in the
+    module that callers link (the one compiled now, or the one loaded from
+    the disk cache). The function is typed and compiled once, as any
+    function; Numba's own ``inline="always"`` instead copies and types its IR
+    again in every caller, which made the compiled loop's first compile 2 s
+    longer. Relies on Numba's code libraries keeping that module
+    (``_final_module``, ``_shared_module``); ``tests/test_optimize.py``
+    checks the loop has no call left.
+    """
+
+    def add_overload(self, cres):
+        super().add_overload(cres)
+        lib = cres.library
+        for mod in (getattr(lib, "_final_module", None), getattr(lib, "_shared_module", None)):
+            if mod is None:
+                continue
+            try:
+                fn = mod.get_function(cres.fndesc.mangled_name)
+            except NameError:
+                continue
+            fn.add_function_attribute("alwaysinline")
+
+
+def _inlined_by_llvm(dispatcher):
+    """``dispatcher`` (made by ``njit``) as an :class:`_LLVMInlined` dispatcher."""
+    dispatcher.__class__ = _LLVMInlined
+    return dispatcher
+
+
+@_inlined_by_llvm
+@njit(_nrt=False, **_OPTS)
+def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, clip, f, it, lr):
+    """:func:`step` on the rows of ``S`` (None when off); ``xc`` receives the new
+    ``x`` for the objective's next call; ``clip`` is ``cfg[C_CLIP]``, passed on its
+    own so that its ``is None`` branch is pruned (one update loop is compiled).
+
+    The whole step is this one function, shared by both loops, with every
+    loop inlined (the rule's ``is None`` branches are pruned on its
+    arguments; the clip factors are passed as literal None without a norm
+    clip). Compiled without reference counting (``_nrt=False``; it allocates
+    nothing): with it, Numba left a pair of atomic operations per array and
+    step, which cost more than the update of a 10-element variable. LLVM
+    inlines it into its callers (:class:`_LLVMInlined`): called, passing its
+    arguments cost a third of a compiled-loop step.
+
+    Rule for every ``_nrt=False`` function here: no overload that returns a
+    new array may be compiled inside one, and a function it calls that needs
+    reference counting must ask for it (``_nrt=True``). Numba compiles a
+    callee with the flags of its caller unless told otherwise, and reuses an
+    overload's implementation compiled with the flags of its first use: one
+    that returns a view, compiled without reference counting, would hand
+    reference-counted callers an unowned array.
+    """
+    code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
+    if code == OK:
+        # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
+        sw = cfg[C_SWITCHES]
+        update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
+        t = 0
+        if sw[_rule.BIAS_CORRECTION] is not None and update:
+            t = _update_count(it, cfg[C_N])
+        if avg is not None:
+            _pack_call(P, lr, first, t)
+        elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds this call's slots
+            _pack_call(P, lr, None, t)
+        s = _load(P)
+        _copy(abak, avg)
+        if clip is None:
+            num = None
+            den = None
+        else:
+            num, den = _clip_factors(clip, blocked_sumsq(x.size, 0, g, acc, s, sw), T[T_CLIP])
+            num, den = _cast(s[0], num), _cast(s[0], den)
+        if acc is not None and not update:  # pruned without accumulation
+            for i in range(x.size):
+                _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
+        else:
+            for i in range(x.size):
+                _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
+                                overwrite)
+        finite = True
+        for i in range(x.size):
+            finite = finite & _finish_at(x, avg, lb, ub, i)
+            _copy_at(xc, x, i)
+        if not finite:
+            _copy(x, bak)
+            _copy(avg, abak)
+            code = OVERFLOW
+    return code
+
+
 @njit(**_OPTS)
 def step(S, g, T, P, cfg, f, it, lr, xc):
     """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``.
@@ -419,13 +513,12 @@ def step(S, g, T, P, cfg, f, it, lr, xc):
     but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
     ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
     when the update itself produced non-finite values. ``xc`` (``n`` elements)
-    receives the new ``x``, as in the compiled loop: both loops run the one
-    compiled :func:`steps_arrays` (this loop as one step on a given loss and
-    gradient).
+    receives the new ``x``, as in the compiled loop, which makes both loops
+    share one compiled :func:`step_arrays`.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return steps_arrays(None, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
-                        cfg[C_CLIP], (f, g), None, 0, 0, 0, lr, 0, it, 1, None, g, xc)[0]
+    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
+                       cfg[C_CLIP], f, it, lr)
 
 
 # ---------------------------------------------------------------- compiled loop
@@ -475,8 +568,6 @@ def _call_ov(fun, x, args, a, b, batched):
     (gathered into new arrays) goes through :func:`_gathered_call`, which
     keeps it.
     """
-    if _is_none(fun):  # the loss and gradient given: args = (f, g)
-        return lambda fun, x, args, a, b, batched: args
     if isinstance(batched, types.Array):
         return lambda fun, x, args, a, b, batched: _gathered_call(fun, x, args, a, b, batched)
     return _call_source(args, batched)
@@ -494,7 +585,7 @@ def _call_gathering_ov(fun, x, args, a, b, batched):
 @njit(_nrt=True, **_OPTS)  # explicit: a callee inherits an unset _nrt from its caller
 def _gathered_call(fun, x, args, a, b, batched):
     """``fun(x, *batch)`` with the rows ``batched[a:b]`` of the data gathered (allocates:
-    called from :func:`steps_arrays` as a reference-counted function)."""
+    called from :func:`_segment_loop` as a reference-counted function)."""
     return _call_gathering(fun, x, args, a, b, batched)
 
 
@@ -541,7 +632,7 @@ def _as_grad_ov(g, buf):
     ``buf.size`` elements (checked before) converted into ``buf``.
 
     Inlined and allocating nothing: loops compiled without reference
-    counting use it too (see :func:`steps_arrays`).
+    counting use it too (see :func:`_segment_loop`).
     """
     if (isinstance(g, types.Array) and g.dtype == buf.dtype and g.layout == "C"
             and g.ndim == 1):
@@ -568,19 +659,6 @@ def _as_loss_ov(f):
             "def impl(f):\n    if f.size != 1:\n        return False, np.nan\n"
             f"    return True, np.float64(f[{first}])\n")
     return lambda f: (True, np.float64(f))
-
-
-def _release(fun, out):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_release, inline="always")
-def _release_ov(fun, out):
-    """Drop the loop's reference to the objective's result ``out`` (nothing when
-    ``fun`` is None: the loss and gradient were given)."""
-    if _is_none(fun):
-        return lambda fun, out: None
-    return lambda fun, out: _drop(out)
 
 
 @intrinsic
@@ -624,49 +702,28 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     stop, ``gbuf`` holds that evaluation's gradient.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
-                        cfg[C_CLIP], args, batched, start, batch_size, n_samples, lrs, lr_off,
-                        it0, nsteps, hist, gbuf, xc)
+    return _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
+                         cfg[C_CLIP], args, batched, start, batch_size, n_samples, lrs, lr_off,
+                         it0, nsteps, hist, gbuf, xc)
 
 
 @njit(_nrt=False, nogil=True, **_OPTS)
-def steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, clip, args,
-                 batched, start, batch_size, n_samples, lrs, lr_off, it0, nsteps, hist, gbuf,
-                 xc):
-    """Up to ``nsteps`` whole optimizer calls on the rows of ``S`` (None when off):
-    :func:`run_segment`'s loop, and with ``fun`` None one call on the loss and
-    gradient ``args = (f, g)`` given (:func:`step`, and the vectorized loop's
-    step of one run). Returns ``(code, steps, loss)`` as :func:`run_segment`.
+def _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, clip, args,
+                  batched, start, batch_size, n_samples, lrs, lr_off, it0, nsteps, hist, gbuf,
+                  xc):
+    """:func:`run_segment`'s loop on the rows of ``S``, compiled without reference
+    counting (``_nrt=False``).
 
-    Each call: the stop tests before it, the counters and per-call scalars,
-    the update through the element rule, the projection (which also writes
-    ``xc``, the objective's copy of ``x``) and the rollback of an overflow.
-    ``clip`` is ``cfg[C_CLIP]``, passed on its own so that its ``is None``
-    branch is pruned (the rule's other ``is None`` branches are pruned on the
-    rows; one update loop is compiled). ``lrs`` is the learning rates (read at
-    ``lr_off + j``) or the one learning rate.
-
-    Compiled without reference counting (``_nrt=False``). With it, the loop
-    paid an atomic increment and decrement per array passed to the objective
-    and per array of the step, each step, which cost more than the update of
-    a 10-element variable; and the step, called rather than written in the
-    loop, cost a third of a step in passing its arguments. The only reference
-    this loop owns is the objective's result, dropped explicitly
-    (:func:`_release`) on every way out of a step.
-
-    Rule for every ``_nrt=False`` function here: no overload that returns a
-    new array may be compiled inside one, and a function it calls that needs
-    reference counting must ask for it (``_nrt=True``). Numba compiles a
-    callee with the flags of its caller unless told otherwise, and reuses an
-    overload's implementation compiled with the flags of its first use: one
-    that returns a view, compiled without reference counting, would hand
-    reference-counted callers an unowned array.
+    With reference counting, the loop paid an atomic increment and decrement
+    per array passed to the objective, each step. The only reference this
+    loop owns is the objective's result, dropped explicitly (:func:`_drop`)
+    on every way out of a step. LLVM inlines the step, :func:`step_arrays`
+    (see :class:`_LLVMInlined`).
     """
     n = x.size
     f = np.nan
-    if fun is not None:
-        for i in range(n):
-            xc[i] = x[i]
+    for i in range(n):
+        xc[i] = x[i]
     a = b = 0
     for j in range(nsteps):
         if batched is not None:  # the rows of this step's minibatch
@@ -683,63 +740,15 @@ def steps_arrays(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, cli
             code = BAD_GRAD
         else:
             g = _as_grad(out[1], gbuf)
-            it = it0 + j
-            lr = _rate(lrs, lr_off + j)
-            code = _stop_code(x, g, T, lb, ub, bak, cfg, f)
-            if code == OK:
-                # The counter rules of _plan.make_plan (cfg[C_FREQ] is 0 without EMA).
-                sw = cfg[C_SWITCHES]
-                update, first, overwrite = _counters(it, cfg[C_N], cfg[C_FREQ])
-                t = 0
-                if sw[_rule.BIAS_CORRECTION] is not None and update:
-                    t = _update_count(it, cfg[C_N])
-                if avg is not None:
-                    _pack_call(P, lr, first, t)
-                elif t > 0 or P[_layout.LEARNING_RATE] != lr:  # else P holds these slots
-                    _pack_call(P, lr, None, t)
-                s = _load(P)
-                _copy(abak, avg)
-                if clip is None:
-                    num = None
-                    den = None
-                else:
-                    sumsq = blocked_sumsq(x.size, 0, g, acc, s, sw)
-                    num, den = _clip_factors(clip, sumsq, T[T_CLIP])
-                    num, den = _cast(s[0], num), _cast(s[0], den)
-                if acc is not None and not update:  # pruned without accumulation
-                    for i in range(n):
-                        _accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
-                else:
-                    for i in range(n):
-                        _update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                        overwrite)
-                finite = True
-                for i in range(n):
-                    finite = finite & _finish_at(x, avg, lb, ub, i)
-                    _copy_at(xc, x, i)
-                if not finite:
-                    _copy(x, bak)
-                    _copy(avg, abak)
-                    code = OVERFLOW
+            code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
+                               clip, f, it0 + j, lrs[lr_off + j])
             if code != OK:
                 for i in range(n):
                     gbuf[i] = g[i]
-        _release(fun, out)
+        _drop(out)
         if code != OK:
             return code, j, f
     return OK, nsteps, f
-
-
-def _rate(lrs, k):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_rate, inline="always")
-def _rate_ov(lrs, k):
-    """The learning rate ``lrs[k]``, or ``lrs`` when it is one number."""
-    if isinstance(lrs, types.Array):
-        return lambda lrs, k: lrs[k]
-    return lambda lrs, k: lrs
 
 
 # ---------------------------------------------------------------- many runs
@@ -747,7 +756,7 @@ def _rate_ov(lrs, k):
 # state arrays with a leading run axis (make_state with a (k, n) x0). Each
 # run is exactly one ``minimize`` run: the compiled loop calls run_segment
 # per run; the vectorized loop (many_step) steps all runs in one pass, or
-# calls steps_arrays per run with the run's own views, scalars and counters.
+# calls step_arrays per run with the run's own views, scalars and counters.
 
 def _pick(args, marker, r):  # pragma: no cover
     raise NotImplementedError
@@ -851,7 +860,7 @@ def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
 
 @njit(_nrt=False, **_OPTS)  # per-run views of P, without reference counts
 def _pack_rows(P, LR, lr_off, first, t, avg):
-    """Each run's per-call slots, as :func:`steps_arrays` packs them (``avg``: the EMA or
+    """Each run's per-call slots, as :func:`step_arrays` packs them (``avg``: the EMA or
     None); learning rates from row 0 of ``LR`` or each run's row."""
     for r in range(P.shape[0]):
         if avg is not None:
@@ -935,7 +944,7 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     run would stop before its update (then each run steps on its own); else how
     many rolled back.
 
-    The same element rule on the same scalars as :func:`steps_arrays` per run:
+    The same element rule on the same scalars as :func:`step_arrays` per run:
     the same numbers.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
@@ -970,7 +979,7 @@ def _finite_at_ov(a, i):
 @njit(_nrt=False, **_OPTS)  # allocates nothing; its per-run views then cost no atomics
 def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
                LR, lr_off, runs, codes, xc):
-    """:func:`steps_arrays` (one step) for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
+    """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
     state row (:func:`rows`; None when off); returns how many stopped.
 
     Optional rows are selected written out (pruned on the arguments): an
@@ -1004,10 +1013,8 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
         else:
             lb = LB[r]
             ub = UB[r]
-        g = G[j]
-        code = steps_arrays(None, X[r], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, T[r],
-                            P[r], cfg_r, cfg[C_CLIP], (f[j], g), None, 0, 0, 0,
-                            _rate_of(LR, r, lr_off), 0, it, 1, None, g, xc)[0]
+        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, xc,
+                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, _rate_of(LR, r, lr_off))
         codes[j] = code
         if code != OK:
             stops += 1
@@ -1026,7 +1033,7 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
     tolerance or norm clip is set, one pass per stage updates all runs
     (:func:`_flat_step`; ``same_scalars``: and one row of per-call scalars
     serves them all); otherwise, or when a run stops before its update,
-    :func:`steps_arrays` steps each run on its own views (:func:`_run_steps`).
+    :func:`step_arrays` steps each run on its own views (:func:`_run_steps`).
     """
     if (same_counters and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
             and cfg[C_CLIP] is None):
@@ -1034,7 +1041,7 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
         if stops >= 0:
             return stops
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    xc = np.empty(S.shape[2], S.dtype)  # steps_arrays' copy of x (unused here)
+    xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
     return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
                       LR, lr_off, runs, codes, xc)
 

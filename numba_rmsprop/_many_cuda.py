@@ -9,7 +9,7 @@ laid out on the host, then copied once) stays on the device. Each step:
    the user's device code (CuPy, numba.cuda, PyTorch) -- returns device
    arrays ``f`` ``(m,)`` and ``G`` ``(m, n)``;
 2. **one launch** updates every active run: a block per run, its threads
-   over the parameters. The block does what :func:`numba_rmsprop._compiled.steps_arrays`
+   over the parameters. The block does what :func:`numba_rmsprop._compiled.step_arrays`
    does for one run on the CPU -- the finiteness checks, the ``ftol`` and
    ``gtol`` tests, the counters, the clip norms (block reductions in
    float64), the element rule of :mod:`numba_rmsprop._rule` (compiled for

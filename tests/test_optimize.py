@@ -917,6 +917,41 @@ def test_compiled_loop_drops_every_reference():
     run_fresh_python(_NRT_BALANCE, NUMBA_NRT_STATS="1")
 
 
+_INLINED_STEP = """
+import sys
+import numpy as np
+from numba import njit
+import numba_rmsprop as nr
+from numba_rmsprop import _compiled
+
+@njit
+def quad(x, d):
+    r = x - d
+    return 0.5 * np.sum(r * r), r
+
+d = np.linspace(1, 2, 5)
+opts = dict(maxiter=3, momentum=0.9, compiled=sys.argv[1] == "compiled")
+nr.minimize(quad, np.zeros(5), args=(d,), jac=True, options=opts)
+if opts["compiled"]:
+    (sig,) = _compiled._segment_loop.signatures
+    calls = [line for line in _compiled._segment_loop.inspect_llvm(sig).splitlines()
+             if "call " in line and "step_arrays" in line]
+    assert not calls, calls
+"""
+
+
+def test_compiled_loop_inlines_its_step(tmp_path):
+    """LLVM inlines the step into the compiled loop (a call cost a third of a
+    step): with the step compiled in this process, and loaded from the disk
+    cache (compiled by an earlier process for the Python loop)."""
+    from helpers import run_fresh_python
+
+    fresh, shared = str(tmp_path / "fresh"), str(tmp_path / "shared")
+    for argv, cache in ((["compiled"], fresh), (["python"], shared), (["compiled"], shared)):
+        code = f"import sys; sys.argv[1:] = {argv!r}\n" + _INLINED_STEP
+        run_fresh_python(code, NUMBA_CACHE_DIR=cache)
+
+
 def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
     """A second minimize with arguments of the same types reuses the compiled
     loop's entry; other types (read-only data, float32) compile their own."""
