@@ -25,6 +25,7 @@ import numpy as np
 import numba_rmsprop as nr
 
 from . import common as C
+from . import peers as P
 from . import problems as Q
 
 
@@ -98,6 +99,10 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
     the loop adds around it (the copy of ``X`` handed to ``fun``, the checks
     of ``fun``'s output, the Python step). A per-run learning rate takes the
     loop that steps each run on its own (``per-run rates``).
+
+    The floor of the own cost: the plain update of ``k * n`` elements as one
+    bare loop that vectorises (:func:`peers.plain_rmsprop`) plus the copy of
+    ``X``, both unavoidable.
     """
     d, c = Q.quadratic_args(n)
     X0 = np.random.default_rng(0).standard_normal((k, n))
@@ -120,6 +125,9 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
     opt, opt_k = nr.RMSprop(1e-3), nr.RMSprop(1e-3)
     opt.apply([g], [x])
     opt_k.apply([gk], [xk])
+    vk = np.zeros(k * n)
+    bare = (xk.copy(), gk, vk, 1e-3, 0.9, 1 - 0.9, 1e-7)
+    P.plain_rmsprop(*bare)
     def times(fn, *a):
         def run():  # results dropped at once, as in the loop (a list of them would page in)
             for _ in range(steps):
@@ -129,7 +137,8 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
     samples = C.interleaved({
         "loop": loop(opts), "loop, per-run rates": loop(per_run),
         "objective": times(fun, X, d, c), "apply n": times(opt.apply, [g], [x]),
-        "apply k*n": times(opt_k.apply, [gk], [xk])}, repeat)
+        "apply k*n": times(opt_k.apply, [gk], [xk]),
+        "bare update k*n": times(P.plain_rmsprop, *bare), "copy of X": times(X.copy)}, repeat)
     t = {name: float(np.min(v)) / steps for name, v in samples.items()}
     own = t["loop"] - t["objective"]
     own_per_run = t["loop, per-run rates"] - t["objective"]
@@ -140,7 +149,11 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
             "own - apply k*n": own - t["apply k*n"],
             "(own - apply k*n) / apply": (own - t["apply k*n"]) / t["apply n"],
             "own cost, per-run rates": own_per_run,
-            "own, per-run rates / apply": own_per_run / t["apply n"]}
+            "own, per-run rates / apply": own_per_run / t["apply n"],
+            f"bare plain update of {k * n} elements": t["bare update k*n"],
+            "copy of X": t["copy of X"],
+            "floor (bare update + copy) / apply":
+                (t["bare update k*n"] + t["copy of X"]) / t["apply n"]}
 
 
 def measure(per_run_step_kw=None, pixel_fit_kw=None, vectorized_overhead_kw=None,
@@ -185,3 +198,7 @@ class VectorizedOverhead(C.Benchmark):
 
     def track_own_beyond_the_update_over_apply(self):
         return self.r["(own - apply k*n) / apply"]
+
+    def track_floor_over_apply(self):
+        """The least the own cost can be (bare plain update + copy of ``X``), over an apply."""
+        return self.r["floor (bare update + copy) / apply"]
