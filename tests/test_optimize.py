@@ -930,10 +930,10 @@ def quad(x, d):
     return 0.5 * np.sum(r * r), r
 
 d = np.linspace(1, 2, 5)
-opts = dict(maxiter=3, momentum=0.9, compiled=sys.argv[1] == "compiled")
-nr.minimize(quad, np.zeros(5), args=(d,), jac=True, options=opts)
-if opts["compiled"]:
-    (sig,) = _compiled._segment_loop.signatures
+for momentum, compiled in RUNS:
+    opts = dict(maxiter=3, momentum=momentum, compiled=compiled)
+    nr.minimize(quad, np.zeros(5), args=(d,), jac=True, options=opts)
+for sig in _compiled._segment_loop.signatures:
     calls = [line for line in _compiled._segment_loop.inspect_llvm(sig).splitlines()
              if "call " in line and "step_arrays" in line]
     assert not calls, calls
@@ -942,14 +942,13 @@ if opts["compiled"]:
 
 def test_compiled_loop_inlines_its_step(tmp_path):
     """LLVM inlines the step into the compiled loop (a call cost a third of a
-    step): with the step compiled in this process, and loaded from the disk
-    cache (compiled by an earlier process for the Python loop)."""
+    step), whether the step is loaded from the disk cache (compiled by an
+    earlier process for the Python loop) or compiled in the same process."""
     from helpers import run_fresh_python
 
-    fresh, shared = str(tmp_path / "fresh"), str(tmp_path / "shared")
-    for argv, cache in ((["compiled"], fresh), (["python"], shared), (["compiled"], shared)):
-        code = f"import sys; sys.argv[1:] = {argv!r}\n" + _INLINED_STEP
-        run_fresh_python(code, NUMBA_CACHE_DIR=cache)
+    cache = str(tmp_path / "cache")
+    for runs in ([(0.9, False)], [(0.9, True), (0.0, True)]):
+        run_fresh_python(f"RUNS = {runs!r}\n" + _INLINED_STEP, NUMBA_CACHE_DIR=cache)
 
 
 def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
