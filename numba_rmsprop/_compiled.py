@@ -722,8 +722,7 @@ def _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, cl
     """
     n = x.size
     f = np.nan
-    for i in range(n):
-        xc[i] = x[i]
+    _copy(xc, x)
     a = b = 0
     for j in range(nsteps):
         if batched is not None:  # the rows of this step's minibatch
@@ -743,8 +742,7 @@ def _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, cl
             code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
                                clip, f, it0 + j, lrs[lr_off + j])
             if code != OK:
-                for i in range(n):
-                    gbuf[i] = g[i]
+                _copy(gbuf, g)
         _drop(out)
         if code != OK:
             return code, j, f
@@ -1059,6 +1057,4 @@ def many_final(fun, X, args, marker, runs, F, G, ok, lo, hi):
         F[r] = f
         ok[r] = 1 if good and _grad_size(out[1]) == n else 0
         if ok[r] == 1:
-            g = _as_grad(out[1], G[r])
-            for i in range(n):
-                G[r, i] = g[i]
+            _copy(G[r], _as_grad(out[1], G[r]))
