@@ -45,7 +45,7 @@ t1 = time.perf_counter()
 mode, arg = sys.argv[1], json.loads(sys.argv[2])
 if mode == "import":
     try:  # numba and the kernel definitions, which every first CPU apply imports
-        import numba_rmsprop._cpu_backend
+        import numba_rmsprop.engine.cpu.backend
     except ImportError:  # the backend moved: numba itself
         import numba
     out = {"import_cpu_backend": time.perf_counter() - t1}

@@ -73,8 +73,9 @@ def _copy_kernel(cuda, reads, writes):
 def _capture_update_launch(opt, g, x):
     """The update kernel's launch during one ``apply``, or None without the private hook."""
     try:
-        from numba_rmsprop import _cuda
-        real, kernels = _cuda._launch, _cuda._UPDATE_KERNELS
+        from numba_rmsprop.engine.cuda import backend as _cuda
+        from numba_rmsprop.engine.cuda import kernels as _cuda_kernels
+        real, kernels = _cuda._launch, _cuda_kernels._UPDATE_KERNELS
     except (ImportError, AttributeError):
         opt.apply([g], [x])
         return None

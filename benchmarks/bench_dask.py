@@ -60,7 +60,8 @@ def measure(k=20000, steps=200, workers=2, repeat=3, block_sizes=(100, 1000, Non
             k_overhead=200, scatter_mb=64.0) -> dict:
     """The table of the module docstring; seconds unless named."""
     distributed = C.need("distributed")
-    from numba_rmsprop import _dask, _threads
+    from numba_rmsprop.many import dask as _dask
+    from numba_rmsprop.engine import threads as _threads
 
     t, Y, _ = Q.decay_data(k)
     X0 = Q.decay_start(k)

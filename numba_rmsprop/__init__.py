@@ -18,7 +18,7 @@ register_threadpoolctl
 import sys as _sys
 
 from . import schedules
-from ._threads import register_threadpoolctl
+from .engine.threads import register_threadpoolctl
 from .optimizer import RMSprop
 
 if "threadpoolctl" in _sys.modules:
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # The front end imports SciPy; load it on first use only.
     if name in ("minimize", "rmsprop"):
-        from . import optimize as _front
+        from .frontend import api as _front
 
         return getattr(_front, name)
     if name == "minimize_many":

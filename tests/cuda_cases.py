@@ -31,7 +31,9 @@ if SIMULATOR:
 
 from numba import cuda  # noqa: E402
 
-from numba_rmsprop import RMSprop, _cuda, schedules  # noqa: E402
+from numba_rmsprop import RMSprop, schedules  # noqa: E402
+from numba_rmsprop.engine.cuda import arrays as _cuda_arrays  # noqa: E402
+from numba_rmsprop.engine.cuda.driver import require_cuda  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import ExponentialDecay as RefExponentialDecay  # noqa: E402
@@ -426,7 +428,7 @@ def test_gradient_shape_and_dtype_must_match():
 
 def test_gradient_on_another_gpu_is_rejected(monkeypatch):
     x, g = cuda.to_device(np.ones(3)), cuda.to_device(np.ones(3))
-    monkeypatch.setattr(_cuda, "_device_id", lambda a: 1 if a is g else 0)
+    monkeypatch.setattr(_cuda_arrays, "device_id", lambda a: 1 if a is g else 0)
     opt = RMSprop(0.1)
     with pytest.raises(ValueError, match="is on GPU 1 but variables.0. is on GPU 0"):
         opt.apply([g], [x])
@@ -448,7 +450,7 @@ def test_device_variables_must_be_float32_or_float64(dtype):
 
 
 def test_simulator_counts_as_usable():
-    _cuda.require_cuda()
+    require_cuda()
     assert RMSprop(device="cuda").device == "cuda"
 
 

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 import numba_rmsprop as nr
-from numba_rmsprop import _cpu, _layout, _rule
+from numba_rmsprop.engine.cpu import kernels as _cpu
+from numba_rmsprop.engine import layout
+from numba_rmsprop.engine import rule
 
 CONFIGS = [
     {},
@@ -32,15 +34,15 @@ CONFIGS = [
 
 def _every_switch(without):
     """The element rule's switch tuple with every switch on but ``without``."""
-    return tuple(None if k == without else True for k in range(len(_rule.SWITCHES)))
+    return tuple(None if k == without else True for k in range(len(rule.SWITCHES)))
 
 
 def _compile_every_switch():
     """Each variant on at once (the two weight decays in turn), all state arrays present."""
     for dtype in (np.float32, np.float64):
         x, g, v, mg, mom, acc, avg = (np.ones(50, dtype) for _ in range(7))
-        s = tuple(np.ones(_layout.N_SLOTS, dtype))
-        for without in (_rule.COUPLED_DECAY, _rule.DECOUPLED_DECAY):
+        s = tuple(np.ones(layout.N_SLOTS, dtype))
+        for without in (rule.COUPLED_DECAY, rule.DECOUPLED_DECAY):
             _cpu.segment_update(x, 0, g, v, mg, mom, acc, avg, s, _every_switch(without),
                                 dtype(1), dtype(2), True, False)
 

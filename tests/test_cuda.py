@@ -23,7 +23,7 @@ import textwrap
 
 import pytest
 
-from numba_rmsprop._cuda import INSTALL_HINT
+from numba_rmsprop.engine.cuda.driver import INSTALL_HINT
 
 try:
     import numba.cuda  # noqa: F401
@@ -133,7 +133,7 @@ if not cuda.is_available():
         print(f"cannot compile CUDA kernels here: {type(exc).__name__}: {exc}")
         sys.exit(77)
 
-from numba_rmsprop import _cuda as C
+from numba_rmsprop.engine.cuda import kernels as C
 
 f32, f64, i64, i32 = types.float32, types.float64, types.int64, types.int32
 
@@ -154,25 +154,26 @@ def assert_float32_only(src, what):
     assert not bad, f"{what}: float64 arithmetic in a float32 kernel: {bad}"
 
 
-from numba_rmsprop import _layout, _rule
+from numba_rmsprop.engine import layout
+from numba_rmsprop.engine import rule
 
-off = (None,) * len(_rule.SWITCHES)
+off = (None,) * len(rule.SWITCHES)
 
 
 def switches(*on):
-    return tuple(True if k in on else None for k in range(len(_rule.SWITCHES)))
+    return tuple(True if k in on else None for k in range(len(rule.SWITCHES)))
 
 
-every = switches(*[k for k in range(len(_rule.SWITCHES)) if k != _rule.COUPLED_DECAY])
-torch_like = switches(_rule.COUPLED_DECAY, _rule.EPSILON_OUTSIDE_SQRT, _rule.LEARNING_RATE_OUTSIDE)
-optax_like = switches(_rule.BIAS_CORRECTION, _rule.NESTEROV, _rule.SCALE_LOSS)
+every = switches(*[k for k in range(len(rule.SWITCHES)) if k != rule.COUPLED_DECAY])
+torch_like = switches(rule.COUPLED_DECAY, rule.EPSILON_OUTSIDE_SQRT, rule.LEARNING_RATE_OUTSIDE)
+optax_like = switches(rule.BIAS_CORRECTION, rule.NESTEROV, rule.SCALE_LOSS)
 
 n = 0
 for sw, flags in [(off, (False,) * 5), (every, (True,) * 5), (torch_like, (False, True, True, False, True)),
                   (optax_like, (True, True, True, True, False)), (off, (False, True, False, False, False))]:
     for t in (f32, f64):
         a = a1(t)
-        s = types.UniTuple(t, _layout.N_SLOTS)
+        s = types.UniTuple(t, layout.N_SLOTS)
         src = ptx(C._make_update_kernel(sw, *flags), (a,) * 7 + (s, a, i64, i64, i64))
         if t is f32:
             assert_float32_only(src, f"update{sw, flags}")
@@ -180,7 +181,7 @@ for sw, flags in [(off, (False,) * 5), (every, (True,) * 5), (torch_like, (False
 for sw, acc in [(off, False), (every, True)]:
     for t in (f32, f64):
         a = a1(t)
-        s = types.UniTuple(t, _layout.N_SLOTS)
+        s = types.UniTuple(t, layout.N_SLOTS)
         ptx(C._make_sumsq_kernel(sw, acc), (a, a, s, a1(f64), i64, a1(i32), a1(f64), i64))
         src = ptx(C._make_accumulate_kernel(sw, acc), (a, a, a, a, s, i64))
         if t is f32:
@@ -188,7 +189,7 @@ for sw, acc in [(off, False), (every, True)]:
         n += 2
 ptx(C._factor_kernel, (a1(f64), i64, i64, f64, a1(f32), a1(f64)))
 for t in (f32, f64):
-    src = ptx(C._ema_kernel, (a1(t), a1(t), types.UniTuple(t, _layout.N_SLOTS), i64))
+    src = ptx(C._ema_kernel, (a1(t), a1(t), types.UniTuple(t, layout.N_SLOTS), i64))
     if t is f32:
         assert_float32_only(src, "ema")
     ptx(C._fill_kernel, (a1(t), t))
@@ -198,7 +199,9 @@ for t in (f32, f64):
 ptx(C._fill_kernel, (a1(i32), i32))
 
 # minimize_many's fused step (one block per run) for a few layouts, and its gathers.
-from numba_rmsprop import RMSprop, _compiled, _many_cuda as M
+from numba_rmsprop import RMSprop
+from numba_rmsprop.frontend.state import make_state
+from numba_rmsprop.many import cuda as M
 
 for kw, bounds in [({}, False), (dict(momentum=0.9, centered=True, use_ema=True,
                                       gradient_accumulation_steps=2, clipnorm=1.0), True),
@@ -209,7 +212,7 @@ for kw, bounds in [({}, False), (dict(momentum=0.9, centered=True, use_ema=True,
     for t in (f32, f64):
         dt = np.float32 if t is f32 else np.float64
         lb = (np.zeros(3, dt), np.ones(3, dt)) if bounds else None
-        st = _compiled.make_state(spec, np.zeros((2, 3), dt), lb, gtol=1e-3, ftol=1e-3,
+        st = make_state(spec, np.zeros((2, 3), dt), lb, gtol=1e-3, ftol=1e-3,
                                   patience=3, tol_momentum=0.9, initial_velocity=0.0)
         for per_run in (False, True):
             k = M._make_step_kernel(st.cfg, bounds, per_run, dt)

@@ -20,7 +20,7 @@ distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
 import numba_rmsprop as nr  # noqa: E402
-from numba_rmsprop import _dask  # noqa: E402
+from numba_rmsprop.many import dask as _dask  # noqa: E402
 from helpers import quad, quad_np, quad_vec, run_fresh_python  # noqa: E402
 
 K, N = 13, 4  # 13 runs: blocks of 1, 2, 5 leave a short last block
@@ -268,7 +268,7 @@ def test_minimize_many_without_a_client_does_not_import_dask():
             "                       options=dict(maxiter=3))\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
             "assert not bad, bad\n"
-            "assert 'numba_rmsprop._dask' not in sys.modules\n")
+            "assert 'numba_rmsprop.many.dask' not in sys.modules\n")
     run_fresh_python(code)
 
 

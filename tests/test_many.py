@@ -180,12 +180,12 @@ def test_without_a_seed_each_run_draws_its_own_order(regression):
 
 
 def test_the_compiled_path_is_taken(problem):
-    from numba_rmsprop import many
+    from numba_rmsprop.many.batch import Batch
 
     X0, C, w = problem
-    batch = many._Batch(quad, X0, (C, w), True, None, {}, (0,), False, None)
+    batch = Batch(quad, X0, (C, w), True, None, {}, (0,), False, None)
     assert batch.mode == "compiled"
-    batch = many._Batch(quad_np, X0, (C, w), True, None, {}, (0,), False, None)
+    batch = Batch(quad_np, X0, (C, w), True, None, {}, (0,), False, None)
     assert batch.mode == "each"
 
 
@@ -341,13 +341,14 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
     stepping each run on its own does: with one row of per-call scalars for all,
     with a row per run (per-run learning rates), rollbacks of overflowing runs and
     bounds included."""
-    from numba_rmsprop import _compiled as C
+    from numba_rmsprop.frontend.state import OK, OVERFLOW, make_state
+    from numba_rmsprop.many.kernels import many_step
 
     k, n = 5, 7
     rng = np.random.default_rng(3)
     spec = nr.RMSprop(learning_rate=0.05, **config)._spec
     bounds = (np.full(n, -2.0, dtype), np.full(n, 2.5, dtype)) if bounded else None
-    st = C.make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
+    st = make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
                       ftol=None, patience=10, tol_momentum=0.9, initial_velocity=0.0)
     S = np.ascontiguousarray(st.S.transpose(1, 0, 2))
     shared_lr = np.full((1, 8), 0.05, dtype)
@@ -366,7 +367,7 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
             out = {}
             for w, (S_, T_, P_) in states.items():
                 codes = np.zeros(k, np.int64)
-                stops = C.many_step(S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it,
+                stops = many_step(S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it,
                                     runs, codes, *ways[w])
                 out[w] = stops, codes
             if it == 4:
@@ -377,4 +378,4 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
                 for a, b in zip(states[w], states["alone"]):
                     np.testing.assert_array_equal(a, b, strict=True)
         if "centered" in config:  # float32: mg**2 overflows, the update is NaN
-            assert codes_at_overflow[2] == C.OVERFLOW and codes_at_overflow[0] == C.OK
+            assert codes_at_overflow[2] == OVERFLOW and codes_at_overflow[0] == OK

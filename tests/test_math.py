@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numba_rmsprop import _layout, _math, _rule
+from numba_rmsprop.engine import layout
+from numba_rmsprop.engine import clipping
+from numba_rmsprop.engine import rule
 
 SUMSQ = [0.0, 1e-300, 0.25, 1.0, 4.0, 1e300, math.inf, math.nan]
 CLIPS = [0.5, 1.0, 3.0]
@@ -35,8 +37,8 @@ def same(a, b):
 @pytest.mark.parametrize("c", CLIPS)
 @pytest.mark.parametrize("sumsq", SUMSQ)
 def test_clip_formulas_match_keras(sumsq, c, compiled):
-    scale = njit(_math.global_clip_scale) if compiled else _math.global_clip_scale
-    denom = njit(_math.clipnorm_denominator) if compiled else _math.clipnorm_denominator
+    scale = njit(clipping.global_clip_scale) if compiled else clipping.global_clip_scale
+    denom = njit(clipping.clipnorm_denominator) if compiled else clipping.clipnorm_denominator
     assert same(scale(sumsq, c), keras_global_scale(sumsq, c))
     assert same(denom(sumsq, c), keras_clipnorm_denominator(sumsq, c))
 
@@ -45,11 +47,11 @@ def _centered_step(v, mg, g, eps, dtype=np.float32):
     """One centered update of a single element through the plain-Python rule (rho=0.5, lr=1)."""
     t = np.dtype(dtype).type
     x, ga, va, mga = (np.array([t(a)]) for a in (0.0, g, v, mg))
-    s = np.zeros(_layout.N_SLOTS, dtype)
-    s[_layout.RHO], s[_layout.ONE_MINUS_RHO], s[_layout.EPSILON] = 0.5, 0.5, eps
-    s[_layout.LEARNING_RATE] = 1
-    _rule.update_element(0, x, ga, va, mga, None, None, None, tuple(s),
-                         (None,) * len(_rule.SWITCHES), None, None, True, False)
+    s = np.zeros(layout.N_SLOTS, dtype)
+    s[layout.RHO], s[layout.ONE_MINUS_RHO], s[layout.EPSILON] = 0.5, 0.5, eps
+    s[layout.LEARNING_RATE] = 1
+    rule.update_element(0, x, ga, va, mga, None, None, None, tuple(s),
+                         (None,) * len(rule.SWITCHES), None, None, True, False)
     return x[0], va[0], mga[0]
 
 
@@ -71,7 +73,7 @@ def test_centered_denominator_clamps_only_negative_values():
 
 
 def test_clip_by_value_keeps_nan():
-    assert _math.clip_by_value(5.0, 1.0) == 1.0
-    assert _math.clip_by_value(-5.0, 1.0) == -1.0
-    assert _math.clip_by_value(0.5, 1.0) == 0.5
-    assert math.isnan(_math.clip_by_value(math.nan, 1.0))
+    assert clipping.clip_by_value(5.0, 1.0) == 1.0
+    assert clipping.clip_by_value(-5.0, 1.0) == -1.0
+    assert clipping.clip_by_value(0.5, 1.0) == 0.5
+    assert math.isnan(clipping.clip_by_value(math.nan, 1.0))

@@ -1,4 +1,4 @@
-"""The ``scipy.optimize.minimize`` front end (``numba_rmsprop.optimize``).
+"""The ``scipy.optimize.minimize`` front end (``numba_rmsprop.frontend.api``).
 
 Layout, after optimistix's test suite: a shared list of test problems with
 known minimizers, crossed with a list of optimizer configurations, each run
@@ -19,7 +19,8 @@ from scipy.optimize import minimize as sp_minimize
 
 import numba_rmsprop as nr
 from numba_rmsprop import RMSprop, schedules
-from numba_rmsprop import optimize as nro
+from numba_rmsprop.frontend import api as nro
+from numba_rmsprop.frontend import compiled_loop, learning_rates, run as fe_run
 
 # ---------------------------------------------------------------------------
 # Test problems: (loss, gradient) functions with known minimizers.
@@ -312,12 +313,12 @@ def test_compiled_nonfinite_and_maxfev():
 def test_compiled_is_used_and_fallbacks(monkeypatch):
     p = PROBLEMS["least_squares"]
     calls = []
-    python_loop = nro._Run._run_python
+    python_loop = fe_run.Run._run_python
 
     def spy(self, it0, nsteps, *a, **k):
         calls.append(nsteps)
         return python_loop(self, it0, nsteps, *a, **k)
-    monkeypatch.setattr(nro._Run, "_run_python", spy)
+    monkeypatch.setattr(fe_run.Run, "_run_python", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         r = nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True,
@@ -682,13 +683,13 @@ def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
         rows *= 2
     maxiter = int(min(LR_BLOCK_STEPS - 1, max(100, 2.0 / per_step)))  # >= ~2 s, one segment
     segments = []
-    compiled_loop = nro._Run._run_compiled
+    compiled_loop = fe_run.Run._run_compiled
 
     def spy(self, entry, it, nsteps, *a):
         segments.append(nsteps)
         return compiled_loop(self, entry, it, nsteps, *a)
 
-    monkeypatch.setattr(nro._Run, "_run_compiled", spy)
+    monkeypatch.setattr(fe_run.Run, "_run_compiled", spy)
     quiet = nr.minimize(lsq_nb, x0, args=(A, b), jac=True, options=dict(maxiter=maxiter))
     assert segments == [maxiter - 1]  # without disp: one compiled segment, as before
     segments.clear()
@@ -703,7 +704,7 @@ def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
     _same_result(shown, quiet)  # shorter segments, the same run
 
 
-LR_BLOCK_STEPS = nro.LR_BLOCK
+LR_BLOCK_STEPS = learning_rates.LR_BLOCK
 
 
 def test_public_names():
@@ -809,7 +810,7 @@ def test_type_key_equal_exactly_when_numba_types_equal():
     values of different types never share a key."""
     import numba
 
-    from numba_rmsprop._cpu import type_key
+    from numba_rmsprop.engine.entries import type_key
 
     for a in TYPE_KEY_VALUES:
         for b in TYPE_KEY_VALUES:
@@ -922,7 +923,7 @@ import sys
 import numpy as np
 from numba import njit
 import numba_rmsprop as nr
-from numba_rmsprop import _compiled
+from numba_rmsprop.frontend import segment
 
 @njit
 def quad(x, d):
@@ -933,8 +934,8 @@ d = np.linspace(1, 2, 5)
 for momentum, compiled in RUNS:
     opts = dict(maxiter=3, momentum=momentum, compiled=compiled)
     nr.minimize(quad, np.zeros(5), args=(d,), jac=True, options=opts)
-for sig in _compiled._segment_loop.signatures:
-    calls = [line for line in _compiled._segment_loop.inspect_llvm(sig).splitlines()
+for sig in segment._segment_loop.signatures:
+    calls = [line for line in segment._segment_loop.inspect_llvm(sig).splitlines()
              if "call " in line and "step_arrays" in line]
     assert not calls, calls
 """
@@ -956,17 +957,17 @@ def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
     loop's entry; other types (read-only data, float32) compile their own."""
     from helpers import quad
 
-    from numba_rmsprop import _compiled
+    from numba_rmsprop.frontend import segment
 
     compiled = []
-    real = _compiled.run_segment.compile
+    real = segment.run_segment.compile
 
     def counting(sig):
         compiled.append(sig)
         return real(sig)
 
-    monkeypatch.setattr(_compiled.run_segment, "compile", counting)
-    monkeypatch.setattr(nro, "_LOOP_ENTRIES", type(nro._LOOP_ENTRIES)())
+    monkeypatch.setattr(segment.run_segment, "compile", counting)
+    monkeypatch.setattr(compiled_loop, "LOOP_ENTRIES", type(compiled_loop.LOOP_ENTRIES)())
     c, w = np.linspace(-1, 1, 4), np.ones(4)
     opts = dict(maxiter=5, learning_rate=1e-2)
     r1 = nr.minimize(quad, np.zeros(4), args=(c, w), jac=True, options=opts)

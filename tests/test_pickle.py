@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import numba_rmsprop as nr
-from numba_rmsprop import _config
+from numba_rmsprop.engine import config
 
 CONFIG = dict(
     learning_rate=nr.schedules.CosineDecay(0.01, decay_steps=40, warmup_target=0.02,
@@ -20,7 +20,7 @@ CONFIG = dict(
 
 def make_variables():
     rng = np.random.default_rng(0)
-    big = _config.PARALLEL_THRESHOLD_BYTES // 4 + 100  # float32: the prange kernels
+    big = config.PARALLEL_THRESHOLD_BYTES // 4 + 100  # float32: the prange kernels
     return [rng.standard_normal((6, 5)).astype(np.float32),
             np.zeros(5, np.float32),
             np.asfortranarray(rng.standard_normal((4, 3))),  # float64, F order

@@ -4,7 +4,7 @@ import pytest
 
 from numba import njit
 
-from numba_rmsprop._plan import counters, make_plan
+from numba_rmsprop.engine.plan import counters, make_plan
 
 
 def plan(it, **kw):

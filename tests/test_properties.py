@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numba_rmsprop as nr
-from numba_rmsprop import _config
+from numba_rmsprop.engine import config
 from reference import ExponentialDecay as RefExponentialDecay
 from reference import ReferenceRMSprop
 

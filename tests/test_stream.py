@@ -1,4 +1,4 @@
-"""Streaming dask arrays through a shuffle buffer (issue #12, part 2; ``numba_rmsprop._stream``).
+"""Streaming dask arrays through a shuffle buffer (issue #12, part 2; ``numba_rmsprop.frontend.stream``).
 
 The order of the batches is pinned against a plain NumPy transcription of
 the scheme in ``_stream``'s docstring (:func:`documented_order`); everything
@@ -16,7 +16,8 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import numba_rmsprop as nr  # noqa: E402
-from numba_rmsprop import _stream  # noqa: E402
+from numba_rmsprop.frontend import stream as _stream  # noqa: E402
+from numba_rmsprop.frontend import stream_loader  # noqa: E402
 from helpers import run_fresh_python  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def same(a, b):
 
 
 def our_threads():
-    return [t for t in threading.enumerate() if t.name.startswith(_stream.THREAD_NAME)]
+    return [t for t in threading.enumerate() if t.name.startswith(stream_loader.THREAD_NAME)]
 
 
 @pytest.fixture(autouse=True)
@@ -227,11 +228,11 @@ def test_client_and_threads_agree(client):
     same(minimize(lsq_nb, args, client=client, **o), minimize(lsq_nb, args, **o))
     # client=None takes the default Client, as dask.compute does; "local" does not
     with distributed.Client(client.scheduler.address) as default:
-        assert _stream._resolve_client(None) is default
-        assert _stream._resolve_client("local") is None
+        assert stream_loader.resolve_client(None) is default
+        assert stream_loader.resolve_client("local") is None
         same(minimize(lsq, args, client="local", **o), threads)
         same(minimize(lsq, args, **o), threads)
-    assert _stream._resolve_client(None) is None
+    assert stream_loader.resolve_client(None) is None
 
 
 def _streamed_task(store, seed, client):
@@ -351,7 +352,7 @@ def test_import_does_not_import_dask():
             "            jac=True, options=dict(batch_size=4, maxiter=3))\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'zarr')]\n"
             "assert not bad, bad\n"
-            "assert 'numba_rmsprop._stream' not in sys.modules\n")
+            "assert 'numba_rmsprop.frontend.stream' not in sys.modules\n")
     run_fresh_python(code)
 
 

@@ -71,14 +71,14 @@ def _run_script(code, **env_extra):
 def test_default_threshold_keeps_training_sized_variables_serial():
     """The measured policy: threads only from 32 MiB (see _config), so a 784x128 layer,
     whose prange launch stalled for milliseconds beside BLAS, stays serial."""
-    from numba_rmsprop import _config
-    from numba_rmsprop._cpu_backend import CPUBackend
+    from numba_rmsprop.engine import config
+    from numba_rmsprop.engine.cpu.backend import CPUBackend
 
-    assert _config.PARALLEL_THRESHOLD_BYTES == 32 << 20 or \
+    assert config.PARALLEL_THRESHOLD_BYTES == 32 << 20 or \
         "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES" in os.environ
     assert not CPUBackend.use_parallel(784 * 128 * 4)
-    assert not CPUBackend.use_parallel(_config.PARALLEL_THRESHOLD_BYTES - 1)
-    assert CPUBackend.use_parallel(_config.PARALLEL_THRESHOLD_BYTES)
+    assert not CPUBackend.use_parallel(config.PARALLEL_THRESHOLD_BYTES - 1)
+    assert CPUBackend.use_parallel(config.PARALLEL_THRESHOLD_BYTES)
 
 
 def test_threadpoolctl_limits_the_package_threads():
@@ -86,7 +86,7 @@ def test_threadpoolctl_limits_the_package_threads():
         import numpy as np
         import threadpoolctl                 # imported first: registered at import
         import numba, numba_rmsprop as nr
-        from numba_rmsprop import _threads
+        from numba_rmsprop.engine import threads as _threads
         x = np.ones(1000)
         opt = nr.RMSprop(0.01)
         opt.apply([np.ones(1000)], [x])      # threaded (threshold lowered): the pool loads
@@ -105,7 +105,7 @@ def test_threadpoolctl_limits_the_package_threads():
 def test_number_of_threads_knob():
     out = _run_script("""
         import numba_rmsprop as nr
-        from numba_rmsprop import _threads
+        from numba_rmsprop.engine import threads as _threads
         print("N", _threads.num_threads())
     """, NUMBA_RMSPROP_NUM_THREADS="1")
     assert "N 1" in out

@@ -1,0 +1,157 @@
+"""The compiled loop of ``minimize_many``: a mixin of :class:`~.batch.Batch`.
+
+For an ``@njit`` objective with ``jac=True``: the runs are spread over CPU
+threads (:func:`numba_rmsprop.engine.threads.run_chunks`), each stepping
+through :func:`~numba_rmsprop.frontend.segment.run_segment` on its own rows
+of the group's state (:func:`.kernels.many_segment`), in segments that end at
+epoch and learning-rate-block boundaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine import threads as _threads
+from ..frontend.segment import batch_arguments
+from ..frontend.state import OK
+from .kernels import many_final, many_segment, pick_arguments
+
+
+class NoCompile(Exception):
+    """The compiled loop cannot take this objective (the message says why)."""
+
+
+class CompiledRuns:
+    """The compiled loop's methods, for :class:`~.batch.Batch`."""
+
+    def _run_compiled(self, group, st, entry) -> None:
+        """The compiled loop over the group's runs (see the module docstring)."""
+        runs, res = group.runs, self.res
+        m = runs.size
+        active = np.arange(m, dtype=np.int64)
+        it, epoch_pos, order = 0, 0, None
+        codes = np.zeros(m, dtype=np.int64)
+        made = np.zeros(m, dtype=np.int64)
+        flast = np.full(m, np.nan)
+        G = np.zeros((m, self.n), dtype=self.dtype)
+        args = self.args
+        marker = self._marker()
+        limit = self.limit[runs]
+        rng = self._group_rngs(group)
+        while True:
+            seg = self._segment(group, st, active, limit, it, epoch_pos, rng, order)
+            if seg is None:
+                break
+            active, nsteps, lr_off, LR, start, order = seg
+            if self.callback is not None:
+                nsteps = 1
+            left = np.zeros(m, dtype=np.int64)
+            left[active] = np.minimum(limit[active] - it, nsteps).astype(np.int64)
+            H = np.full((m, nsteps), np.nan) if res.history is not None else None
+            _threads.run_chunks(
+                entry, active.size, self.fun, st.S, st.T, st.P, st.cfg, st.counters, args,
+                marker, order,
+                start, self.data.batch_size if self.batched else 1,
+                self.data.n_samples if self.batched else 1, LR, lr_off, it, left, active,
+                runs, codes, made, flast, H, G)
+            for q in active:
+                r = int(runs[q])
+                res.nit[r] = it + made[q]
+                res.nev[r] += made[q] + (1 if codes[q] != OK else 0)
+                if H is not None:
+                    res.history[r].append(H[q, :made[q] + (1 if codes[q] != OK else 0)].copy())
+                if codes[q] != OK:
+                    res.finish(r, int(codes[q]), float(flast[q]), G[q])
+            active = active[codes[active] == OK]  # runs at their limit drop out above
+            it += nsteps
+            if self.batched:
+                epoch_pos = (epoch_pos + nsteps) % self.data.n_batches
+            if self.callback is not None and self._call_back(st, group, runs, active, flast,
+                                                             codes):
+                break
+        res.store(st, runs, self)
+        self._compiled_finals(st, runs)
+
+    def _compiled_finals(self, st, runs) -> None:
+        """``fun`` and ``jac`` on all data at the returned ``x`` (as nr.minimize does), for
+        the runs whose last evaluation was not there; each run on a thread's share."""
+        res = self.res
+        need = np.asarray([q for q, r in enumerate(runs) if not res.reuse[r]], dtype=np.int64)
+        if not need.size:
+            return
+        F = np.zeros(self.k)
+        Gall = np.zeros((self.k, self.n), self.dtype)
+        ok = np.zeros(self.k, dtype=np.int64)
+        Xall = np.zeros((self.k, self.n), self.dtype)
+        Xall[runs[need]] = res.x[runs[need]]
+        final = self._compile_final(Xall, runs[need], F, Gall, ok)
+        _threads.run_chunks(final, need.size, self.fun, Xall, self.args,
+                            self._marker(), runs[need], F, Gall, ok)
+        for r in runs[need]:
+            if not ok[r]:
+                raise ValueError(f"The final evaluation of run {r} returned a loss or "
+                                 f"gradient of the wrong size (n = {self.n}).")
+            res.set_final(int(r), float(F[r]), Gall[r])
+
+    def _compile(self, group, st):
+        """Entry point of ``many_segment`` for this batch's types."""
+        from numba import typeof, types
+
+        marker = self._marker()
+        picked = self._picked_types()
+        order0 = None
+        if self.batched:
+            order0 = 1 if not self.data.shuffle else np.zeros((1, self.data.n_samples),
+                                                             dtype=np.int64)
+        i64 = types.int64
+        bsig = (picked, i64, i64, typeof(order0[0] if isinstance(order0, np.ndarray)
+                                         else order0))
+        batch_arguments.compile(bsig)
+        batch_types = batch_arguments.overloads[bsig].signature.return_type
+        ftype = self._function_type(typeof(st.S[0, 0].copy()), batch_types)
+        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
+        H = np.zeros((1, 1)) if self.res.history is not None else None
+        sig = (ftype, typeof(st.S), typeof(st.T), typeof(st.P), typeof(st.cfg),
+               typeof(st.counters), typeof(self.args), typeof(marker), typeof(order0), i64, i64,
+               i64, typeof(LR), i64, i64, typeof(np.zeros(1, np.int64)),
+               typeof(np.zeros(1, np.int64)), typeof(np.zeros(1, np.int64)),
+               typeof(np.zeros(1, np.int64)), typeof(np.zeros(1, np.int64)),
+               typeof(np.zeros(1)), typeof(H), typeof(np.zeros((1, self.n), self.dtype)), i64,
+               i64)
+        return many_segment.compile(sig)
+
+    def _function_type(self, x_type, arg_types):
+        """The first-class function type of ``fun`` called with these argument types."""
+        from numba import types
+
+        fargs = (x_type,) + tuple(arg_types)
+        try:
+            self.fun.compile(fargs)
+        except Exception as exc:
+            text = str(exc).strip()
+            raise NoCompile(
+                "`fun` did not compile for the runs' arguments "
+                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})") from None
+        ret = self.fun.overloads[fargs].signature.return_type
+        return types.FunctionType(ret(*fargs))
+
+    def _picked_types(self):
+        from numba import typeof, types
+
+        sig = (typeof(self.args), typeof(self._marker()), types.int64)
+        pick_arguments.compile(sig)
+        return pick_arguments.overloads[sig].signature.return_type
+
+    def _compile_final(self, X, runs, F, G, ok):
+        """Entry point of ``many_final`` (the objective on all data, per run)."""
+        from numba import typeof, types
+
+        ftype = self._function_type(typeof(X[0]), self._picked_types())
+        i64 = types.int64
+        sig = (ftype, typeof(X), typeof(self.args), typeof(self._marker()), typeof(runs),
+               typeof(F), typeof(G), typeof(ok), i64, i64)
+        return many_final.compile(sig)
+
+    def _marker(self) -> tuple:
+        """Per argument: True for the per-run ones (``run_args``), None for shared ones."""
+        return tuple(True if j in self.run_pos else None for j in range(len(self.args)))

@@ -1,0 +1,158 @@
+"""The state of a group of runs and the batched result, filled run by run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from ..frontend.options import STOPS
+from ..frontend.state import NONFINITE_GRAD, NONFINITE_LOSS, OVERFLOW, FTOL, GTOL, T_GNORM
+
+
+class State:
+    """A group's state (``make_state`` over its runs) and its learning rates.
+
+    With ``runs_inner`` (the vectorized loop on the CPU) ``S`` is laid out
+    ``(rows, k, n)``, each state row of all runs one contiguous block, for
+    :func:`numba_rmsprop.frontend.step.many_step`; else ``(k, rows, n)``.
+    """
+
+    def __init__(self, st, runs, lr_table, learning, runs_inner=False):
+        self.S, self.T, self.P, self.cfg, _, self.r_avg, self.counters = st
+        self.runs_inner = runs_inner
+        if runs_inner:
+            self.S = np.ascontiguousarray(self.S.transpose(1, 0, 2))
+        self.runs = runs
+        self.lr_table = lr_table  # per-run constant rates, broadcast over a block
+        self.learning = learning  # shared rates (LearningRates), or None
+        # Every run has the same counters (and per-call scalars): one pass can update
+        # all (and with one row of scalars).
+        self.same_counters = bool((self.counters == self.counters[:1]).all())
+        self.same_scalars = bool(lr_table is None and (self.P == self.P[:1]).all())
+
+    def xs(self) -> np.ndarray:
+        """The runs' iterates ``(k, n)`` (a view)."""
+        return self.S[0] if self.runs_inner else self.S[:, 0, :]
+
+    def row(self, q: int, r: int) -> np.ndarray:
+        """State row ``r`` of run ``q`` (a view)."""
+        return self.S[r, q] if self.runs_inner else self.S[q, r]
+
+
+class Results:
+    """The batched result, filled run by run."""
+
+    def __init__(self, k, n, dtype, history):
+        self.k, self.n = k, n
+        self.x = np.zeros((k, n), dtype)
+        self.fun = np.full(k, np.nan)
+        self.jac = np.zeros((k, n), dtype)
+        self.nit = np.zeros(k, dtype=np.int64)
+        self.nev = np.zeros(k, dtype=np.int64)
+        self.extra = np.zeros(k, dtype=np.int64)  # the final evaluation
+        self.nepoch = np.zeros(k, dtype=np.int64)
+        self.code = [None] * k  # a stop code of _compiled, "stop", or a limit
+        self.f_last = np.full(k, np.nan)
+        self.reuse = np.zeros(k, dtype=bool)
+        self.gnorm = np.zeros(k)
+        self.history = [[] for _ in range(k)] if history else None
+
+    def finish(self, r, code, f, g) -> None:
+        """Run ``r`` stopped with ``code`` at its evaluation of loss ``f``, gradient ``g``."""
+        self.code[r] = code
+        self.f_last[r] = f
+        if g is not None:
+            self.jac[r] = g
+
+    def finish_limit(self, r, batch) -> None:
+        self.code[r] = "maxiter" if self.nit[r] >= batch.maxiter[r] else "maxfev"
+
+    def x_now(self, st, runs):
+        X = np.zeros((self.k, self.n), st.S.dtype)
+        X[runs] = st.xs()
+        return X
+
+    def store(self, st, runs, batch) -> None:
+        """The returned iterates and what the final evaluation can reuse (as nr.minimize)."""
+        for q, r in enumerate(runs):
+            r = int(r)
+            code = self.code[r]
+            raw = code in (NONFINITE_LOSS, NONFINITE_GRAD, OVERFLOW)
+            self.x[r] = st.row(q, 0) if raw or st.r_avg is None else st.row(q, st.r_avg)
+            self.gnorm[r] = st.T[q, T_GNORM]
+            self.reuse[r] = raw or (code in (GTOL, FTOL) and not batch.batched
+                                    and st.r_avg is None)
+            if self.reuse[r]:
+                self.fun[r] = self.f_last[r]
+
+    def set_final(self, r, f, g) -> None:
+        self.fun[r] = f
+        self.jac[r] = g
+        self.extra[r] = 1
+
+    def result(self, batch) -> OptimizeResult:
+        k = self.k
+        status = np.zeros(k, dtype=np.int64)
+        messages = []
+        for r in range(k):
+            code = self.code[r]
+            key = 99 if code == "stop" else _stop_key(batch, r, code)
+            st_, msg = STOPS[key]
+            status[r] = st_
+            messages.append(msg.format(**_fields(batch, r, self)))
+        cost = batch.cost
+        res = OptimizeResult(x=self.x, fun=self.fun, jac=self.jac, nit=self.nit,
+                             nfev=(self.nev + self.extra) * cost, njev=self.nev + self.extra,
+                             status=status, success=status == 0, message=messages)
+        if batch.batched:
+            res.nepoch = self.nepoch
+        if self.history is not None:
+            res.history = [np.concatenate(h) if h else np.zeros(0) for h in self.history]
+        return res
+
+
+def _stop_key(batch, r, code):
+    """The :data:`~numba_rmsprop.frontend.api.STOPS` key of run ``r``."""
+    if code not in ("maxiter", "maxfev"):
+        return code
+    loop = batch.loop  # run 0's; a tolerance given per run is given for every run
+    return code + (", tol" if loop["gtol"] is not None or loop["ftol"] is not None else "")
+
+
+def _fields(batch, r, res) -> dict:
+    """The values run ``r``'s message names (its own options)."""
+    def val(name):
+        if name in batch.per_run:
+            return batch.per_run[name][r]
+        return batch.loop[name]
+
+    gtol = batch.per_run["tol"][r] if "tol" in batch.per_run and "gtol" not in batch.per_run \
+        else val("gtol")
+    maxiter, maxfev = batch.maxiter[r], batch.maxfev[r]
+    it, nev = int(res.nit[r]), int(res.nev[r])
+    return dict(maxiter=int(maxiter) if math.isfinite(maxiter) else maxiter,
+                maxfev=int(maxfev) if math.isfinite(maxfev) else None, gtol=gtol,
+                ftol=val("ftol"), patience=val("patience"), gnorm=res.gnorm[r],
+                f_last=res.f_last[r],
+                step=f"step {it} (0-based optimizer call {it}, evaluation {nev})")
+
+
+def stack_results(results, n, dtype) -> OptimizeResult:
+    """``nr.minimize`` results, one per run, as one batched result."""
+    res = OptimizeResult(
+        x=np.stack([r.x for r in results]).astype(dtype, copy=False),
+        fun=np.array([r.fun for r in results], dtype=np.float64),
+        jac=np.stack([np.asarray(r.jac, dtype=dtype) for r in results]),
+        nit=np.array([r.nit for r in results], dtype=np.int64),
+        nfev=np.array([r.nfev for r in results], dtype=np.int64),
+        njev=np.array([r.njev for r in results], dtype=np.int64),
+        status=np.array([r.status for r in results], dtype=np.int64),
+        success=np.array([r.success for r in results], dtype=bool),
+        message=[r.message for r in results])
+    if all("nepoch" in r for r in results):
+        res.nepoch = np.array([r.nepoch for r in results], dtype=np.int64)
+    if all("history" in r for r in results):
+        res.history = [r.history for r in results]
+    return res
