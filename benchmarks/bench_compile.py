@@ -31,8 +31,13 @@ from . import common as C
 FEATURES = {
     "plain": {},
     "momentum+centered+ema": {"momentum": 0.9, "centered": True, "use_ema": True},
-    "all": {"momentum": 0.9, "centered": True, "global_clipnorm": 1.0, "use_ema": True,
-            "gradient_accumulation_steps": 2},
+    "all": {
+        "momentum": 0.9,
+        "centered": True,
+        "global_clipnorm": 1.0,
+        "use_ema": True,
+        "gradient_accumulation_steps": 2,
+    },
 }
 MODEL_SIZES = [10, 1_000, 100_000]
 
@@ -96,16 +101,22 @@ def cold_and_warm(kind: str, features: str = "momentum+centered+ema") -> dict:
     """``{"cold": ..., "warm": ...}``: one child on an empty cache, the next on the filled one."""
     cache = tempfile.mkdtemp(prefix="nr-cache-")
     try:
-        return {"cold": first_call(kind, cache, features), "warm": first_call(kind, cache, features)}
+        return {
+            "cold": first_call(kind, cache, features),
+            "warm": first_call(kind, cache, features),
+        }
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
 
 def first_calls() -> dict:
     """Everything ``report.py`` shows: import, apply (plain; momentum+centered+ema), minimize."""
-    return {"import": cold_and_warm("import")["cold"], "apply plain": cold_and_warm("apply", "plain"),
-            "apply momentum+centered+ema": cold_and_warm("apply"),
-            "minimize, new @njit objective": cold_and_warm("minimize")}
+    return {
+        "import": cold_and_warm("import")["cold"],
+        "apply plain": cold_and_warm("apply", "plain"),
+        "apply momentum+centered+ema": cold_and_warm("apply"),
+        "minimize, new @njit objective": cold_and_warm("minimize"),
+    }
 
 
 class _ColdWarm(C.Benchmark):

@@ -50,6 +50,7 @@ _COPY = {}
 def _copy_kernel(cuda, reads, writes):
     """A grid-stride kernel reading ``reads`` and writing the first ``writes`` of its arrays."""
     if not _COPY:
+
         @cuda.jit
         def r3w2(a, b, c):
             for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
@@ -75,6 +76,7 @@ def _capture_update_launch(opt, g, x):
     try:
         from numba_rmsprop.engine.cuda import backend as _cuda
         from numba_rmsprop.engine.cuda import kernels as _cuda_kernels
+
         real, kernels = _cuda._launch, _cuda_kernels._UPDATE_KERNELS
     except (ImportError, AttributeError):
         opt.apply([g], [x])
@@ -131,12 +133,16 @@ def many_small(cuda, n_vars=200, size=4096, repeat=20) -> dict:
     out = {}
     for label, kw in (("plain", {}), ("global_clipnorm", dict(global_clipnorm=1.0))):
         opt = nr.RMSprop(1e-6, **kw)
-        out[label] = C.cuda_event_ms(cuda, lambda: opt.apply(gs, xs), repeat)
+        out[label] = C.cuda_event_ms(cuda, lambda opt=opt: opt.apply(gs, xs), repeat)
     return out
 
 
-def measure(sizes=(10_000_000, 100_000_000), dtypes=("float32", "float64"), configs=tuple(CONFIGS),
-            repeat=20) -> dict:
+def measure(
+    sizes=(10_000_000, 100_000_000),
+    dtypes=("float32", "float64"),
+    configs=tuple(CONFIGS),
+    repeat=20,
+) -> dict:
     """Everything above, or ``{"skipped": reason}`` without a GPU."""
     cuda, reason = gpu_or_reason()
     if cuda is None:
@@ -147,8 +153,14 @@ def measure(sizes=(10_000_000, 100_000_000), dtypes=("float32", "float64"), conf
     for n in sizes:
         for dtype in dtypes:
             for config in configs:
-                out["rows"].append(dict(n=int(n), dtype=dtype, config=config,
-                                        **bandwidth(cuda, int(n), dtype, config, repeat)))
+                out["rows"].append(
+                    dict(
+                        n=int(n),
+                        dtype=dtype,
+                        config=config,
+                        **bandwidth(cuda, int(n), dtype, config, repeat),
+                    )
+                )
     out["many_small_200x4096_ms"] = many_small(cuda, repeat=repeat)
     return out
 

@@ -52,16 +52,26 @@ def _noop(x):
 
 def _same(a, b) -> bool:
     return list(a) == list(b) and all(
-        np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype if isinstance(a[k], np.ndarray)
-        else a[k] == b[k] for k in a)
+        np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype
+        if isinstance(a[k], np.ndarray)
+        else a[k] == b[k]
+        for k in a
+    )
 
 
-def measure(k=20000, steps=200, workers=2, repeat=3, block_sizes=(100, 1000, None),
-            k_overhead=200, scatter_mb=64.0) -> dict:
+def measure(
+    k=20000,
+    steps=200,
+    workers=2,
+    repeat=3,
+    block_sizes=(100, 1000, None),
+    k_overhead=200,
+    scatter_mb=64.0,
+) -> dict:
     """The table of the module docstring; seconds unless named."""
     distributed = C.need("distributed")
-    from numba_rmsprop.many import dask as _dask
     from numba_rmsprop.engine import threads as _threads
+    from numba_rmsprop.many import dask as _dask
 
     t, Y, _ = Q.decay_data(k)
     X0 = Q.decay_start(k)
@@ -70,10 +80,20 @@ def measure(k=20000, steps=200, workers=2, repeat=3, block_sizes=(100, 1000, Non
     def run(**kw):
         return nr.minimize_many(Q.decay_njit, X0, args=(t, Y), run_args=(1,), options=opts, **kw)
 
-    out = {"setup": dict(k=k, steps=steps, workers=workers, threads_here=_threads.num_threads(),
-                         repeat=repeat, k_overhead=k_overhead, scatter_mb=scatter_mb)}
-    nr.minimize_many(Q.decay_njit, X0[:2], args=(t, Y[:2]), run_args=(1,),
-                     options=dict(opts, maxiter=3))  # compile (or load) here first
+    out = {
+        "setup": dict(
+            k=k,
+            steps=steps,
+            workers=workers,
+            threads_here=_threads.num_threads(),
+            repeat=repeat,
+            k_overhead=k_overhead,
+            scatter_mb=scatter_mb,
+        )
+    }
+    nr.minimize_many(
+        Q.decay_njit, X0[:2], args=(t, Y[:2]), run_args=(1,), options=dict(opts, maxiter=3)
+    )  # compile (or load) here first
     _, best, _, local = C.best_of(run, repeat)
     out["here, all threads"] = best
     os.environ["NUMBA_RMSPROP_NUM_THREADS"] = "1"
@@ -83,8 +103,9 @@ def measure(k=20000, steps=200, workers=2, repeat=3, block_sizes=(100, 1000, Non
         del os.environ["NUMBA_RMSPROP_NUM_THREADS"]
 
     t0 = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     client = distributed.Client(cluster, set_as_default=False)
     try:
         client.wait_for_workers(workers)
@@ -96,23 +117,34 @@ def measure(k=20000, steps=200, workers=2, repeat=3, block_sizes=(100, 1000, Non
         for b in block_sizes:
             rpt = b if b is not None else _dask.default_runs_per_task(k, client)
             name = f"cluster, blocks of {rpt}" + (" (default)" if b is None else "")
-            _, best, _, res = C.best_of(lambda: run(client=client, runs_per_task=b), repeat)
+            _, best, _, res = C.best_of(lambda b=b: run(client=client, runs_per_task=b), repeat)
             assert _same(res, local), name
             out[name] = best
             out[name + ", blocks"] = len(_dask.split(k, rpt))
         client.submit(_noop, 0, pure=False).result()
         out["no-op task round trip"] = C.best_of(
-            lambda: client.submit(_noop, 0, pure=False).result(), 20)[1]
+            lambda: client.submit(_noop, 0, pure=False).result(), 20
+        )[1]
         ko = min(k_overhead, k)
-        tiny = lambda: nr.minimize_many(Q.decay_njit, X0[:ko], args=(t, Y[:ko]),  # noqa: E731
-                                        run_args=(1,), options=dict(opts, maxiter=1),
-                                        client=client, runs_per_task=1)
+
+        def tiny():
+            return nr.minimize_many(
+                Q.decay_njit,
+                X0[:ko],
+                args=(t, Y[:ko]),
+                run_args=(1,),
+                options=dict(opts, maxiter=1),
+                client=client,
+                runs_per_task=1,
+            )
+
         out["minimize_many, per block (1-step runs)"] = C.best_of(tiny, repeat)[1] / ko
         big = np.ones(max(1, int(scatter_mb * 2**20) // 8))
 
         def scatter():
             f = client.scatter(big, broadcast=True, hash=False)
             del f
+
         out[f"scatter {scatter_mb:g} MiB to every worker"] = C.best_of(scatter, repeat)[1]
     finally:
         client.close()
@@ -129,9 +161,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from . import report
 
-    return report.main(["--sections", "dask", "--set", f"dask.k={args.k}",
-                        f"dask.steps={args.steps}", f"dask.workers={args.workers}",
-                        f"dask.repeat={args.repeat}"])
+    return report.main(
+        [
+            "--sections",
+            "dask",
+            "--set",
+            f"dask.k={args.k}",
+            f"dask.steps={args.steps}",
+            f"dask.workers={args.workers}",
+            f"dask.repeat={args.repeat}",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -46,21 +45,31 @@ def per_run_step(k=2000, steps=2000, repeat=3) -> dict:
     def many(threads):
         os.environ["NUMBA_RMSPROP_NUM_THREADS"] = str(threads)
         try:
-            t = C.best_of(lambda: nr.minimize_many(Q.quadratic_njit, X0, args=args,
-                                                   options=opts), repeat)[1]
+            t = C.best_of(
+                lambda: nr.minimize_many(Q.quadratic_njit, X0, args=args, options=opts), repeat
+            )[1]
         finally:
             del os.environ["NUMBA_RMSPROP_NUM_THREADS"]
         return t / (k * steps)
 
     long = 50 * steps
-    single = C.best_of(lambda: nr.minimize(Q.quadratic_njit, X0[0], args=args, jac=True,
-                                           options=dict(opts, maxiter=long)), repeat)[1] / long
+    single = (
+        C.best_of(
+            lambda: nr.minimize(
+                Q.quadratic_njit, X0[0], args=args, jac=True, options=dict(opts, maxiter=long)
+            ),
+            repeat,
+        )[1]
+        / long
+    )
     out["one run, per step"] = single
     for threads in (1, 2):
         out[f"minimize_many, {threads} thread(s), per run-step"] = many(threads)
     out["ratio 1 thread / one run"] = out["minimize_many, 1 thread(s), per run-step"] / single
-    out["speedup 2 threads / 1"] = (out["minimize_many, 1 thread(s), per run-step"]
-                                    / out["minimize_many, 2 thread(s), per run-step"])
+    out["speedup 2 threads / 1"] = (
+        out["minimize_many, 1 thread(s), per run-step"]
+        / out["minimize_many, 2 thread(s), per run-step"]
+    )
     return out
 
 
@@ -69,8 +78,9 @@ def pixel_fit(k=20000, steps=200, sample=200, repeat=3) -> dict:
     t, Y, truth = Q.decay_data(k)
     X0 = Q.decay_start(k)
     opts = dict(learning_rate=0.05, maxiter=steps)
-    nr.minimize_many(Q.decay_njit, X0[:2], args=(t, Y[:2]), run_args=(1,),
-                     options=dict(opts, maxiter=3))
+    nr.minimize_many(
+        Q.decay_njit, X0[:2], args=(t, Y[:2]), run_args=(1,), options=dict(opts, maxiter=3)
+    )
     res = None
 
     def batch():
@@ -85,9 +95,13 @@ def pixel_fit(k=20000, steps=200, sample=200, repeat=3) -> dict:
 
     t_loop = C.best_of(loop, 1)[1] * k / sample
     err = np.abs(res.x - truth)
-    return {"minimize_many (s)": t_many, "Python loop of nr.minimize, scaled (s)": t_loop,
-            "speedup": t_loop / t_many, "median |a - a*|": float(np.median(err[:, 0])),
-            "median |tau - tau*|": float(np.median(err[:, 1]))}
+    return {
+        "minimize_many (s)": t_many,
+        "Python loop of nr.minimize, scaled (s)": t_loop,
+        "speedup": t_loop / t_many,
+        "median |a - a*|": float(np.median(err[:, 0])),
+        "median |tau - tau*|": float(np.median(err[:, 1])),
+    }
 
 
 def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
@@ -128,48 +142,63 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
     vk = np.zeros(k * n)
     bare = (xk.copy(), gk, vk, 1e-3, 0.9, 1 - 0.9, 1e-7)
     P.plain_rmsprop(*bare)
+
     def times(fn, *a):
         def run():  # results dropped at once, as in the loop (a list of them would page in)
             for _ in range(steps):
                 fn(*a)
+
         return run
 
-    samples = C.interleaved({
-        "loop": loop(opts), "loop, per-run rates": loop(per_run),
-        "objective": times(fun, X, d, c), "apply n": times(opt.apply, [g], [x]),
-        "apply k*n": times(opt_k.apply, [gk], [xk]),
-        "bare update k*n": times(P.plain_rmsprop, *bare), "copy of X": times(X.copy)}, repeat)
+    samples = C.interleaved(
+        {
+            "loop": loop(opts),
+            "loop, per-run rates": loop(per_run),
+            "objective": times(fun, X, d, c),
+            "apply n": times(opt.apply, [g], [x]),
+            "apply k*n": times(opt_k.apply, [gk], [xk]),
+            "bare update k*n": times(P.plain_rmsprop, *bare),
+            "copy of X": times(X.copy),
+        },
+        repeat,
+    )
     t = {name: float(np.min(v)) / steps for name, v in samples.items()}
     own = t["loop"] - t["objective"]
     own_per_run = t["loop, per-run rates"] - t["objective"]
-    return {"per step": t["loop"], "objective per step": t["objective"],
-            "loop's own cost per step": own, "apply, 10 elements": t["apply n"],
-            "own / apply": own / t["apply n"],
-            f"apply, {k * n} elements (the update's work)": t["apply k*n"],
-            "own - apply k*n": own - t["apply k*n"],
-            "(own - apply k*n) / apply": (own - t["apply k*n"]) / t["apply n"],
-            "own cost, per-run rates": own_per_run,
-            "own, per-run rates / apply": own_per_run / t["apply n"],
-            f"bare plain update of {k * n} elements": t["bare update k*n"],
-            "copy of X": t["copy of X"],
-            "floor (bare update + copy) / apply":
-                (t["bare update k*n"] + t["copy of X"]) / t["apply n"]}
+    return {
+        "per step": t["loop"],
+        "objective per step": t["objective"],
+        "loop's own cost per step": own,
+        "apply, 10 elements": t["apply n"],
+        "own / apply": own / t["apply n"],
+        f"apply, {k * n} elements (the update's work)": t["apply k*n"],
+        "own - apply k*n": own - t["apply k*n"],
+        "(own - apply k*n) / apply": (own - t["apply k*n"]) / t["apply n"],
+        "own cost, per-run rates": own_per_run,
+        "own, per-run rates / apply": own_per_run / t["apply n"],
+        f"bare plain update of {k * n} elements": t["bare update k*n"],
+        "copy of X": t["copy of X"],
+        "floor (bare update + copy) / apply": (t["bare update k*n"] + t["copy of X"])
+        / t["apply n"],
+    }
 
 
-def measure(per_run_step_kw=None, pixel_fit_kw=None, vectorized_overhead_kw=None,
-            **parts) -> dict:
+def measure(per_run_step_kw=None, pixel_fit_kw=None, vectorized_overhead_kw=None, **parts) -> dict:
     """The three measurements; ``parts`` may give each one's arguments by its name."""
-    return {"per_run_step": per_run_step(**parts.get("per_run_step", {})),
-            "pixel_fit": pixel_fit(**parts.get("pixel_fit", {})),
-            "vectorized_overhead": vectorized_overhead(**parts.get("vectorized_overhead", {}))}
+    return {
+        "per_run_step": per_run_step(**parts.get("per_run_step", {})),
+        "pixel_fit": pixel_fit(**parts.get("pixel_fit", {})),
+        "vectorized_overhead": vectorized_overhead(**parts.get("vectorized_overhead", {})),
+    }
 
 
 class PerRunStep(C.Benchmark):
     """``track_``: the per-run-step ratio and the two-thread speedup."""
 
     def setup(self):
-        self.r = per_run_step(**C.sized(dict(k=2000, steps=2000, repeat=1),
-                                        dict(k=20, steps=20, repeat=1)))
+        self.r = per_run_step(
+            **C.sized(dict(k=2000, steps=2000, repeat=1), dict(k=20, steps=20, repeat=1))
+        )
 
     def track_ratio_to_one_run(self):
         return self.r["ratio 1 thread / one run"]
@@ -182,8 +211,12 @@ class PixelFit(C.Benchmark):
     timeout = 600
 
     def setup(self):
-        self.r = pixel_fit(**C.sized(dict(k=20000, steps=200, sample=100, repeat=1),
-                                     dict(k=50, steps=10, sample=5, repeat=1)))
+        self.r = pixel_fit(
+            **C.sized(
+                dict(k=20000, steps=200, sample=100, repeat=1),
+                dict(k=50, steps=10, sample=5, repeat=1),
+            )
+        )
 
     def track_speedup_over_python_loop(self):
         return self.r["speedup"]

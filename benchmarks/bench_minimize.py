@@ -59,15 +59,19 @@ def _quadratic_runs(steps, only=None):
 
     runs = {
         "objective alone (Python)": objective_alone,
-        "python loop, NumPy objective":
-            lambda: nr.minimize(Q.quadratic, x0, args=args, jac=True, options=opts),
+        "python loop, NumPy objective": lambda: nr.minimize(
+            Q.quadratic, x0, args=args, jac=True, options=opts
+        ),
         "RMSprop.apply loop, NumPy objective": apply_loop,
-        "python loop, @njit objective":
-            lambda: nr.minimize(Q.quadratic_njit, x0, args=args, jac=True,
-                                options=dict(opts, compiled=False)),
-        "objective alone (compiled loop)": lambda: _objective_only(Q.quadratic_njit, x0, args, steps),
-        "compiled loop, @njit objective":
-            lambda: nr.minimize(Q.quadratic_njit, x0, args=args, jac=True, options=opts),
+        "python loop, @njit objective": lambda: nr.minimize(
+            Q.quadratic_njit, x0, args=args, jac=True, options=dict(opts, compiled=False)
+        ),
+        "objective alone (compiled loop)": lambda: _objective_only(
+            Q.quadratic_njit, x0, args, steps
+        ),
+        "compiled loop, @njit objective": lambda: nr.minimize(
+            Q.quadratic_njit, x0, args=args, jac=True, options=opts
+        ),
     }
     runs = {k: fn for k, fn in runs.items() if only in (None, k)}
     for fn in runs.values():
@@ -82,9 +86,13 @@ def overhead(steps=20000, repeat=7, minibatch=True) -> dict:
     mb = dict(learning_rate=1e-3, maxiter=steps, batch_size=32, seed=0)
     runs = (("python", Q.least_squares), ("compiled", Q.least_squares_njit)) if minibatch else ()
     for name, fun in runs:
-        out[f"minibatch least squares, {name} loop"] = C.best_of(
-            lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb),
-            repeat)[1] / steps
+        out[f"minibatch least squares, {name} loop"] = (
+            C.best_of(
+                lambda fun=fun: nr.minimize(fun, np.zeros(10), args=(A, b), jac=True, options=mb),
+                repeat,
+            )[1]
+            / steps
+        )
     return out
 
 
@@ -94,8 +102,13 @@ def loop_limit(steps=100_000, repeat=7, lr=1e-2) -> dict:
     x0, final = np.zeros(10), {}
 
     def ours():
-        final["ours"] = nr.minimize(Q.quadratic_njit, x0, args=(d, c), jac=True,
-                                    options=dict(maxiter=steps, learning_rate=lr, momentum=0.9)).x
+        final["ours"] = nr.minimize(
+            Q.quadratic_njit,
+            x0,
+            args=(d, c),
+            jac=True,
+            options=dict(maxiter=steps, learning_rate=lr, momentum=0.9),
+        ).x
 
     def hand():
         x = x0.copy()
@@ -111,16 +124,20 @@ def loop_limit(steps=100_000, repeat=7, lr=1e-2) -> dict:
         by_type(Q.quadratic_njit, x, (d, c), steps, lr, 0.9, 0.9, 1e-7)
         final["handwritten, function type"] = x
 
-    samples = C.interleaved({"ours": ours, "handwritten": hand,
-                             "handwritten, function type": hand_ft}, repeat)
-    return {"ours": float(np.min(samples["ours"])) / steps,
-            "handwritten": float(np.min(samples["handwritten"])) / steps,
-            "handwritten, function type":
-                float(np.min(samples["handwritten, function type"])) / steps,
-            "ratio": C.ratio(samples, "ours", "handwritten"),
-            "ratio_function_type": C.ratio(samples, "handwritten, function type", "handwritten"),
-            "max_abs_dx": max(float(np.max(np.abs(final[k] - final["handwritten"])))
-                              for k in ("ours", "handwritten, function type"))}
+    samples = C.interleaved(
+        {"ours": ours, "handwritten": hand, "handwritten, function type": hand_ft}, repeat
+    )
+    return {
+        "ours": float(np.min(samples["ours"])) / steps,
+        "handwritten": float(np.min(samples["handwritten"])) / steps,
+        "handwritten, function type": float(np.min(samples["handwritten, function type"])) / steps,
+        "ratio": C.ratio(samples, "ours", "handwritten"),
+        "ratio_function_type": C.ratio(samples, "handwritten, function type", "handwritten"),
+        "max_abs_dx": max(
+            float(np.max(np.abs(final[k] - final["handwritten"])))
+            for k in ("ours", "handwritten, function type")
+        ),
+    }
 
 
 def _loop_through_function_type(fun, x0, args):
@@ -131,8 +148,9 @@ def _loop_through_function_type(fun, x0, args):
     fun.compile(sig)
     ftype = types.FunctionType(fun.overloads[sig].signature.return_type(*sig))
     f64 = types.float64
-    return P.rmsprop_loop.compile((ftype, typeof(x0), typeof(args), types.int64,
-                                   f64, f64, f64, f64))
+    return P.rmsprop_loop.compile(
+        (ftype, typeof(x0), typeof(args), types.int64, f64, f64, f64, f64)
+    )
 
 
 # ------------------------------------------------------------------ suites
@@ -141,8 +159,11 @@ class MinimizeOverhead(C.Benchmark):
 
     params = [["python", "njit", "apply_loop"]]
     param_names = ["objective"]
-    names = {"python": "python loop, NumPy objective", "njit": "compiled loop, @njit objective",
-             "apply_loop": "RMSprop.apply loop, NumPy objective"}
+    names = {
+        "python": "python loop, NumPy objective",
+        "njit": "compiled loop, @njit objective",
+        "apply_loop": "RMSprop.apply loop, NumPy objective",
+    }
 
     def setup(self, objective):
         self.steps = C.sized(MAXITER, 50)
@@ -182,9 +203,13 @@ class MinibatchLeastSquares(C.Benchmark):
         self.time_minimize(objective)
 
     def time_minimize(self, objective):
-        nr.minimize(self.fun, np.zeros(10), args=self.args, jac=True,
-                    options=dict(learning_rate=1e-3, maxiter=C.sized(MAXITER, 50), batch_size=32,
-                                 seed=0))
+        nr.minimize(
+            self.fun,
+            np.zeros(10),
+            args=self.args,
+            jac=True,
+            options=dict(learning_rate=1e-3, maxiter=C.sized(MAXITER, 50), batch_size=32, seed=0),
+        )
 
 
 class StepsToLoss(C.Benchmark):
@@ -203,11 +228,11 @@ class StepsToLoss(C.Benchmark):
             X, y, _, _ = Q.logistic_data(4096, 20, test=0.0)
             batch, self.args = 64, (X, y, 1e-4)
             self.fun, self.x0 = Q.logistic, np.zeros(X.shape[1])
-            f_star = scipy_minimize(self.fun, self.x0, args=self.args, jac=True,
-                                    method="L-BFGS-B").fun
+            f_star = scipy_minimize(
+                self.fun, self.x0, args=self.args, jac=True, method="L-BFGS-B"
+            ).fun
             self.target, self.window = f_star + 0.01, -(-y.size // batch)  # one epoch
-            self.options = {"learning_rate": 1e-2, "maxiter": 3000, "batch_size": batch,
-                            "seed": 0}
+            self.options = {"learning_rate": 1e-2, "maxiter": 3000, "batch_size": batch, "seed": 0}
         self.options["return_history"] = True
 
     def track_steps(self, problem):

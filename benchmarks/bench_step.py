@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-
 import time
 
 import numpy as np
@@ -41,15 +40,21 @@ FEATURES = {
     "clip": {"global_clipnorm": 1.0},
     "ema": {"use_ema": True},
     "accumulation": {"gradient_accumulation_steps": 4},
-    "user_story": {"learning_rate": ("CosineDecay", 0.01, 1000), "momentum": 0.9,
-                   "centered": True, "weight_decay": 1e-4, "global_clipnorm": 1.0,
-                   "use_ema": True, "gradient_accumulation_steps": 4},
+    "user_story": {
+        "learning_rate": ("CosineDecay", 0.01, 1000),
+        "momentum": 0.9,
+        "centered": True,
+        "weight_decay": 1e-4,
+        "global_clipnorm": 1.0,
+        "use_ema": True,
+        "gradient_accumulation_steps": 4,
+    },
 }
 WARMUP_CALLS = 8  # two accumulation cycles: every kernel compiled (or loaded) and warm
 
 
 def make_arrays(size: int, dtype: str, n_tensors: int = 1, seed: int = 0):
-    """``n_tensors`` variables of ``size`` elements and gradients ~N(0, 1e-2), drawn in ``dtype``."""
+    """``n_tensors`` variables of ``size`` elements and gradients ~N(0, 1e-2), in ``dtype``."""
     rng = np.random.default_rng(seed)
     dt = np.dtype(dtype)
     xs = [rng.standard_normal(size, dtype=dt) for _ in range(n_tensors)]
@@ -75,41 +80,57 @@ def bandwidth(size, dtype, config, repeat=7, min_time=0.02, with_numpy=False) ->
     """Ours against the same-traffic kernel (and NumPy), interleaved; seconds and GB/s."""
     cfg = P.CONFIGS[config]
     xs, gs = make_arrays(size, dtype)
-    steppers = {"ours": P.ours_stepper(xs, cfg),
-                "bound": P.bandwidth_stepper([x.copy() for x in xs], cfg, parallel=True)}
+    steppers = {
+        "ours": P.ours_stepper(xs, cfg),
+        "bound": P.bandwidth_stepper([x.copy() for x in xs], cfg, parallel=True),
+    }
     if with_numpy:
         steppers["numpy"] = P.numpy_stepper([x.copy() for x in xs], cfg)
-    samples = C.interleaved({k: (lambda s=s: s.step(gs)) for k, s in steppers.items()},
-                            repeat, min_time, warmup=3)
+    samples = C.interleaved(
+        {k: (lambda s=s: s.step(gs)) for k, s in steppers.items()}, repeat, min_time, warmup=3
+    )
     out = {k: float(np.min(v)) for k, v in samples.items()}
     out["fraction_of_bound"] = C.ratio(samples, "bound", "ours")
     out["GBps"] = (3 + 2 * cfg.n_state) * np.dtype(dtype).itemsize * size / out["ours"] / 1e9
     return out
 
 
-def bandwidth_table(n_large=10_000_000, repeat=15, min_time=0.05, dtypes=DTYPES,
-                    configs=("plain", "centered+momentum")) -> dict:
-    return {f"{dt}/{cfg}": bandwidth(n_large, dt, cfg, repeat, min_time, with_numpy=True)
-            for dt in dtypes for cfg in configs}
+def bandwidth_table(
+    n_large=10_000_000,
+    repeat=15,
+    min_time=0.05,
+    dtypes=DTYPES,
+    configs=("plain", "centered+momentum"),
+) -> dict:
+    return {
+        f"{dt}/{cfg}": bandwidth(n_large, dt, cfg, repeat, min_time, with_numpy=True)
+        for dt in dtypes
+        for cfg in configs
+    }
 
 
 def latency(calls=2000, shape=(256, 128)) -> dict:
-    """``{alone|busy: {ours|handwritten: {p50, p90, p99}}}`` (seconds) of single calls, interleaved."""
+    """``{alone|busy: {ours|handwritten: {p50, p90, p99}}}`` (seconds) of single calls,
+    interleaved."""
     cfg, rng, out = P.CONFIGS["centered+momentum"], np.random.default_rng(0), {}
     x0 = rng.standard_normal(shape, dtype=np.float32)
     g = [rng.standard_normal(shape, dtype=np.float32) * np.float32(1e-2)]
     for neighbour in ("alone", "busy"):
-        steppers = {"ours": P.ours_stepper([x0.copy()], cfg),
-                    "handwritten": P.handwritten_stepper([x0.copy()], cfg)}
+        steppers = {
+            "ours": P.ours_stepper([x0.copy()], cfg),
+            "handwritten": P.handwritten_stepper([x0.copy()], cfg),
+        }
         with C.busy_process() if neighbour == "busy" else contextlib.nullcontext():
-            samples = C.interleaved({k: (lambda s=s: s.step(g)) for k, s in steppers.items()},
-                                    calls, warmup=50)
+            samples = C.interleaved(
+                {k: (lambda s=s: s.step(g)) for k, s in steppers.items()}, calls, warmup=50
+            )
         out[neighbour] = {k: C.percentiles(v) for k, v in samples.items()}
     return out
 
 
-def small_apply(peers=("ours", "handwritten", "optax", "torch"), repeat=15, min_time=0.02,
-                extras=True) -> dict:
+def small_apply(
+    peers=("ours", "handwritten", "optax", "torch"), repeat=15, min_time=0.02, extras=True
+) -> dict:
     """Seconds per step on one 10-element float32 variable (plain config), interleaved.
 
     Also ours with every feature (``user_story``) in float32 and float64, and
@@ -140,10 +161,11 @@ def many_tensors(repeat=15, min_time=0.05) -> dict:
     out = {}
     for count, size in ((200, 1000), (1000, 100)):
         xs, gs = make_arrays(size, "float32", n_tensors=count)
-        fns = {"ours": (lambda s=P.ours_stepper(xs, "plain"): s.step(gs))}
+        ours = P.ours_stepper(xs, "plain")
+        fns = {"ours": lambda s=ours, gs=gs: s.step(gs)}
         if C.available("torch"):
             s = P.torch_stepper([x.copy() for x in xs], "plain")
-            fns["torch"] = lambda s=s: s.step(gs)
+            fns["torch"] = lambda s=s, gs=gs: s.step(gs)
         for k, v in C.interleaved(fns, repeat, min_time, warmup=3).items():
             out[f"{k} {count}x{size}"] = float(np.median(v))
     return out
@@ -183,8 +205,9 @@ def apply_times(sizes, repeat=15, blas=False) -> dict:
 LAYERS = ("tbb", "omp")
 
 
-def threshold(sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 16_000_000),
-              repeat=7) -> dict:
+def threshold(
+    sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 16_000_000), repeat=7
+) -> dict:
     """``apply`` per size, every variable serial or every one parallel, alone and in a loop
     with BLAS between the calls, per threading layer: one child per (layer, mode), with
     ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` at its extremes. The crossover in the loop
@@ -193,11 +216,13 @@ def threshold(sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 1
     for layer in LAYERS:
         for label, limit in (("serial", 1 << 62), ("parallel", 0)):
             for blas in (False, True):
-                env = C.child_env(NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit,
-                                  NUMBA_THREADING_LAYER=layer)
+                env = C.child_env(
+                    NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit, NUMBA_THREADING_LAYER=layer
+                )
                 try:
-                    res = C.child_call("bench_step.apply_times", env, sizes=list(sizes),
-                                       repeat=repeat, blas=blas)
+                    res = C.child_call(
+                        "bench_step.apply_times", env, sizes=list(sizes), repeat=repeat, blas=blas
+                    )
                 except RuntimeError as exc:
                     out.setdefault("unavailable", {})[layer] = str(exc).splitlines()[-1]
                     break

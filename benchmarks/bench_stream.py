@@ -78,9 +78,15 @@ def _streamed_probe(X, y, buffer_rows: int, batch: int, epochs: float = 1.0):
     import numba_rmsprop as nr
 
     steps = max(1, int(epochs * -(-X.shape[0] // batch)))
-    return nr.minimize(Q.linear_probe_njit, np.zeros(784, np.float32), args=(X, y), jac=True,
-                       options=dict(batch_size=batch, maxiter=steps, shuffle_buffer=buffer_rows,
-                                    learning_rate=1e-4, seed=0))
+    return nr.minimize(
+        Q.linear_probe_njit,
+        np.zeros(784, np.float32),
+        args=(X, y),
+        jac=True,
+        options=dict(
+            batch_size=batch, maxiter=steps, shuffle_buffer=buffer_rows, learning_rate=1e-4, seed=0
+        ),
+    )
 
 
 def memory_child(path: str, buffer_rows: int, batch: int, epochs: float) -> dict:
@@ -92,7 +98,7 @@ def memory_child(path: str, buffer_rows: int, batch: int, epochs: float) -> dict
     X, y = _open(path)
     # Compile and start everything the run uses on a small slice first: the
     # compiler's memory is not the stream's.
-    Xs, ys = np.asarray(X[:4 * batch]), np.asarray(y[:4 * batch])
+    Xs, ys = np.asarray(X[: 4 * batch]), np.asarray(y[: 4 * batch])
     small = da.from_array(Xs, chunks=(batch, 784)), da.from_array(ys, chunks=batch)
     _streamed_probe(*small, buffer_rows=2 * batch, batch=batch // 2)
     del Xs, ys, small
@@ -102,27 +108,52 @@ def memory_child(path: str, buffer_rows: int, batch: int, epochs: float) -> dict
     t0 = time.perf_counter()
     res = _streamed_probe(X, y, buffer_rows, batch, epochs)
     seconds = time.perf_counter() - t0
-    return dict(baseline_mb=baseline, peak_mb=C.peak_rss_mb(), peak_was_reset=reset,
-                seconds=seconds, nit=int(res.nit), nepoch=int(res.nepoch), nfev=int(res.nfev),
-                fun=float(res.fun), success=bool(res.success))
+    return dict(
+        baseline_mb=baseline,
+        peak_mb=C.peak_rss_mb(),
+        peak_was_reset=reset,
+        seconds=seconds,
+        nit=int(res.nit),
+        nepoch=int(res.nepoch),
+        nfev=int(res.nfev),
+        fun=float(res.fun),
+        success=bool(res.success),
+    )
 
 
-def memory(store_mb: float = 2048, buffer_mb: float = 256, chunk_mb: float = 8, batch: int = 1024,
-           epochs: float = 1.0, directory=None) -> dict:
+def memory(
+    store_mb: float = 2048,
+    buffer_mb: float = 256,
+    chunk_mb: float = 8,
+    batch: int = 1024,
+    epochs: float = 1.0,
+    directory=None,
+) -> dict:
     """Peak RSS of a streamed run over a ``store_mb`` Zarr store with a ``buffer_mb`` buffer."""
     t0 = time.perf_counter()
     with _store(store_mb, chunk_mb, directory) as info:
         written = time.perf_counter() - t0
         buffer_rows = _rows(buffer_mb)
-        r = C.child_call("bench_stream.memory_child", path=info["path"], buffer_rows=buffer_rows,
-                         batch=batch, epochs=epochs)
+        r = C.child_call(
+            "bench_stream.memory_child",
+            path=info["path"],
+            buffer_rows=buffer_rows,
+            batch=batch,
+            epochs=epochs,
+        )
     buffer_actual = buffer_rows * ROW_BYTES / MiB
-    r.update(store_mb=info["bytes"] / MiB, n_samples=info["n_samples"],
-             chunk_rows=info["chunk_rows"], chunk_mb=info["chunk_rows"] * 784 * 4 / MiB,
-             buffer_rows=buffer_rows, buffer_mb=buffer_actual, batch=batch,
-             above_baseline_mb=r["peak_mb"] - r["baseline_mb"],
-             above_buffer_mb=r["peak_mb"] - r["baseline_mb"] - buffer_actual,
-             write_seconds=written)
+    r.update(
+        store_mb=info["bytes"] / MiB,
+        n_samples=info["n_samples"],
+        chunk_rows=info["chunk_rows"],
+        chunk_mb=info["chunk_rows"] * 784 * 4 / MiB,
+        buffer_rows=buffer_rows,
+        buffer_mb=buffer_actual,
+        batch=batch,
+        above_baseline_mb=r["peak_mb"] - r["baseline_mb"],
+        above_buffer_mb=r["peak_mb"] - r["baseline_mb"] - buffer_actual,
+        write_seconds=written,
+    )
     return r
 
 
@@ -145,9 +176,16 @@ def _timed_run(fun, x0, args, steps, batch, lr, buffer_rows=None) -> float:
     return time.perf_counter() - t0
 
 
-def throughput(data_mb: float = 256, buffer_mb: float = 64, chunk_mb: float = 8, batch: int = 64,
-               steps: int = 2000, repeat: int = 3, objectives=("mlp", "probe"),
-               directory=None) -> dict:
+def throughput(
+    data_mb: float = 256,
+    buffer_mb: float = 64,
+    chunk_mb: float = 8,
+    batch: int = 64,
+    steps: int = 2000,
+    repeat: int = 3,
+    objectives=("mlp", "probe"),
+    directory=None,
+) -> dict:
     """Steady-state steps/s, streamed from Zarr and in memory, per objective (see the docstring)."""
     out = {}
     with _store(data_mb, chunk_mb, directory) as info:
@@ -157,25 +195,40 @@ def throughput(data_mb: float = 256, buffer_mb: float = 64, chunk_mb: float = 8,
         short = max(1, steps // 5)
         for name in objectives:
             fun, x0, lr = _objectives()[name]
-            runs = {"memory": lambda n: _timed_run(fun, x0, (Xm, ym), n, batch, lr),
-                    "streamed": lambda n: _timed_run(fun, x0, (X, y), n, batch, lr, buffer_rows)}
+            runs = {
+                "memory": lambda n, f=fun, x=x0, r=lr: _timed_run(f, x, (Xm, ym), n, batch, r),
+                "streamed": lambda n, f=fun, x=x0, r=lr: _timed_run(
+                    f, x, (X, y), n, batch, r, buffer_rows
+                ),
+            }
             for run in runs.values():
                 run(short)  # warm-up: compile, caches
             per = {k: [] for k in runs}
             whole = {k: [] for k in runs}
             for r in range(repeat):
-                for k in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                for k in list(runs) if r % 2 == 0 else list(runs)[::-1]:
                     t_long, t_short = runs[k](steps), runs[k](short)
                     per[k].append((steps - short) / max(t_long - t_short, 1e-9))
                     whole[k].append(steps / t_long)
-            ratios = [s / m for s, m in zip(per["streamed"], per["memory"])]
-            out[name] = dict(steps_per_s={k: float(np.median(v)) for k, v in per.items()},
-                             whole_run_steps_per_s={k: float(np.median(v)) for k, v in whole.items()},
-                             ratio=float(np.median(ratios)), ratios=ratios)
-    out["setup"] = dict(data_mb=info["bytes"] / MiB, n_samples=info["n_samples"],
-                        chunk_rows=info["chunk_rows"], chunk_mb=info["chunk_rows"] * 784 * 4 / MiB,
-                        buffer_rows=buffer_rows, buffer_mb=buffer_rows * ROW_BYTES / MiB,
-                        batch=batch, steps=steps, short=short, repeat=repeat)
+            ratios = [s / m for s, m in zip(per["streamed"], per["memory"], strict=False)]
+            out[name] = dict(
+                steps_per_s={k: float(np.median(v)) for k, v in per.items()},
+                whole_run_steps_per_s={k: float(np.median(v)) for k, v in whole.items()},
+                ratio=float(np.median(ratios)),
+                ratios=ratios,
+            )
+    out["setup"] = dict(
+        data_mb=info["bytes"] / MiB,
+        n_samples=info["n_samples"],
+        chunk_rows=info["chunk_rows"],
+        chunk_mb=info["chunk_rows"] * 784 * 4 / MiB,
+        buffer_rows=buffer_rows,
+        buffer_mb=buffer_rows * ROW_BYTES / MiB,
+        batch=batch,
+        steps=steps,
+        short=short,
+        repeat=repeat,
+    )
     return out
 
 
@@ -206,8 +259,13 @@ class StreamMemory(_Store):
 
     def track_rss_above_buffer(self, info):
         """Peak RSS above the pre-run RSS, minus the buffer (MiB; a fresh child process)."""
-        r = C.child_call("bench_stream.memory_child", path=info["path"],
-                         buffer_rows=self.buffer_rows, batch=self.batch, epochs=1.0)
+        r = C.child_call(
+            "bench_stream.memory_child",
+            path=info["path"],
+            buffer_rows=self.buffer_rows,
+            batch=self.batch,
+            epochs=1.0,
+        )
         return max(r["peak_mb"] - r["baseline_mb"] - self.buffer_rows * ROW_BYTES / MiB, 1e-3)
 
     track_rss_above_buffer.unit = "MiB"
@@ -219,17 +277,26 @@ class StreamThroughput(_Store):
     def track_ratio(self, info):
         """In a child with one BLAS/numba thread (the loader gets the other core)."""
         env = C.child_env(**{v: 1 for v in C.THREAD_VARS})
-        r = C.child_call("bench_stream.throughput", env=env, data_mb=self.store_mb,
-                         buffer_mb=self.store_mb / 4, chunk_mb=self.chunk_mb,
-                         steps=C.sized(1000, 20), repeat=C.sized(3, 1), objectives=["mlp"])
+        r = C.child_call(
+            "bench_stream.throughput",
+            env=env,
+            data_mb=self.store_mb,
+            buffer_mb=self.store_mb / 4,
+            chunk_mb=self.chunk_mb,
+            steps=C.sized(1000, 20),
+            repeat=C.sized(3, 1),
+            objectives=["mlp"],
+        )
         return r["mlp"]["ratio"]
 
     track_ratio.unit = "streamed / in memory"
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Peak memory and throughput of streamed minimize "
-                                 "runs over on-disk Zarr stores (a report with the machine).")
+    ap = argparse.ArgumentParser(
+        description="Peak memory and throughput of streamed minimize "
+        "runs over on-disk Zarr stores (a report with the machine)."
+    )
     ap.add_argument("--store-mb", type=float, default=2048, help="memory run: store size")
     ap.add_argument("--buffer-mb", type=float, default=256, help="memory run: shuffle buffer")
     ap.add_argument("--chunk-mb", type=float, default=8, help="chunk size of X, both runs")
@@ -239,19 +306,30 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", help="where to write the stores (default: the temp folder)")
     ap.add_argument("--only", choices=["memory", "throughput"])
-    ap.add_argument("--threads", type=int, default=1,
-                    help="BLAS/numba threads (default 1: the loader thread gets the other core)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS/numba threads (default 1: the loader thread gets the other core)",
+    )
     args = ap.parse_args(argv)
     from . import report
 
-    sets = [f"stream_memory.store_mb={args.store_mb}", f"stream_memory.buffer_mb={args.buffer_mb}",
-            f"stream_memory.chunk_mb={args.chunk_mb}",
-            f"stream_throughput.data_mb={args.throughput_mb}",
-            f"stream_throughput.buffer_mb={args.throughput_buffer_mb}",
-            f"stream_throughput.chunk_mb={args.chunk_mb}", f"stream_throughput.steps={args.steps}",
-            f"stream_throughput.repeat={args.repeat}"]
+    sets = [
+        f"stream_memory.store_mb={args.store_mb}",
+        f"stream_memory.buffer_mb={args.buffer_mb}",
+        f"stream_memory.chunk_mb={args.chunk_mb}",
+        f"stream_throughput.data_mb={args.throughput_mb}",
+        f"stream_throughput.buffer_mb={args.throughput_buffer_mb}",
+        f"stream_throughput.chunk_mb={args.chunk_mb}",
+        f"stream_throughput.steps={args.steps}",
+        f"stream_throughput.repeat={args.repeat}",
+    ]
     if args.dir:
-        sets += [f'stream_memory.directory="{args.dir}"', f'stream_throughput.directory="{args.dir}"']
+        sets += [
+            f'stream_memory.directory="{args.dir}"',
+            f'stream_throughput.directory="{args.dir}"',
+        ]
     sections = [f"stream_{args.only}"] if args.only else ["stream_memory", "stream_throughput"]
     sets = [s for s in sets if s.split(".")[0] in sections]
     return report.main(["--sections", *sections, "--threads", str(args.threads), "--set", *sets])

@@ -36,8 +36,11 @@ from . import problems as Q
 
 CONFIG = P.Config(learning_rate=1e-3, momentum=0.9, centered=True)
 VARIANTS = ("ours", "handwritten", "torch")
-FACTORIES = {"ours": P.ours_stepper, "handwritten": P.handwritten_stepper,
-             "torch": lambda x, c: P.torch_stepper(x, c, eps_mode="shift", grads="copy")}
+FACTORIES = {
+    "ours": P.ours_stepper,
+    "handwritten": P.handwritten_stepper,
+    "torch": lambda x, c: P.torch_stepper(x, c, eps_mode="shift", grads="copy"),
+}
 
 
 class Trainer:
@@ -89,8 +92,12 @@ def train(steps=1000, repeat=5, variants=VARIANTS, n_samples=8192, warmup=20) ->
     for v, t in trainers.items():
         losses = np.array(t.losses)
         k = min(100, max(1, losses.size // 4))
-        res[v].update(first_losses=float(losses[:k].mean()), last_losses=float(losses[-k:].mean()),
-                      finite=bool(np.isfinite(losses).all()), params=t.params)
+        res[v].update(
+            first_losses=float(losses[:k].mean()),
+            last_losses=float(losses[-k:].mean()),
+            finite=bool(np.isfinite(losses).all()),
+            params=t.params,
+        )
         res[v]["decreasing"] = res[v]["finite"] and res[v]["last_losses"] < res[v]["first_losses"]
     out.update(res)
     if "ours" in res and "handwritten" in res:
@@ -120,14 +127,26 @@ def agreement(result: dict) -> dict:
     for _ in range(3):  # three steps: momentum and centered state in play
         a.step(g)
         b.step(g)
-        ulps = max(ulps, max(int(np.max(np.abs(p.view(np.int32).astype(np.int64)
-                                               - q.view(np.int32).astype(np.int64))))
-                             for p, q in zip(a.params(), b.params())))
+        ulps = max(
+            ulps,
+            max(
+                int(
+                    np.max(
+                        np.abs(
+                            p.view(np.int32).astype(np.int64) - q.view(np.int32).astype(np.int64)
+                        )
+                    )
+                )
+                for p, q in zip(a.params(), b.params(), strict=False)
+            ),
+        )
     out = {"one_step_max_ulps": ulps}
     for v in ("handwritten", "torch"):
         if isinstance(result.get(v), dict) and isinstance(result.get("ours"), dict):
-            diff = max(float(np.max(np.abs(p - q))) for p, q in
-                       zip(result["ours"]["params"], result[v]["params"]))
+            diff = max(
+                float(np.max(np.abs(p - q)))
+                for p, q in zip(result["ours"]["params"], result[v]["params"], strict=False)
+            )
             scale = max(float(np.max(np.abs(p))) for p in result["ours"]["params"])
             out[f"run_max_rel_diff_{v}"] = diff / scale
     return out
@@ -165,8 +184,13 @@ class MLPRatio(C.Benchmark):
     unit = "ours / hand-written"
 
     def setup_cache(self):
-        r = train(steps=C.sized(200, 5), repeat=C.sized(5, 1), variants=("ours", "handwritten"),
-                  n_samples=C.sized(4096, 256), warmup=C.sized(20, 2))
+        r = train(
+            steps=C.sized(200, 5),
+            repeat=C.sized(5, 1),
+            variants=("ours", "handwritten"),
+            n_samples=C.sized(4096, 256),
+            warmup=C.sized(20, 2),
+        )
         return {k: r["ratio_" + k] for k in self.params[0]}
 
     def track_ratio(self, res, what):

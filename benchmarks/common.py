@@ -27,8 +27,13 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "MKL_NUM_THREADS", "BENCH_NUM_THREADS")
+THREAD_VARS = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BENCH_NUM_THREADS",
+)
 
 
 class Benchmark:
@@ -169,8 +174,13 @@ while not done.is_set():
 def busy_process():
     """A separate process burning one core (NumPy, one BLAS thread); stops when its stdin closes."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BURN],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         if proc.stdout.readline().strip() != "busy":
             raise RuntimeError("the busy process did not start")
@@ -205,7 +215,8 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory, MiB (``VmHWM``: since start or :func:`reset_peak_rss`)."""
+    """This process's peak resident memory, MiB (``VmHWM``: since start or
+    :func:`reset_peak_rss`)."""
     try:
         return _status_mb("VmHWM")
     except OSError:  # pragma: no cover - not Linux
@@ -234,22 +245,30 @@ def child_env(cache_dir: str | None = None, **extra) -> dict:
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(numba_rmsprop.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([pkg_root, ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [pkg_root, ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def run_child(args, env=None, cwd=None, timeout: float = 900) -> dict:
-    """Run ``python *args`` (``-c CODE ...`` or a script); return the JSON of its last stdout line."""
-    proc = subprocess.run([sys.executable, *args], env=env or child_env(), cwd=cwd,
-                          timeout=timeout, capture_output=True, text=True)
+    """Run ``python *args`` (``-c CODE ...`` or a script); the JSON of its last stdout line."""
+    proc = subprocess.run(
+        [sys.executable, *args],
+        env=env or child_env(),
+        cwd=cwd,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def child_call(func: str, env=None, **kw):
-    """``benchmarks.<func>(**kw)`` (``"module.function"``) in a fresh interpreter; its JSON result."""
+    """``benchmarks.<func>(**kw)`` (``"module.function"``) in a fresh interpreter: its JSON."""
     return run_child(["-m", "benchmarks.report", "--child", func, json.dumps(kw)], env, cwd=ROOT)
 
 
@@ -263,8 +282,12 @@ def _version(dist: str) -> str | None:
 
 def _git_revision() -> str:
     try:
-        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", ROOT, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return rev or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -275,23 +298,36 @@ def machine_description() -> list:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
-    versions = ", ".join(f"{d} {v}" for d in ("numba-rmsprop", "numpy", "scipy", "numba", "torch",
-                                             "jax", "optax", "keras") if (v := _version(d)))
-    lines = [f"- CPU: {cpu}; {n_cores()} cores available of {os.cpu_count()} "
-             f"({platform.system()} {platform.release()}); load average "
-             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
-             f"- Python {platform.python_version()}; {versions}",
-             "- threads: " + ", ".join([f"{bench_threads()} for numba/torch"] + [
-                 f"{v}={os.environ[v]}" for v in THREAD_VARS[:-1] if v in os.environ])
-             + f"; NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '(default)')}"]
+    versions = ", ".join(
+        f"{d} {v}"
+        for d in ("numba-rmsprop", "numpy", "scipy", "numba", "torch", "jax", "optax", "keras")
+        if (v := _version(d))
+    )
+    lines = [
+        f"- CPU: {cpu}; {n_cores()} cores available of {os.cpu_count()} "
+        f"({platform.system()} {platform.release()}); load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- Python {platform.python_version()}; {versions}",
+        "- threads: "
+        + ", ".join(
+            [f"{bench_threads()} for numba/torch"]
+            + [f"{v}={os.environ[v]}" for v in THREAD_VARS[:-1] if v in os.environ]
+        )
+        + f"; NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', '(default)')}",
+    ]
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
+        blas = [
+            f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
         lines.append("- BLAS: " + (", ".join(blas) or "none loaded"))
     except ImportError:
         pass

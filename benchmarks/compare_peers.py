@@ -32,19 +32,46 @@ from . import common as C
 from . import peers as P
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-PEERS = ["ours", "handwritten", "numpy", "torch", "torch_shift", "optax", "keras", "bw_par",
-         "bw_ser"]
-KWARGS = dict(sizes=[10, 1000, 100000, 10000000], dtypes=["float32"], configs=["plain"],
-              peers=PEERS, repeat=7, min_time=0.05, warmup=3, check_steps=10, stat="median",
-              ntensors=1, seed=0, isolate=True)
+PEERS = [
+    "ours",
+    "handwritten",
+    "numpy",
+    "torch",
+    "torch_shift",
+    "optax",
+    "keras",
+    "bw_par",
+    "bw_ser",
+]
+KWARGS = dict(
+    sizes=[10, 1000, 100000, 10000000],
+    dtypes=["float32"],
+    configs=["plain"],
+    peers=PEERS,
+    repeat=7,
+    min_time=0.05,
+    warmup=3,
+    check_steps=10,
+    stat="median",
+    ntensors=1,
+    seed=0,
+    isolate=True,
+)
 
 
 def make_data(size, ntensors, dtype, nsteps, seed):
     rng = np.random.default_rng(seed)
     per = max(1, size // ntensors)
     x0 = [rng.standard_normal(per).astype(dtype) for _ in range(ntensors)]
-    grads = [[(np.where(rng.random(per) < 0.5, -1.0, 1.0) * 10.0 ** rng.uniform(-5, 0, per))
-              .astype(dtype) for _ in range(ntensors)] for _ in range(max(1, nsteps))]
+    grads = [
+        [
+            (np.where(rng.random(per) < 0.5, -1.0, 1.0) * 10.0 ** rng.uniform(-5, 0, per)).astype(
+                dtype
+            )
+            for _ in range(ntensors)
+        ]
+        for _ in range(max(1, nsteps))
+    ]
     return x0, grads
 
 
@@ -69,8 +96,10 @@ def check_agreement(names, x0, glist, cfg):
                 out[n] = _err(e)
 
     def dev(xs, ys):
-        return max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
-                   for a, b in zip(xs, ys))
+        return max(
+            float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0.0))
+            for a, b in zip(xs, ys, strict=False)
+        )
 
     for g in glist:
         ref.step(g)
@@ -96,8 +125,16 @@ def _times(kw, peer):
                 x0, (g,) = make_data(size, kw["ntensors"], dtype, 1, kw["seed"])
                 try:
                     step = build(peer, x0, P.CONFIGS[cname]).step
-                    t = float(stat(C.interleaved({peer: lambda: step(g)}, kw["repeat"],
-                                                 kw["min_time"], kw["warmup"])[peer]))
+                    t = float(
+                        stat(
+                            C.interleaved(
+                                {peer: lambda step=step, g=g: step(g)},
+                                kw["repeat"],
+                                kw["min_time"],
+                                kw["warmup"],
+                            )[peer]
+                        )
+                    )
                 except Exception as e:  # noqa: BLE001
                     t = _err(e)
                 out.append([cname, dtype, size, t])
@@ -117,13 +154,19 @@ def table(**kw) -> list:
             try:
                 got = C.child_call("compare_peers._times", kw=kw, peer=p)
             except RuntimeError as e:
-                got = [[c, d, n, str(e).strip().splitlines()[-1][:80]] for c in kw["configs"]
-                       for d in kw["dtypes"] for n in kw["sizes"]]
+                got = [
+                    [c, d, n, str(e).strip().splitlines()[-1][:80]]
+                    for c in kw["configs"]
+                    for d in kw["dtypes"]
+                    for n in kw["sizes"]
+                ]
         else:
             got = _times(kw, p)
         for cname, dtype, size, t in got:
-            rows.setdefault((cname, dtype, size), {"config": cname, "dtype": dtype, "size": size,
-                                                   "times": {}, "errs": {}})["times"][p] = t
+            rows.setdefault(
+                (cname, dtype, size),
+                {"config": cname, "dtype": dtype, "size": size, "times": {}, "errs": {}},
+            )["times"][p] = t
     for (cname, dtype, size), row in rows.items():
         if kw["check_steps"]:
             x0, glist = make_data(size, kw["ntensors"], dtype, kw["check_steps"], kw["seed"])
@@ -134,37 +177,60 @@ def table(**kw) -> list:
 
 def markdown(results, kw):
     kw = dict(KWARGS, **kw)
-    lines = [f"{kw['stat']} of {kw['repeat']} samples (>= {kw['min_time']} s each), ntensors="
-             f"{kw['ntensors']}, {'one process per peer' if kw['isolate'] else 'in-process'}.", ""]
+    lines = [
+        f"{kw['stat']} of {kw['repeat']} samples (>= {kw['min_time']} s each), ntensors="
+        f"{kw['ntensors']}, {'one process per peer' if kw['isolate'] else 'in-process'}.",
+        "",
+    ]
     groups = {}
     for r in results:
         groups.setdefault((r["config"], r["dtype"]), []).append(r)
     for (cname, dtype), rows in groups.items():
-        names = [n for n in kw['peers'] if any(n in r["times"] for r in rows)]
+        names = [n for n in kw["peers"] if any(n in r["times"] for r in rows)]
         base = "ours" if "ours" in names else "bw_par"
-        hdr = ["size"] + names + (["bound (bw_par/ours)"] if {"ours", "bw_par"} <= set(names) else [])
+        hdr = (
+            ["size"] + names + (["bound (bw_par/ours)"] if {"ours", "bw_par"} <= set(names) else [])
+        )
         body = []
         for r in rows:
             t, tb = r["times"], r["times"].get(base)
             cells = [f"{r['size']:,}"]
             for n in names:
                 v = t.get(n)
-                cells.append(C.fmt_time(v) + (f" ({v / tb:.2f}x)" if isinstance(tb, float)
-                                              and n != base else "")
-                             if isinstance(v, float) else str(v or ""))
+                cells.append(
+                    C.fmt_time(v)
+                    + (f" ({v / tb:.2f}x)" if isinstance(tb, float) and n != base else "")
+                    if isinstance(v, float)
+                    else str(v or "")
+                )
             if len(hdr) > len(cells):
                 ok = isinstance(t.get("ours"), float) and isinstance(t.get("bw_par"), float)
                 cells.append(f"{t['bw_par'] / t['ours']:.0%}" if ok else "n/a")
             body.append(cells)
-        lines += [f"### {cname}, {dtype}: time per step (ratio = peer / {base})", "",
-                  *C.md_table(hdr, body), ""]
+        lines += [
+            f"### {cname}, {dtype}: time per step (ratio = peer / {base})",
+            "",
+            *C.md_table(hdr, body),
+            "",
+        ]
         enames = [n for n in names if any(n in r["errs"] for r in rows)]
         if enames:
-            lines += [f"Trajectory agreement over {kw['check_steps']} steps: max|x_peer - x_numpy| "
-                      "/ lr (numpy column: vs a float64 NumPy reference)", ""]
-            lines += C.md_table(["size"] + enames, [
-                [f"{r['size']:,}"] + [f"{e:.2e}" if isinstance(e, float) else str(e or "")
-                                      for e in (r["errs"].get(n) for n in enames)] for r in rows])
+            lines += [
+                f"Trajectory agreement over {kw['check_steps']} steps: max|x_peer - x_numpy| "
+                "/ lr (numpy column: vs a float64 NumPy reference)",
+                "",
+            ]
+            lines += C.md_table(
+                ["size"] + enames,
+                [
+                    [f"{r['size']:,}"]
+                    + [
+                        f"{e:.2e}" if isinstance(e, float) else str(e or "")
+                        for e in (r["errs"].get(n) for n in enames)
+                    ]
+                    for r in rows
+                ],
+            )
             lines.append("")
     if kw.get("png"):
         plot(results, kw, kw["png"])
@@ -185,13 +251,17 @@ def plot(results, kw, path):
     for r in results:
         groups.setdefault((r["config"], r["dtype"]), []).append(r)
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    for ax, ((cname, dtype), rows) in zip(axes[0], groups.items()):
-        for n in kw['peers']:
+    for ax, ((cname, dtype), rows) in zip(axes[0], groups.items(), strict=False):
+        for n in kw["peers"]:
             pts = [(r["size"], r["times"][n]) for r in rows if isinstance(r["times"].get(n), float)]
             if pts:
                 opt = P.PEERS[n][1]
-                ax.loglog(*zip(*pts), "o-" if opt else "k--" if n == "bw_par" else "k:",
-                          label=n, alpha=1.0 if opt else 0.6)
+                ax.loglog(
+                    *zip(*pts, strict=False),
+                    "o-" if opt else "k--" if n == "bw_par" else "k:",
+                    label=n,
+                    alpha=1.0 if opt else 0.6,
+                )
         ax.set(title=f"RMSprop step, {cname}, {dtype}", xlabel="elements", ylabel="seconds / step")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

@@ -56,8 +56,12 @@ class Config:
         return 1 + int(self.centered) + int(self.momentum > 0)
 
 
-CONFIGS = {"plain": Config(), "momentum": Config(momentum=0.9), "centered": Config(centered=True),
-           "centered+momentum": Config(momentum=0.9, centered=True)}
+CONFIGS = {
+    "plain": Config(),
+    "momentum": Config(momentum=0.9),
+    "centered": Config(centered=True),
+    "centered+momentum": Config(momentum=0.9, centered=True),
+}
 
 
 class _Stepper:
@@ -65,11 +69,17 @@ class _Stepper:
 
     def __init__(self, x_list, cfg, **options):
         self.x = list(x_list)
-        if not all(isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable
-                   for x in self.x):
+        if not all(
+            isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable for x in self.x
+        ):
             raise ValueError("parameters must be writeable C-contiguous NumPy arrays")
-        self.cfg = cfg if isinstance(cfg, Config) else CONFIGS[cfg] if isinstance(cfg, str) \
+        self.cfg = (
+            cfg
+            if isinstance(cfg, Config)
+            else CONFIGS[cfg]
+            if isinstance(cfg, str)
             else Config(**cfg)
+        )
         self.build(self.cfg, **options)
 
     def params(self):
@@ -130,14 +140,24 @@ class handwritten_stepper(_Stepper):  # noqa: N801
     def build(self, cfg):
         def state(x):
             t = x.dtype.type
-            return (x, np.zeros_like(x), np.zeros_like(x) if cfg.centered else x[:0],
-                    np.zeros_like(x) if cfg.momentum > 0 else x[:0], t(cfg.learning_rate),
-                    t(cfg.rho), t(1.0 - cfg.rho), t(cfg.momentum), t(cfg.epsilon), cfg.centered,
-                    cfg.momentum > 0)
+            return (
+                x,
+                np.zeros_like(x),
+                np.zeros_like(x) if cfg.centered else x[:0],
+                np.zeros_like(x) if cfg.momentum > 0 else x[:0],
+                t(cfg.learning_rate),
+                t(cfg.rho),
+                t(1.0 - cfg.rho),
+                t(cfg.momentum),
+                t(cfg.epsilon),
+                cfg.centered,
+                cfg.momentum > 0,
+            )
+
         self.state = [state(x.reshape(-1)) for x in self.x]
 
     def step(self, grads):
-        for (x, v, mg, m, *c), g in zip(self.state, grads):
+        for (x, v, mg, m, *c), g in zip(self.state, grads, strict=False):
             keras_rmsprop(x, g.reshape(-1), v, mg, m, *c)
 
 
@@ -163,7 +183,7 @@ class numpy_stepper(_Stepper):  # noqa: N801
 
     def step(self, grads):
         c = self.cfg
-        for i, (x, g) in enumerate(zip(self.x, grads)):
+        for i, (x, g) in enumerate(zip(self.x, grads, strict=False)):
             v, t1, t2 = self.v[i], self.t1[i], self.t2[i]
             dt = x.dtype.type
             np.multiply(g, g, out=t1)
@@ -204,10 +224,15 @@ class torch_stepper(_Stepper):  # noqa: N801
         self.torch = torch
         torch.set_num_threads(num_threads or bench_threads())
         self.p = [torch.from_numpy(x) for x in self.x]  # torch updates the NumPy arrays
-        self.opt = torch.optim.RMSprop(self.p, lr=cfg.learning_rate, alpha=cfg.rho,
-                                       eps=cfg.epsilon if eps_mode == "torch" else 0.0,
-                                       momentum=cfg.momentum, centered=cfg.centered,
-                                       foreach=foreach)
+        self.opt = torch.optim.RMSprop(
+            self.p,
+            lr=cfg.learning_rate,
+            alpha=cfg.rho,
+            eps=cfg.epsilon if eps_mode == "torch" else 0.0,
+            momentum=cfg.momentum,
+            centered=cfg.centered,
+            foreach=foreach,
+        )
         self._sq = None
         if eps_mode == "shift":
             # square_avg holds s = v + eps; adding (1-rho)*eps/rho before each
@@ -277,10 +302,17 @@ class optax_stepper(_Jax):  # noqa: N801
     def make(self, cfg, jax):
         import optax
 
-        tx = optax.rmsprop(learning_rate=cfg.learning_rate, decay=cfg.rho, eps=cfg.epsilon,
-                           initial_scale=0.0, eps_in_sqrt=True, centered=cfg.centered,
-                           momentum=cfg.momentum if cfg.momentum > 0 else None, nesterov=False,
-                           bias_correction=False)
+        tx = optax.rmsprop(
+            learning_rate=cfg.learning_rate,
+            decay=cfg.rho,
+            eps=cfg.epsilon,
+            initial_scale=0.0,
+            eps_in_sqrt=True,
+            centered=cfg.centered,
+            momentum=cfg.momentum if cfg.momentum > 0 else None,
+            nesterov=False,
+            bias_correction=False,
+        )
         x = [jax.numpy.array(x) for x in self.x]
 
         def update(params, state, grads):
@@ -370,7 +402,7 @@ class bandwidth_stepper(_Stepper):  # noqa: N801
         self.state = [[np.zeros(x.size, x.dtype) for _ in range(cfg.n_state)] for x in self.x]
 
     def step(self, grads):
-        for x, g, st in zip(self.x, grads, self.state):
+        for x, g, st in zip(self.x, grads, self.state, strict=False):
             self.kernel(x.reshape(-1), g.reshape(-1), *st, *self.extra)
 
 

@@ -157,10 +157,12 @@ def mlp_init(seed: int = 0):
     rng = np.random.default_rng(seed)
     n_in, n_hidden, n_out = MLP_SIZES
     scale1, scale2 = np.float32(math.sqrt(2 / n_in)), np.float32(math.sqrt(1 / n_hidden))
-    return [rng.standard_normal((n_in, n_hidden), dtype=np.float32) * scale1,
-            np.zeros(n_hidden, np.float32),
-            rng.standard_normal((n_hidden, n_out), dtype=np.float32) * scale2,
-            np.zeros(n_out, np.float32)]
+    return [
+        rng.standard_normal((n_in, n_hidden), dtype=np.float32) * scale1,
+        np.zeros(n_hidden, np.float32),
+        rng.standard_normal((n_hidden, n_out), dtype=np.float32) * scale2,
+        np.zeros(n_out, np.float32),
+    ]
 
 
 def mlp_loss_and_grads(params, X, y, grads) -> float:
@@ -196,7 +198,7 @@ def minibatches(n_samples: int, batch: int, seed: int = 0):
     while True:
         perm = rng.permutation(n_samples)
         for s in range(0, n_samples - batch + 1, batch):
-            yield perm[s:s + batch]
+            yield perm[s : s + batch]
 
 
 # ---------------------------------------------------------------- decay curves
@@ -208,8 +210,9 @@ def decay_data(k: int = 20000, m: int = 32, noise: float = 0.02, seed: int = 0):
     """
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 5.0, m)
-    truth = np.column_stack([rng.uniform(0.5, 2.0, k), rng.uniform(0.5, 2.0, k),
-                             rng.uniform(-0.2, 0.2, k)])
+    truth = np.column_stack(
+        [rng.uniform(0.5, 2.0, k), rng.uniform(0.5, 2.0, k), rng.uniform(-0.2, 0.2, k)]
+    )
     a, tau, c = truth.T
     Y = a[:, None] * np.exp(-t[None, :] / tau[:, None]) + c[:, None]
     Y += noise * rng.standard_normal(Y.shape)
@@ -248,6 +251,7 @@ def decay_residuals(p, t, y):
     """Residuals for ``scipy.optimize.least_squares``."""
     return p[0] * np.exp(-t / p[1]) + p[2] - y
 
+
 def mlp_flat_init(seed: int = 0) -> np.ndarray:
     """:func:`mlp_init`'s parameters as one flat float32 vector (for ``nr.minimize``)."""
     return np.concatenate([p.ravel() for p in mlp_init(seed)])
@@ -261,8 +265,8 @@ def mlp_flat(x, X, y):
     params, grads, k = [], [], 0
     for shp in shapes:
         size = math.prod(shp)
-        params.append(x[k:k + size].reshape(shp))
-        grads.append(g[k:k + size].reshape(shp))
+        params.append(x[k : k + size].reshape(shp))
+        grads.append(g[k : k + size].reshape(shp))
         k += size
     return mlp_loss_and_grads(params, X, y, grads), g
 
@@ -284,10 +288,12 @@ def mnist_like_zarr(path: str, n_samples: int, chunk_rows: int, seed: int = 0) -
     mask[4:24, 4:24] = 1.0
     templates = (rng.random((10, 784), dtype=np.float32) ** 3) * mask.ravel()
     root = zarr.open_group(path, mode="w")
-    X = root.create_array("X", shape=(n_samples, 784), chunks=(chunk_rows, 784), dtype="float32",
-                          compressors=None)
-    y = root.create_array("y", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64",
-                          compressors=None)
+    X = root.create_array(
+        "X", shape=(n_samples, 784), chunks=(chunk_rows, 784), dtype="float32", compressors=None
+    )
+    y = root.create_array(
+        "y", shape=(n_samples,), chunks=(chunk_rows,), dtype="int64", compressors=None
+    )
     for k, s in enumerate(range(0, n_samples, chunk_rows)):
         m = min(chunk_rows, n_samples - s)
         r = np.random.default_rng([seed, k])
@@ -295,10 +301,15 @@ def mnist_like_zarr(path: str, n_samples: int, chunk_rows: int, seed: int = 0) -
         rows = templates[labels] * r.uniform(0.5, 1.5, (m, 1)).astype(np.float32)
         rows += r.standard_normal((m, 784), dtype=np.float32) * mask.ravel()
         np.clip(rows, 0.0, 1.0, out=rows)
-        X[s:s + m] = rows
-        y[s:s + m] = labels
-    return dict(path=path, n_samples=n_samples, chunk_rows=chunk_rows, row_bytes=784 * 4 + 8,
-                bytes=n_samples * (784 * 4 + 8))
+        X[s : s + m] = rows
+        y[s : s + m] = labels
+    return dict(
+        path=path,
+        n_samples=n_samples,
+        chunk_rows=chunk_rows,
+        row_bytes=784 * 4 + 8,
+        bytes=n_samples * (784 * 4 + 8),
+    )
 
 
 @njit(cache=True)

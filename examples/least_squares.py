@@ -43,34 +43,50 @@ def main(quick=False):
     f_ls = mse(w_ls, A, b)[0]
     epochs = 20 if quick else 30
     steps = epochs * -(-n // 100)
-    options = dict(learning_rate=nr.schedules.CosineDecay(0.02, steps, alpha=1e-3),
-                   batch_size=100, maxiter=steps, seed=0, use_ema=True, ema_momentum=0.99)
+    options = dict(
+        learning_rate=nr.schedules.CosineDecay(0.02, steps, alpha=1e-3),
+        batch_size=100,
+        maxiter=steps,
+        seed=0,
+        use_ema=True,
+        ema_momentum=0.99,
+    )
     print(f"least squares: {n} x {d}, {epochs} epochs of minibatches of 100 = {steps} steps")
     nr.minimize(mse, np.zeros(d), args=(A, b), jac=True, options=dict(options, maxiter=2))
     t = time.perf_counter()
     res = nr.minimize(mse, np.zeros(d), args=(A, b), jac=True, options=options)
     t_comp = time.perf_counter() - t
     t = time.perf_counter()
-    res_py = nr.minimize(mse, np.zeros(d), args=(A, b), jac=True,
-                         options=dict(options, compiled=False))
+    res_py = nr.minimize(
+        mse, np.zeros(d), args=(A, b), jac=True, options=dict(options, compiled=False)
+    )
     t_py = time.perf_counter() - t
     rel = np.linalg.norm(res.x - w_ls) / np.linalg.norm(w_ls)
-    print(f"  RMSprop: loss {res.fun:.6f} vs lstsq {f_ls:.6f} (gap {res.fun - f_ls:.2e}), "
-          f"|w - w_lstsq| / |w_lstsq| = {rel:.2e}")
-    print(f"  compiled loop {t_comp:.3f} s, Python loop {t_py:.3f} s "
-          f"({t_py / t_comp:.1f}x); identical weights: {np.array_equal(res.x, res_py.x)}")
+    print(
+        f"  RMSprop: loss {res.fun:.6f} vs lstsq {f_ls:.6f} (gap {res.fun - f_ls:.2e}), "
+        f"|w - w_lstsq| / |w_lstsq| = {rel:.2e}"
+    )
+    print(
+        f"  compiled loop {t_comp:.3f} s, Python loop {t_py:.3f} s "
+        f"({t_py / t_comp:.1f}x); identical weights: {np.array_equal(res.x, res_py.x)}"
+    )
 
     # ---- 2. non-negative least squares
     w_nnls, _ = nnls(A, b)
     f_nnls = mse(w_nnls, A, b)[0]
-    res_nn = nr.minimize(mse, np.ones(d), args=(A, b), jac=True, bounds=Bounds(0.0, np.inf),
-                         options=options)
+    res_nn = nr.minimize(
+        mse, np.ones(d), args=(A, b), jac=True, bounds=Bounds(0.0, np.inf), options=options
+    )
     active = np.flatnonzero(w_nnls == 0)
     print(f"\nnon-negative least squares ({active.size} of {d} weights at the bound 0):")
-    print(f"  RMSprop + bounds: loss {res_nn.fun:.6f} vs scipy nnls {f_nnls:.6f} "
-          f"(gap {res_nn.fun - f_nnls:.2e})")
-    print(f"  max |w - w_nnls| = {np.max(np.abs(res_nn.x - w_nnls)):.2e}; min w = "
-          f"{res_nn.x.min():.1e} (feasible: {bool(np.all(res_nn.x >= 0))})")
+    print(
+        f"  RMSprop + bounds: loss {res_nn.fun:.6f} vs scipy nnls {f_nnls:.6f} "
+        f"(gap {res_nn.fun - f_nnls:.2e})"
+    )
+    print(
+        f"  max |w - w_nnls| = {np.max(np.abs(res_nn.x - w_nnls)):.2e}; min w = "
+        f"{res_nn.x.min():.1e} (feasible: {bool(np.all(res_nn.x >= 0))})"
+    )
     print(f"  weights at 0: RMSprop {np.sum(res_nn.x == 0)}, nnls {active.size}")
     return res, res_nn
 

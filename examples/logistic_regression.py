@@ -62,18 +62,32 @@ def main(quick=False):
 
     runs = {}
     t = time.perf_counter()
-    runs["L-BFGS-B"] = minimize(loss_and_grad, w0, args=args, method="L-BFGS-B", jac=True,
-                                options={"gtol": 1e-9, "maxiter": 10000})
+    runs["L-BFGS-B"] = minimize(
+        loss_and_grad,
+        w0,
+        args=args,
+        method="L-BFGS-B",
+        jac=True,
+        options={"gtol": 1e-9, "maxiter": 10000},
+    )
     times = {"L-BFGS-B": time.perf_counter() - t}
     f_star = runs["L-BFGS-B"].fun
 
     configs = {
-        "RMSprop full batch": dict(learning_rate=nr.schedules.ExponentialDecay(3e-2, 60, 0.5),
-                                   maxiter=200 if quick else 500, return_history=True),
+        "RMSprop full batch": dict(
+            learning_rate=nr.schedules.ExponentialDecay(3e-2, 60, 0.5),
+            maxiter=200 if quick else 500,
+            return_history=True,
+        ),
         "RMSprop minibatch 64": dict(
             learning_rate=nr.schedules.CosineDecay(3e-3, steps_mb, alpha=0.01),
-            batch_size=bs, maxiter=steps_mb, seed=0, use_ema=True, ema_momentum=0.99,
-            return_history=True),
+            batch_size=bs,
+            maxiter=steps_mb,
+            seed=0,
+            use_ema=True,
+            ema_momentum=0.99,
+            return_history=True,
+        ),
     }
     for name, options in configs.items():
         t = time.perf_counter()
@@ -81,20 +95,26 @@ def main(quick=False):
         times[name] = time.perf_counter() - t
 
     print(f"logistic regression: {ntr} training rows, {X.shape[1]} weights, lam={lam}")
-    print(f"{'method':22s}{'loss - f*':>12s}{'test acc':>10s}{'data passes':>13s}"
-          f"{'steps':>8s}{'time [s]':>10s}")
+    print(
+        f"{'method':22s}{'loss - f*':>12s}{'test acc':>10s}{'data passes':>13s}"
+        f"{'steps':>8s}{'time [s]':>10s}"
+    )
     for name, r in runs.items():
         frac = bs / ntr
         # minibatch: nit batches plus the final full evaluation
         passes = r.nfev if "minibatch" not in name else r.nit * frac + 1
         acc = np.mean((Xte @ r.x > 0) == (yte > 0.5))
-        print(f"{name:22s}{r.fun - f_star:12.2e}{acc:10.4f}{passes:13.1f}"
-              f"{r.nit:8d}{times[name]:10.2f}")
+        print(
+            f"{name:22s}{r.fun - f_star:12.2e}{acc:10.4f}{passes:13.1f}"
+            f"{r.nit:8d}{times[name]:10.2f}"
+        )
 
     mb = runs["RMSprop minibatch 64"]
-    print(f"\nminibatch run: {mb.nepoch} epochs, final full loss {mb.fun:.6f} "
-          f"(f* = {f_star:.6f}); last-epoch mean minibatch loss "
-          f"{mb.history[-(ntr // bs):].mean():.6f}")
+    print(
+        f"\nminibatch run: {mb.nepoch} epochs, final full loss {mb.fun:.6f} "
+        f"(f* = {f_star:.6f}); last-epoch mean minibatch loss "
+        f"{mb.history[-(ntr // bs) :].mean():.6f}"
+    )
 
     if not quick:
         plot(runs, f_star, ntr, bs)
@@ -116,8 +136,12 @@ def plot(runs, f_star, ntr, bs):
     mb = runs["RMSprop minibatch 64"].history
     k = ntr // bs
     epoch_mean = mb[: len(mb) // k * k].reshape(-1, k).mean(axis=1)
-    ax.semilogy(np.arange(1, len(epoch_mean) + 1), np.maximum(epoch_mean - f_star, 1e-12),
-                "o-", label="RMSprop minibatch (epoch mean)")
+    ax.semilogy(
+        np.arange(1, len(epoch_mean) + 1),
+        np.maximum(epoch_mean - f_star, 1e-12),
+        "o-",
+        label="RMSprop minibatch (epoch mean)",
+    )
     ax.set_xlabel("passes over the data")
     ax.set_ylabel("loss - f*")
     ax.legend()

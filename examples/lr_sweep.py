@@ -56,23 +56,31 @@ def main(quick=False):
     k = lr.size
     steps = 300 if quick else 3000
     X0 = np.zeros((k, X.shape[1]))
-    options = dict(learning_rate=lr.tolist(), seed=seed.tolist(), batch_size=64,
-                   maxiter=steps, momentum=0.9)
-    print(f"{rates.size} learning rates x {seeds.size} seeds = {k} runs, "
-          f"minibatches of 64, {steps} steps each")
+    options = dict(
+        learning_rate=lr.tolist(), seed=seed.tolist(), batch_size=64, maxiter=steps, momentum=0.9
+    )
+    print(
+        f"{rates.size} learning rates x {seeds.size} seeds = {k} runs, "
+        f"minibatches of 64, {steps} steps each"
+    )
     t0 = time.perf_counter()
-    nr.minimize_many(loss_and_grad, X0[:1], args=(X, y), options=dict(options, maxiter=1,
-                                                                         learning_rate=0.1,
-                                                                         seed=0))
+    nr.minimize_many(
+        loss_and_grad,
+        X0[:1],
+        args=(X, y),
+        options=dict(options, maxiter=1, learning_rate=0.1, seed=0),
+    )
     t_first = time.perf_counter() - t0  # compiling (or loading from the cache)
     t0 = time.perf_counter()
     res = nr.minimize_many(loss_and_grad, X0, args=(X, y), options=options)
-    print(f"minimize_many: {time.perf_counter() - t0:.2f} s "
-          f"(+ {t_first:.2f} s to compile or load the loop once)")
+    print(
+        f"minimize_many: {time.perf_counter() - t0:.2f} s "
+        f"(+ {t_first:.2f} s to compile or load the loop once)"
+    )
     final = res.fun.reshape(rates.size, seeds.size)
     best = rates[np.argmin(final.mean(axis=1))]
     print(f"{'learning rate':>14s} {'final loss':>12s} {'spread':>10s}")
-    for r, row in zip(rates, final):
+    for r, row in zip(rates, final, strict=False):
         print(f"{r:14.2e} {row.mean():12.5f} {row.max() - row.min():10.2e}")
     print(f"best learning rate: {best:.2e}")
     try:
@@ -86,8 +94,13 @@ def main(quick=False):
     for j in range(seeds.size):
         ax.plot(rates, final[:, j], "o", color="C0", alpha=0.5)
     ax.plot(rates, final.mean(axis=1), "-", color="C0", label="mean over seeds")
-    ax.set(xscale="log", yscale="log", xlabel="learning rate",
-           ylabel=f"full-data loss after {steps} steps", title="RMSprop learning-rate sweep")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="learning rate",
+        ylabel=f"full-data loss after {steps} steps",
+        title="RMSprop learning-rate sweep",
+    )
     ax.legend()
     fig.tight_layout()
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lr_sweep.png")

@@ -48,8 +48,10 @@ def main(quick=False, noise=0.3):
     H, x_star = make_problem(d, rng)
     x0 = np.zeros(d)
     steps = 2000 if quick else 20000
-    print(f"noisy quadratic, d = {d}, relative noise {noise}; |x0 - x*| = "
-          f"{np.linalg.norm(x0 - x_star):.3f}")
+    print(
+        f"noisy quadratic, d = {d}, relative noise {noise}; |x0 - x*| = "
+        f"{np.linalg.norm(x0 - x_star):.3f}"
+    )
     print(f"{'method':34s}{'nfev':>7s}{'|x - x*|':>10s}  stop reason")
 
     def report(name, res):
@@ -59,31 +61,49 @@ def main(quick=False, noise=0.3):
     for method in ("BFGS", "L-BFGS-B"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = minimize(noisy_loss_and_grad, x0, jac=True, method=method,
-                           args=(H, x_star, noise, np.random.default_rng(0)),
-                           options={"maxiter": steps})
+            res = minimize(
+                noisy_loss_and_grad,
+                x0,
+                jac=True,
+                method=method,
+                args=(H, x_star, noise, np.random.default_rng(0)),
+                options={"maxiter": steps},
+            )
         report(method, res)
 
     ema = 1.0 - 20.0 / steps  # averages over the last ~5% of the run
     runs = {
         "RMSprop, constant lr": dict(learning_rate=0.01),
         "RMSprop, decaying lr": dict(
-            learning_rate=nr.schedules.InverseTimeDecay(0.01, steps // 20, 1.0)),
+            learning_rate=nr.schedules.InverseTimeDecay(0.01, steps // 20, 1.0)
+        ),
         "RMSprop, decaying lr + EMA": dict(
             learning_rate=nr.schedules.InverseTimeDecay(0.01, steps // 20, 1.0),
-            use_ema=True, ema_momentum=ema),
+            use_ema=True,
+            ema_momentum=ema,
+        ),
         "RMSprop, decaying lr + EMA + ftol": dict(
             learning_rate=nr.schedules.InverseTimeDecay(0.01, steps // 20, 1.0),
-            use_ema=True, ema_momentum=ema, ftol=1e-3, patience=steps // 10,
-            tol_momentum=ema),
+            use_ema=True,
+            ema_momentum=ema,
+            ftol=1e-3,
+            patience=steps // 10,
+            tol_momentum=ema,
+        ),
     }
     for name, options in runs.items():
-        res = nr.minimize(noisy_loss_and_grad, x0, args=(H, x_star, noise,
-                                                         np.random.default_rng(0)),
-                          jac=True, options=dict(options, maxiter=steps))
+        res = nr.minimize(
+            noisy_loss_and_grad,
+            x0,
+            args=(H, x_star, noise, np.random.default_rng(0)),
+            jac=True,
+            options=dict(options, maxiter=steps),
+        )
         report(name, res)
-    print("\n(res.fun of a noisy objective is one noisy evaluation at res.x; the distance to x* "
-          "is the honest measure.)")
+    print(
+        "\n(res.fun of a noisy objective is one noisy evaluation at res.x; the distance to x* "
+        "is the honest measure.)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,15 @@ def n_params(h):
 @njit(cache=True)
 def unpack(w, h):
     i = 0
-    W1 = w[i:i + 2 * h].reshape((2, h))
+    W1 = w[i : i + 2 * h].reshape((2, h))
     i += 2 * h
-    b1 = w[i:i + h]
+    b1 = w[i : i + h]
     i += h
-    W2 = w[i:i + h * h].reshape((h, h))
+    W2 = w[i : i + h * h].reshape((h, h))
     i += h * h
-    b2 = w[i:i + h]
+    b2 = w[i : i + h]
     i += h
-    W3 = w[i:i + h]
+    W3 = w[i : i + h]
     b3 = w[i + h]
     return W1, b1, W2, b2, W3, b3
 
@@ -107,21 +107,30 @@ def main(quick=False):
     Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
     lam = 1e-5
     w0 = rng.normal(size=n_params(h)) * np.sqrt(1.0 / 2.0)
-    w0[2 * h:3 * h] = 0.0
-    print(f"MLP 2 -> {h} -> {h} -> 1 ({w0.size} parameters), two spirals, "
-          f"{n_train} training points")
+    w0[2 * h : 3 * h] = 0.0
+    print(
+        f"MLP 2 -> {h} -> {h} -> 1 ({w0.size} parameters), two spirals, {n_train} training points"
+    )
 
     f0, g0 = loss_and_grad(w0, Xtr[:64], ytr[:64], h, lam)
-    g_fd = approx_derivative(lambda w: loss_and_grad(w, Xtr[:64], ytr[:64], h, lam)[0], w0,
-                             method="3-point")
-    print(f"gradient check (central differences): max |g - g_fd| = "
-          f"{np.max(np.abs(g0 - g_fd)):.1e} (max |g| = {np.max(np.abs(g0)):.2f})")
+    g_fd = approx_derivative(
+        lambda w: loss_and_grad(w, Xtr[:64], ytr[:64], h, lam)[0], w0, method="3-point"
+    )
+    print(
+        f"gradient check (central differences): max |g - g_fd| = "
+        f"{np.max(np.abs(g0 - g_fd)):.1e} (max |g| = {np.max(np.abs(g0)):.2f})"
+    )
 
     epochs = 60 if quick else 150
     bs = 32
     steps = epochs * -(-n_train // bs)
-    options = dict(learning_rate=nr.schedules.CosineDecay(1e-2, steps, alpha=0.01),
-                   batch_size=bs, maxiter=steps, seed=0, return_history=True)
+    options = dict(
+        learning_rate=nr.schedules.CosineDecay(1e-2, steps, alpha=0.01),
+        batch_size=bs,
+        maxiter=steps,
+        seed=0,
+        return_history=True,
+    )
     args = (Xtr, ytr, h, lam)
     t = time.perf_counter()
     res = nr.minimize(loss_and_grad, w0, args=args, jac=True, options=options)
@@ -131,24 +140,29 @@ def main(quick=False):
     t_comp = time.perf_counter() - t
     k = max(steps // 10, 1)
     t = time.perf_counter()
-    part = nr.minimize(loss_and_grad, w0, args=args, jac=True,
-                       options=dict(options, maxiter=k, compiled=False))
+    part = nr.minimize(
+        loss_and_grad, w0, args=args, jac=True, options=dict(options, maxiter=k, compiled=False)
+    )
     t_py = (time.perf_counter() - t) * steps / k
     same = nr.minimize(loss_and_grad, w0, args=args, jac=True, options=dict(options, maxiter=k))
     per_epoch = -(-n_train // bs)
     print(f"\ntrained {res.nit} steps ({res.nepoch} epochs of minibatches of {bs}):")
     for e in np.linspace(0, epochs - 1, 6).astype(int):
-        print(f"  epoch {e + 1:4d}: mean minibatch loss "
-              f"{res.history[e * per_epoch:(e + 1) * per_epoch].mean():.4f}")
+        print(
+            f"  epoch {e + 1:4d}: mean minibatch loss "
+            f"{res.history[e * per_epoch : (e + 1) * per_epoch].mean():.4f}"
+        )
     acc_tr = np.mean(predict(res.x, Xtr, h) == (ytr > 0.5))
     acc_te = np.mean(predict(res.x, Xte, h) == (yte > 0.5))
     print(f"final training loss {res.fun:.4f}; accuracy train {acc_tr:.3f}, test {acc_te:.3f}")
-    print(f"\ncompiled loop: {t_comp:.2f} s ({t_comp / steps * 1e6:.1f} us/step; the first run, "
-          f"which compiles the loop or loads it from numba's cache, took {t_first:.2f} s)")
-    print(f"Python loop:   {t_py:.2f} s (extrapolated from {k} steps; "
-          f"{t_py / t_comp:.1f}x slower)")
-    print(f"compiled and Python loops bit-identical after {k} steps: "
-          f"{np.array_equal(part.x, same.x)}")
+    print(
+        f"\ncompiled loop: {t_comp:.2f} s ({t_comp / steps * 1e6:.1f} us/step; the first run, "
+        f"which compiles the loop or loads it from numba's cache, took {t_first:.2f} s)"
+    )
+    print(f"Python loop:   {t_py:.2f} s (extrapolated from {k} steps; {t_py / t_comp:.1f}x slower)")
+    print(
+        f"compiled and Python loops bit-identical after {k} steps: {np.array_equal(part.x, same.x)}"
+    )
     return res
 
 

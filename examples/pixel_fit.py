@@ -25,8 +25,9 @@ def make_curves(k, m=32, noise=0.02, seed=0):
     """``k`` curves on ``m`` times; the true ``(a, tau, c)`` of each."""
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 5.0, m)
-    truth = np.column_stack([rng.uniform(0.5, 2.0, k), rng.uniform(0.5, 2.0, k),
-                             rng.uniform(-0.2, 0.2, k)])
+    truth = np.column_stack(
+        [rng.uniform(0.5, 2.0, k), rng.uniform(0.5, 2.0, k), rng.uniform(-0.2, 0.2, k)]
+    )
     a, tau, c = truth.T
     Y = a[:, None] * np.exp(-t / tau[:, None]) + c[:, None]
     return t, Y + noise * rng.standard_normal(Y.shape), truth
@@ -63,12 +64,17 @@ def main(quick=False):
     k = 5_000 if quick else 100_000
     t, Y, truth = make_curves(k)
     X0 = np.tile([1.0, 1.0, 0.0], (k, 1))
-    options = dict(learning_rate=nr.schedules.ExponentialDecay(0.05, 200, 0.5),
-                   momentum=0.9, maxiter=600, gtol=1e-6)
+    options = dict(
+        learning_rate=nr.schedules.ExponentialDecay(0.05, 200, 0.5),
+        momentum=0.9,
+        maxiter=600,
+        gtol=1e-6,
+    )
     print(f"{k:,} curves a*exp(-t/tau)+c, {t.size} samples each, 3 parameters")
 
-    nr.minimize_many(loss_and_grad, X0[:2], args=(t, Y[:2]), run_args=(1,),
-                     options=dict(options, maxiter=2))  # compile (or load) first
+    nr.minimize_many(
+        loss_and_grad, X0[:2], args=(t, Y[:2]), run_args=(1,), options=dict(options, maxiter=2)
+    )  # compile (or load) first
     t0 = time.perf_counter()
     res = nr.minimize_many(loss_and_grad, X0, args=(t, Y), run_args=(1,), options=options)
     t_many = time.perf_counter() - t0
@@ -84,15 +90,23 @@ def main(quick=False):
 
     err = np.abs(res.x - truth)
     ls_err = np.abs(np.array(ls) - truth[:sample])
-    print(f"nr.minimize_many:                          {t_many:8.2f} s  "
-          f"(statuses: {np.bincount(res.status).tolist()}, mean steps {res.nit.mean():.0f})")
-    print(f"Python loop of nr.minimize (scaled):       {t_loop:8.2f} s  "
-          f"({t_loop / t_many:.0f}x slower)")
-    print(f"Python loop of scipy least_squares (scaled):{t_ls:7.2f} s  "
-          f"({t_ls / t_many:.0f}x slower)")
-    print("median |error| of (a, tau, c): minimize_many "
-          + ", ".join(f"{v:.4f}" for v in np.median(err, axis=0))
-          + "; least_squares " + ", ".join(f"{v:.4f}" for v in np.median(ls_err, axis=0)))
+    print(
+        f"nr.minimize_many:                          {t_many:8.2f} s  "
+        f"(statuses: {np.bincount(res.status).tolist()}, mean steps {res.nit.mean():.0f})"
+    )
+    print(
+        f"Python loop of nr.minimize (scaled):       {t_loop:8.2f} s  "
+        f"({t_loop / t_many:.0f}x slower)"
+    )
+    print(
+        f"Python loop of scipy least_squares (scaled):{t_ls:7.2f} s  ({t_ls / t_many:.0f}x slower)"
+    )
+    print(
+        "median |error| of (a, tau, c): minimize_many "
+        + ", ".join(f"{v:.4f}" for v in np.median(err, axis=0))
+        + "; least_squares "
+        + ", ".join(f"{v:.4f}" for v in np.median(ls_err, axis=0))
+    )
     return res
 
 

@@ -52,12 +52,19 @@ def main(quick=False):
     lam = 1e-3
     w0 = np.zeros(X.shape[1])
     maxiter = 500 if quick else 5000
-    options = {"learning_rate": nr.schedules.ExponentialDecay(1e-2, maxiter // 4, 0.5),
-               "batch_size": 64, "maxiter": maxiter, "seed": 0,
-               "use_ema": True, "ema_momentum": 0.99}
+    options = {
+        "learning_rate": nr.schedules.ExponentialDecay(1e-2, maxiter // 4, 0.5),
+        "batch_size": 64,
+        "maxiter": maxiter,
+        "seed": 0,
+        "use_ema": True,
+        "ema_momentum": 0.99,
+    }
 
-    print(f"logistic regression: {n_train} training rows, {X.shape[1]} weights, "
-          f"minibatches of {options['batch_size']}, {maxiter} RMSprop steps")
+    print(
+        f"logistic regression: {n_train} training rows, {X.shape[1]} weights, "
+        f"minibatches of {options['batch_size']}, {maxiter} RMSprop steps"
+    )
 
     def progress(intermediate_result):
         r = intermediate_result
@@ -67,27 +74,44 @@ def main(quick=False):
     # (one tiny run first, so the timings below exclude loading the compiled kernels)
     nr.minimize(loss_and_grad, w0, args=(Xtr, ytr, lam), jac=True, options=dict(options, maxiter=1))
     t = time.perf_counter()
-    res = minimize(loss_and_grad, w0, args=(Xtr, ytr, lam), method=nr.rmsprop, jac=True,
-                   callback=progress, options=options)
+    res = minimize(
+        loss_and_grad,
+        w0,
+        args=(Xtr, ytr, lam),
+        method=nr.rmsprop,
+        jac=True,
+        callback=progress,
+        options=options,
+    )
     t_scipy = time.perf_counter() - t
     print(res)
 
     t = time.perf_counter()
     res2 = nr.minimize(loss_and_grad, w0, args=(Xtr, ytr, lam), jac=True, options=options)
     t_nr = time.perf_counter() - t
-    print(f"\nscipy.optimize.minimize(method=nr.rmsprop): {t_scipy:.2f} s (printing progress "
-          "from a callback)")
+    print(
+        f"\nscipy.optimize.minimize(method=nr.rmsprop): {t_scipy:.2f} s (printing progress "
+        "from a callback)"
+    )
     print(f"nr.minimize:                                {t_nr:.2f} s (no callback)")
     print(f"identical results: {np.array_equal(res.x, res2.x) and res.fun == res2.fun}")
 
-    ref = minimize(loss_and_grad, w0, args=(Xtr, ytr, lam), method="L-BFGS-B", jac=True,
-                   options={"gtol": 1e-10})
+    ref = minimize(
+        loss_and_grad,
+        w0,
+        args=(Xtr, ytr, lam),
+        method="L-BFGS-B",
+        jac=True,
+        options={"gtol": 1e-10},
+    )
     print(f"\n{'':20s}{'train loss':>12s}{'test acc':>10s}{'|w - w_lbfgs|':>15s}")
-    for name, w in [("RMSprop (minibatch)", res.x), ("L-BFGS-B (full)", ref.x),
-                    ("true weights", w_true)]:
+    for name, w in [
+        ("RMSprop (minibatch)", res.x),
+        ("L-BFGS-B (full)", ref.x),
+        ("true weights", w_true),
+    ]:
         f = loss_and_grad(w, Xtr, ytr, lam)[0]
-        print(f"{name:20s}{f:12.6f}{accuracy(w, Xte, yte):10.4f}"
-              f"{np.max(np.abs(w - ref.x)):15.2e}")
+        print(f"{name:20s}{f:12.6f}{accuracy(w, Xte, yte):10.4f}{np.max(np.abs(w - ref.x)):15.2e}")
     return res
 
 

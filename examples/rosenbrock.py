@@ -36,33 +36,50 @@ def main(quick=False):
     for n in (2, 10):
         x0 = np.array([-1.2, 1.0]) if n == 2 else np.full(n, -1.0)
         print(f"\nRosenbrock, n = {n}, x0 = {x0 if n == 2 else '(-1, ..., -1)'}")
-        print(f"{'method':12s}{'nit':>8s}{'nfev':>8s}{'|x - 1|':>11s}{'f(x)':>11s}"
-              f"{'time [s]':>10s}{'fev to f<1e-6':>15s}")
+        print(
+            f"{'method':12s}{'nit':>8s}{'nfev':>8s}{'|x - 1|':>11s}{'f(x)':>11s}"
+            f"{'time [s]':>10s}{'fev to f<1e-6':>15s}"
+        )
         rms_path = []
 
-        def record(xk):
+        def record(xk, rms_path=rms_path):
             rms_path.append(xk)
-        options = dict(learning_rate=nr.schedules.CosineDecay(0.002, steps, alpha=1e-3),
-                       momentum=0.9, maxiter=steps, return_history=True)
+
+        options = dict(
+            learning_rate=nr.schedules.CosineDecay(0.002, steps, alpha=1e-3),
+            momentum=0.9,
+            maxiter=steps,
+            return_history=True,
+        )
         nr.minimize(rosen_and_grad, x0, jac=True, options=dict(options, maxiter=1))  # warm up
         t = time.perf_counter()
-        res = nr.minimize(rosen_and_grad, x0, jac=True, options=options,
-                          callback=record if n == 2 else None)
+        res = nr.minimize(
+            rosen_and_grad, x0, jac=True, options=options, callback=record if n == 2 else None
+        )
         dt = time.perf_counter() - t
         hit = np.flatnonzero(res.history < 1e-6)
         first = f"{hit[0] + 1}" if hit.size else "never"
-        print(f"{'RMSprop':12s}{res.nit:8d}{res.nfev:8d}{np.max(np.abs(res.x - 1)):11.2e}"
-              f"{res.fun:11.2e}{dt:10.3f}{first:>15s}")
+        print(
+            f"{'RMSprop':12s}{res.nit:8d}{res.nfev:8d}{np.max(np.abs(res.x - 1)):11.2e}"
+            f"{res.fun:11.2e}{dt:10.3f}{first:>15s}"
+        )
         if n == 2:
             paths["RMSprop"] = np.array([x0] + rms_path)
         for method in ("BFGS", "L-BFGS-B"):
             path = [x0]
             t = time.perf_counter()
-            r = minimize(rosen_and_grad, x0, jac=True, method=method,
-                         callback=lambda xk: path.append(np.copy(xk)))
+            r = minimize(
+                rosen_and_grad,
+                x0,
+                jac=True,
+                method=method,
+                callback=lambda xk, path=path: path.append(np.copy(xk)),
+            )
             dt = time.perf_counter() - t
-            print(f"{method:12s}{r.nit:8d}{r.nfev:8d}{np.max(np.abs(r.x - 1)):11.2e}"
-                  f"{r.fun:11.2e}{dt:10.3f}{'':>15s}")
+            print(
+                f"{method:12s}{r.nit:8d}{r.nfev:8d}{np.max(np.abs(r.x - 1)):11.2e}"
+                f"{r.fun:11.2e}{dt:10.3f}{'':>15s}"
+            )
             if n == 2:
                 paths[method] = np.array(path)
     if not quick:

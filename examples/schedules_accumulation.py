@@ -47,42 +47,61 @@ def main(quick=False):
     schedules = {
         "constant": lr0,
         "ExponentialDecay": S.ExponentialDecay(lr0, steps // 8, 0.5),
-        "PiecewiseConstantDecay": S.PiecewiseConstantDecay([steps // 2, 3 * steps // 4],
-                                                           [lr0, lr0 / 10, lr0 / 100]),
-        "PolynomialDecay": S.PolynomialDecay(lr0, steps, end_learning_rate=lr0 / 1000,
-                                             power=2.0),
+        "PiecewiseConstantDecay": S.PiecewiseConstantDecay(
+            [steps // 2, 3 * steps // 4], [lr0, lr0 / 10, lr0 / 100]
+        ),
+        "PolynomialDecay": S.PolynomialDecay(lr0, steps, end_learning_rate=lr0 / 1000, power=2.0),
         "InverseTimeDecay": S.InverseTimeDecay(lr0, steps // 20, 1.0),
-        "CosineDecay (warmup)": S.CosineDecay(0.0, steps, alpha=1e-3, warmup_target=lr0,
-                                              warmup_steps=steps // 20),
-        "CosineDecayRestarts": S.CosineDecayRestarts(lr0, steps // 7, t_mul=2.0, m_mul=0.7,
-                                                     alpha=1e-3),
+        "CosineDecay (warmup)": S.CosineDecay(
+            0.0, steps, alpha=1e-3, warmup_target=lr0, warmup_steps=steps // 20
+        ),
+        "CosineDecayRestarts": S.CosineDecayRestarts(
+            lr0, steps // 7, t_mul=2.0, m_mul=0.7, alpha=1e-3
+        ),
     }
-    print(f"part 1: least squares {n} x {d}, minibatches of {bs}, {epochs} epochs = {steps} "
-          "steps, same seed for all")
+    print(
+        f"part 1: least squares {n} x {d}, minibatches of {bs}, {epochs} epochs = {steps} "
+        "steps, same seed for all"
+    )
     print(f"{'schedule':26s}{'lr at end':>11s}{'loss - f*':>12s}{'|w - w*|':>11s}")
     for name, lr in schedules.items():
-        res = nr.minimize(mse, np.zeros(d), args=(A, b), jac=True,
-                          options=dict(learning_rate=lr, batch_size=bs, maxiter=steps, seed=0))
+        res = nr.minimize(
+            mse,
+            np.zeros(d),
+            args=(A, b),
+            jac=True,
+            options=dict(learning_rate=lr, batch_size=bs, maxiter=steps, seed=0),
+        )
         lr_end = lr if isinstance(lr, float) else lr(steps - 1)
-        print(f"{name:26s}{lr_end:11.2e}{res.fun - f_ls:12.2e}"
-              f"{np.linalg.norm(res.x - w_ls):11.2e}")
+        print(f"{name:26s}{lr_end:11.2e}{res.fun - f_ls:12.2e}{np.linalg.norm(res.x - w_ls):11.2e}")
 
     k = (1 if quick else 10) * n // 64
-    print(f"\npart 2: {k} calls with batch_size=64 vs {4 * k} calls with batch_size=16 and "
-          "gradient_accumulation_steps=4")
+    print(
+        f"\npart 2: {k} calls with batch_size=64 vs {4 * k} calls with batch_size=16 and "
+        "gradient_accumulation_steps=4"
+    )
     for ema in (False, True):
         common = dict(learning_rate=1e-3, seed=1, use_ema=ema, ema_momentum=0.9)
-        big = nr.minimize(mse, np.zeros(d), args=(A, b), jac=True,
-                          options=dict(common, batch_size=64, maxiter=k))
-        acc = nr.minimize(mse, np.zeros(d), args=(A, b), jac=True,
-                          options=dict(common, batch_size=16, gradient_accumulation_steps=4,
-                                       maxiter=4 * k))
-        print(f"  use_ema={ema}: nit {big.nit} vs {acc.nit}, epochs {big.nepoch} vs "
-              f"{acc.nepoch}; max |w_64 - w_16x4| = {np.max(np.abs(big.x - acc.x)):.2e} "
-              f"(|w| ~ {np.max(np.abs(big.x)):.2f}); loss {big.fun:.10f} vs {acc.fun:.10f}")
-    print("  (without EMA: equal up to rounding. With it they differ by design: as in Keras, "
-          "the\n   EMA of the weights is updated on every call, accumulation-only calls "
-          "included.)")
+        big = nr.minimize(
+            mse, np.zeros(d), args=(A, b), jac=True, options=dict(common, batch_size=64, maxiter=k)
+        )
+        acc = nr.minimize(
+            mse,
+            np.zeros(d),
+            args=(A, b),
+            jac=True,
+            options=dict(common, batch_size=16, gradient_accumulation_steps=4, maxiter=4 * k),
+        )
+        print(
+            f"  use_ema={ema}: nit {big.nit} vs {acc.nit}, epochs {big.nepoch} vs "
+            f"{acc.nepoch}; max |w_64 - w_16x4| = {np.max(np.abs(big.x - acc.x)):.2e} "
+            f"(|w| ~ {np.max(np.abs(big.x)):.2f}); loss {big.fun:.10f} vs {acc.fun:.10f}"
+        )
+    print(
+        "  (without EMA: equal up to rounding. With it they differ by design: as in Keras, "
+        "the\n   EMA of the weights is updated on every call, accumulation-only calls "
+        "included.)"
+    )
 
 
 if __name__ == "__main__":

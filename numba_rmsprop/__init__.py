@@ -40,5 +40,12 @@ def __getattr__(name):
     raise AttributeError(f"module 'numba_rmsprop' has no attribute {name!r}")
 
 
-__all__ = ["RMSprop", "schedules", "minimize", "rmsprop", "minimize_many",
-           "register_threadpoolctl", "__version__"]
+__all__ = [
+    "RMSprop",
+    "schedules",
+    "minimize",
+    "rmsprop",
+    "minimize_many",
+    "register_threadpoolctl",
+    "__version__",
+]

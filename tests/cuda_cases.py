@@ -22,8 +22,11 @@ import pytest
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if not SIMULATOR and os.environ.get("NUMBA_RMSPROP_REAL_GPU") != "1":
-    pytest.skip("CUDA cases: run with NUMBA_ENABLE_CUDASIM=1, or NUMBA_RMSPROP_REAL_GPU=1 on a "
-                "GPU (tests/test_cuda.py does)", allow_module_level=True)
+    pytest.skip(
+        "CUDA cases: run with NUMBA_ENABLE_CUDASIM=1, or NUMBA_RMSPROP_REAL_GPU=1 on a "
+        "GPU (tests/test_cuda.py does)",
+        allow_module_level=True,
+    )
 
 if SIMULATOR:
     # Simulated threads poll each other at every syncthreads(); switch often.
@@ -66,10 +69,12 @@ def assert_close(actual, expected, dtype, what):
 
 def make_variables(dtype, rng):
     """A 0-d, a 1-D, a 2-D Fortran-ordered and a 2-D C-ordered variable."""
-    return [np.asarray(rng.standard_normal(), dtype=dtype),
-            rng.standard_normal(7).astype(dtype),
-            np.asfortranarray(rng.standard_normal((3, 5))).astype(dtype, order="K"),
-            rng.standard_normal((2, 3)).astype(dtype)]
+    return [
+        np.asarray(rng.standard_normal(), dtype=dtype),
+        rng.standard_normal(7).astype(dtype),
+        np.asfortranarray(rng.standard_normal((3, 5))).astype(dtype, order="K"),
+        rng.standard_normal((2, 3)).astype(dtype),
+    ]
 
 
 def reference_kwargs(kw):
@@ -78,15 +83,19 @@ def reference_kwargs(kw):
     if isinstance(lr, schedules.ExponentialDecay):
         cfg = lr.get_config()
         kw["learning_rate"] = RefExponentialDecay(
-            cfg["initial_learning_rate"], cfg["decay_steps"], cfg["decay_rate"],
-            cfg.get("staircase", False))
+            cfg["initial_learning_rate"],
+            cfg["decay_steps"],
+            cfg["decay_rate"],
+            cfg.get("staircase", False),
+        )
     else:
         kw["learning_rate"] = float(lr)
     return kw
 
 
-def run_three(kw, dtype, *, steps=4, seed=0, none_at=(), zero_at=(), all_zero_at=(),
-              exclude=False, nan_at=()):
+def run_three(
+    kw, dtype, *, steps=4, seed=0, none_at=(), zero_at=(), all_zero_at=(), exclude=False, nan_at=()
+):
     """Run the GPU (simulated), CPU and NumPy-reference optimizers side by side.
 
     The reference (``tests/reference.py``, Keras's math operation by
@@ -114,8 +123,10 @@ def run_three(kw, dtype, *, steps=4, seed=0, none_at=(), zero_at=(), all_zero_at
     for step in range(steps):
         grads = [rng.standard_normal(a.shape).astype(dtype) for a in init]
         if step % 2 == 0:
-            grads = [np.asfortranarray(g) if a.flags.f_contiguous and a.ndim > 1 else g
-                     for g, a in zip(grads, init)]
+            grads = [
+                np.asfortranarray(g) if a.flags.f_contiguous and a.ndim > 1 else g
+                for g, a in zip(grads, init, strict=False)
+            ]
         if step in zero_at:
             grads[1] = np.zeros_like(grads[1])
         if step in all_zero_at:
@@ -134,11 +145,12 @@ def run_three(kw, dtype, *, steps=4, seed=0, none_at=(), zero_at=(), all_zero_at
 
 def check_three(kw, dtype, **opts):
     gpu, cpu, ref, dx, hx, rx = run_three(kw, dtype, **opts)
-    for i, (d, h, r) in enumerate(zip(dx, hx, rx)):
+    for i, (d, h, r) in enumerate(zip(dx, hx, rx, strict=False)):
         got = host(d)
         assert_close(got, h, dtype, f"variables[{i}]: GPU vs CPU")
-        assert_close(got.astype(np.float64), r, dtype,
-                     f"variables[{i}]: GPU vs float64 NumPy reference")
+        assert_close(
+            got.astype(np.float64), r, dtype, f"variables[{i}]: GPU vs float64 NumPy reference"
+        )
     gs, cs = gpu.state_dict(), cpu.state_dict()
     assert gs.keys() == cs.keys()
     for key in gs:
@@ -162,41 +174,92 @@ CASES = {
     "global_clipnorm_zero": (dict(global_clipnorm=0.7), dict(all_zero_at=(2,))),
     "clipvalue": (dict(clipvalue=0.3), {}),
     "loss_scale": (dict(loss_scale_factor=128.0), {}),
-    "ema_overwrite": (dict(use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=2),
-                      dict(none_at=(1,))),
+    "ema_overwrite": (
+        dict(use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=2),
+        dict(none_at=(1,)),
+    ),
     "accumulation_2": (dict(gradient_accumulation_steps=2), dict(steps=5)),
-    "accumulation_3": (dict(gradient_accumulation_steps=3, momentum=0.5),
-                       dict(steps=6, none_at=(4,))),
+    "accumulation_3": (
+        dict(gradient_accumulation_steps=3, momentum=0.5),
+        dict(steps=6, none_at=(4,)),
+    ),
     "schedule": (dict(learning_rate=SCHEDULE), {}),
     # The combined user story: a schedule, loss scaling, accumulation,
     # centered RMSprop with momentum, decoupled weight decay with an excluded
     # variable, global clipping and an EMA that overwrites the weights.
-    "user_story": (dict(learning_rate=SCHEDULE, loss_scale_factor=8.0,
-                        gradient_accumulation_steps=2, centered=True, momentum=0.9,
-                        weight_decay=0.05, global_clipnorm=1.0, use_ema=True,
-                        ema_momentum=0.8, ema_overwrite_frequency=3),
-                   dict(steps=6, exclude=True, none_at=(3,))),
-    "user_story_clipnorm": (dict(loss_scale_factor=8.0, gradient_accumulation_steps=2,
-                                 centered=True, momentum=0.9, weight_decay=0.05,
-                                 clipnorm=0.4, use_ema=True, ema_overwrite_frequency=2),
-                            dict(steps=4, exclude=True)),
+    "user_story": (
+        dict(
+            learning_rate=SCHEDULE,
+            loss_scale_factor=8.0,
+            gradient_accumulation_steps=2,
+            centered=True,
+            momentum=0.9,
+            weight_decay=0.05,
+            global_clipnorm=1.0,
+            use_ema=True,
+            ema_momentum=0.8,
+            ema_overwrite_frequency=3,
+        ),
+        dict(steps=6, exclude=True, none_at=(3,)),
+    ),
+    "user_story_clipnorm": (
+        dict(
+            loss_scale_factor=8.0,
+            gradient_accumulation_steps=2,
+            centered=True,
+            momentum=0.9,
+            weight_decay=0.05,
+            clipnorm=0.4,
+            use_ema=True,
+            ema_overwrite_frequency=2,
+        ),
+        dict(steps=4, exclude=True),
+    ),
     # The variants of other frameworks (RMSprop.like_torch / like_optax / like_tf1).
-    "torch_variant": (dict(learning_rate=SCHEDULE, epsilon=1e-8, rho=0.99, momentum=0.9,
-                           centered=True, weight_decay=0.1, decoupled_weight_decay=False,
-                           epsilon_in_sqrt=False, learning_rate_in_momentum=False),
-                      dict(exclude=True)),
-    "optax_variant": (dict(momentum=0.9, nesterov=True, bias_correction=True, centered=True,
-                           initial_velocity=0.5, epsilon_in_sqrt=False,
-                           gradient_accumulation_steps=2, global_clipnorm=1.0),
-                      dict(steps=6)),
-    "tf1_variant": (dict(initial_velocity=1.0, epsilon=1e-10, momentum=0.9, centered=True),
-                    {}),
+    "torch_variant": (
+        dict(
+            learning_rate=SCHEDULE,
+            epsilon=1e-8,
+            rho=0.99,
+            momentum=0.9,
+            centered=True,
+            weight_decay=0.1,
+            decoupled_weight_decay=False,
+            epsilon_in_sqrt=False,
+            learning_rate_in_momentum=False,
+        ),
+        dict(exclude=True),
+    ),
+    "optax_variant": (
+        dict(
+            momentum=0.9,
+            nesterov=True,
+            bias_correction=True,
+            centered=True,
+            initial_velocity=0.5,
+            epsilon_in_sqrt=False,
+            gradient_accumulation_steps=2,
+            global_clipnorm=1.0,
+        ),
+        dict(steps=6),
+    ),
+    "tf1_variant": (dict(initial_velocity=1.0, epsilon=1e-10, momentum=0.9, centered=True), {}),
     # Every boolean variant switched away from Keras at once (new ones join automatically).
-    "every_variant": (dict({h.name: not h.default for h in RMSprop._hyperparameters
-                            if h.kw_only and isinstance(h.default, bool)},
-                           momentum=0.5, centered=True, weight_decay=0.05, initial_velocity=0.25,
-                           clipnorm=0.5),
-                      dict(exclude=True, steps=5)),
+    "every_variant": (
+        dict(
+            {
+                h.name: not h.default
+                for h in RMSprop._hyperparameters
+                if h.kw_only and isinstance(h.default, bool)
+            },
+            momentum=0.5,
+            centered=True,
+            weight_decay=0.05,
+            initial_velocity=0.25,
+            clipnorm=0.5,
+        ),
+        dict(exclude=True, steps=5),
+    ),
 }
 
 
@@ -210,7 +273,7 @@ def test_parity_with_cpu_and_reference(case, dtype):
 @pytest.mark.parametrize("clip", [dict(clipnorm=0.5), dict(global_clipnorm=0.5)])
 def test_nan_gradient_propagates_like_cpu(clip):
     gpu, cpu, ref, dx, hx, rx = run_three(clip, np.float64, steps=2, nan_at=(1,))
-    for d, h in zip(dx, hx):
+    for d, h in zip(dx, hx, strict=False):
         np.testing.assert_array_equal(np.isnan(host(d)), np.isnan(h))
         assert_close(host(d), h, np.float64, "NaN case")
     assert np.isnan(host(dx[1])).any()
@@ -229,13 +292,13 @@ def test_ema_finalize_and_mixed_dtypes():
         cpu.apply(grads, hx)
     averages = gpu.moving_averages()  # host copies; the device variables stay raw
     assert all(type(a) is np.ndarray for a in averages)
-    for a, h in zip(averages, cpu.moving_averages()):
+    for a, h in zip(averages, cpu.moving_averages(), strict=False):
         assert_close(a, h, h.dtype.type, "moving_averages")
     gpu.finalize_variable_values()
     cpu.finalize_variable_values()
-    for a, d in zip(averages, dx):
+    for a, d in zip(averages, dx, strict=False):
         np.testing.assert_array_equal(a, host(d))
-    for d, h in zip(dx, hx):
+    for d, h in zip(dx, hx, strict=False):
         assert_close(host(d), h, h.dtype.type, "finalize_variable_values")
 
 
@@ -296,8 +359,14 @@ def _grads(rng, init, steps):
     return [[rng.standard_normal(a.shape).astype(a.dtype) for a in init] for _ in range(steps)]
 
 
-CKPT_KW = dict(learning_rate=0.05, momentum=0.9, centered=True, use_ema=True,
-               gradient_accumulation_steps=2, clipnorm=1.0)
+CKPT_KW = dict(
+    learning_rate=0.05,
+    momentum=0.9,
+    centered=True,
+    use_ema=True,
+    gradient_accumulation_steps=2,
+    clipnorm=1.0,
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -318,7 +387,7 @@ def test_checkpoint_cpu_to_gpu(dtype):
     for g in second:
         cpu.apply(g, hx)
         gpu.apply([cuda.to_device(a) for a in g], dx)
-    for d, h in zip(dx, hx):
+    for d, h in zip(dx, hx, strict=False):
         assert_close(host(d), h, dtype, "CPU -> GPU checkpoint")
 
 
@@ -362,7 +431,7 @@ def test_checkpoint_gpu_to_cpu_and_back(dtype):
         gpu.apply([cuda.to_device(a) for a in g], dx)
         cpu.apply(g, hx)
         gpu2.apply([cuda.to_device(a) for a in g], dx2)
-    for d, d2, h in zip(dx, dx2, hx):
+    for d, d2, h in zip(dx, dx2, hx, strict=False):
         assert_close(host(d), h, dtype, "GPU -> CPU checkpoint")
         np.testing.assert_array_equal(host(d2), host(d))
     for key, value in gpu2.state_dict().items():
@@ -376,7 +445,7 @@ def _snapshot(opt, dx):
 
 def _assert_unchanged(opt, dx, snap):
     xs, it, state = snap
-    for d, x in zip(dx, xs):
+    for d, x in zip(dx, xs, strict=False):
         np.testing.assert_array_equal(host(d), x)
     assert opt.iterations == it
     if state is not None:
@@ -490,14 +559,24 @@ def _quad_host(X, C, w):
 
 
 MANY_CASES = {
-    "per_run": dict(learning_rate=[0.05, 0.1, 0.2, 0.3], momentum=[0.0, 0.9, 0.5, 0.0],
-                    maxiter=[3, 8, 12, 20]),
-    "tolerances": dict(gtol=[1e-1, 1e-2, 1e-3, 1e-4], tol_momentum=0.0, learning_rate=0.1,
-                       maxiter=30, centered=True, use_ema=True, ema_overwrite_frequency=3),
-    "variants": dict(nr_like="torch", momentum=0.9, weight_decay=0.05, maxiter=10,
-                     gradient_accumulation_steps=2),
-    "bounds_and_optax": dict(nr_like="optax", momentum=0.9, nesterov=True,
-                             bias_correction=True, maxiter=10, bounds=True),
+    "per_run": dict(
+        learning_rate=[0.05, 0.1, 0.2, 0.3], momentum=[0.0, 0.9, 0.5, 0.0], maxiter=[3, 8, 12, 20]
+    ),
+    "tolerances": dict(
+        gtol=[1e-1, 1e-2, 1e-3, 1e-4],
+        tol_momentum=0.0,
+        learning_rate=0.1,
+        maxiter=30,
+        centered=True,
+        use_ema=True,
+        ema_overwrite_frequency=3,
+    ),
+    "variants": dict(
+        nr_like="torch", momentum=0.9, weight_decay=0.05, maxiter=10, gradient_accumulation_steps=2
+    ),
+    "bounds_and_optax": dict(
+        nr_like="optax", momentum=0.9, nesterov=True, bias_correction=True, maxiter=10, bounds=True
+    ),
     "clipnorm": dict(clipnorm=[0.1, 0.5, 1.0, 2.0], learning_rate=0.1, maxiter=8),
 }
 
@@ -523,11 +602,18 @@ def test_minimize_many_on_the_device_matches_the_host(case, dtype):
     X0 = rng.standard_normal((4, 3)).astype(dtype)
     Cm = (rng.standard_normal((4, 3)) * 2).astype(dtype)
     w = np.array([1.0, 2.0, 0.5], dtype)
-    dev = nr.minimize_many(_quad_device, cuda.to_device(X0), args=(cuda.to_device(Cm),
-                           cuda.to_device(w)), run_args=(0,), vectorized=True,
-                           bounds=bounds, options=options)
-    hostres = nr.minimize_many(_quad_host, X0, args=(Cm, w), run_args=(0,), vectorized=True,
-                               bounds=bounds, options=options)
+    dev = nr.minimize_many(
+        _quad_device,
+        cuda.to_device(X0),
+        args=(cuda.to_device(Cm), cuda.to_device(w)),
+        run_args=(0,),
+        vectorized=True,
+        bounds=bounds,
+        options=options,
+    )
+    hostres = nr.minimize_many(
+        _quad_host, X0, args=(Cm, w), run_args=(0,), vectorized=True, bounds=bounds, options=options
+    )
     for name in ("nit", "nfev", "status"):
         np.testing.assert_array_equal(dev[name], hostres[name], err_msg=name)
     assert dev.message == hostres.message
@@ -544,5 +630,9 @@ def test_minimize_many_on_the_device_needs_vectorized():
     with pytest.raises(ValueError, match="vectorized=True"):
         nr.minimize_many(_quad_device, cuda.to_device(np.zeros((2, 3))))
     with pytest.raises(ValueError, match="batch_size"):
-        nr.minimize_many(_quad_device, cuda.to_device(np.zeros((2, 3))), vectorized=True,
-                         options=dict(batch_size=2))
+        nr.minimize_many(
+            _quad_device,
+            cuda.to_device(np.zeros((2, 3))),
+            vectorized=True,
+            options=dict(batch_size=2),
+        )

@@ -53,13 +53,13 @@ class Case:
         return self.grads[0].shape[0]
 
     def name(self):
-        args = ",".join(f"{k}={v}" for k, v in self.kwargs.items()
-                        if k != LR_NAME[self.framework])
+        args = ",".join(f"{k}={v}" for k, v in self.kwargs.items() if k != LR_NAME[self.framework])
         return f"{self.framework}-{self.index}-{self.dtype}-{args or 'defaults'}" + (
-            "-schedule" if self.schedule else "")
+            "-schedule" if self.schedule else ""
+        )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(framework):
     cases = []
     with np.load(DATA / f"golden_{framework}.npz") as f:
@@ -68,10 +68,19 @@ def load(framework):
         p = f"case{i}/"
         cfg = json.loads(str(d[p + "config"]))
         n = int(d[p + "n_vars"])
-        cases.append(Case(framework, i, cfg["kwargs"], cfg["schedule"], str(d[p + "dtype"]),
-                          [d[p + f"x0_{j}"] for j in range(n)],
-                          [d[p + f"grads_{j}"] for j in range(n)],
-                          [d[p + f"traj_{j}"] for j in range(n)], d[p + "lr"]))
+        cases.append(
+            Case(
+                framework,
+                i,
+                cfg["kwargs"],
+                cfg["schedule"],
+                str(d[p + "dtype"]),
+                [d[p + f"x0_{j}"] for j in range(n)],
+                [d[p + f"grads_{j}"] for j in range(n)],
+                [d[p + f"traj_{j}"] for j in range(n)],
+                d[p + "lr"],
+            )
+        )
     return cases
 
 
@@ -128,7 +137,7 @@ def replay(opt, case):
 def error(result, case):
     """Largest ``|ours - theirs| / max|theirs|`` over steps and variables (scale-relative)."""
     worst = 0.0
-    for r, t in zip(result, case.traj):
+    for r, t in zip(result, case.traj, strict=False):
         for k in range(case.steps):
             scale = float(np.max(np.abs(t[k]))) or 1.0
             worst = max(worst, float(np.max(np.abs(r[k].astype(np.float64) - t[k]))) / scale)

@@ -42,8 +42,7 @@ def tolerance(case, table):
     "float64"."""
     key = case.dtype
     lr = case.config["learning_rate"]
-    if (key == "float64" and isinstance(lr, dict)
-            and lr["class_name"] in _FLOAT32_OPS_IN_KERAS):
+    if key == "float64" and isinstance(lr, dict) and lr["class_name"] in _FLOAT32_OPS_IN_KERAS:
         key = "float64-cosine"
     return dict(table[key])
 
@@ -73,7 +72,7 @@ class GoldenCase:
         return json.loads(json.dumps(self.config))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_cases():
     cases = []
     with np.load(DATA_FILE) as data:
@@ -81,18 +80,19 @@ def load_cases():
             p = f"case{i}/"
             n_vars = int(data[p + "n_vars"])
             has_final = (p + "final_0") in data.files
-            cases.append(GoldenCase(
-                index=i,
-                config=json.loads(str(data[p + "config"])),
-                dtype=str(data[p + "dtype"]),
-                exclude=tuple(int(k) for k in data[p + "exclude"]),
-                x0=[data[p + f"x0_{j}"] for j in range(n_vars)],
-                grads=[data[p + f"grads_{j}"] for j in range(n_vars)],
-                traj=[data[p + f"traj_{j}"] for j in range(n_vars)],
-                iterations=data[p + "iterations"],
-                final=([data[p + f"final_{j}"] for j in range(n_vars)]
-                       if has_final else None),
-            ))
+            cases.append(
+                GoldenCase(
+                    index=i,
+                    config=json.loads(str(data[p + "config"])),
+                    dtype=str(data[p + "dtype"]),
+                    exclude=tuple(int(k) for k in data[p + "exclude"]),
+                    x0=[data[p + f"x0_{j}"] for j in range(n_vars)],
+                    grads=[data[p + f"grads_{j}"] for j in range(n_vars)],
+                    traj=[data[p + f"traj_{j}"] for j in range(n_vars)],
+                    iterations=data[p + "iterations"],
+                    final=([data[p + f"final_{j}"] for j in range(n_vars)] if has_final else None),
+                )
+            )
     return tuple(cases)
 
 
@@ -121,12 +121,14 @@ def case_id(case):
     """A readable pytest id derived from the case's Keras config."""
     c = case.config
     lr = c["learning_rate"]
-    parts = [f"{case.index:02d}", case.dtype,
-             lr["class_name"] if isinstance(lr, dict) else f"lr={lr:.3g}"]
+    parts = [
+        f"{case.index:02d}",
+        case.dtype,
+        lr["class_name"] if isinstance(lr, dict) else f"lr={lr:.3g}",
+    ]
     for key, default, short in _DEFAULTS:
         value = c.get(key, default)
-        if value == default or (key == "ema_overwrite_frequency"
-                                and not c.get("use_ema")):
+        if value == default or (key == "ema_overwrite_frequency" and not c.get("use_ema")):
             continue
         if value is True:
             parts.append(short)
@@ -152,8 +154,7 @@ def replay(opt, case):
     variables = [np.array(x, dtype=case.dtype) for x in case.x0]
     originals = list(variables)
     if case.exclude:
-        opt.exclude_from_weight_decay(
-            var_list=[variables[k] for k in case.exclude])
+        opt.exclude_from_weight_decay(var_list=[variables[k] for k in case.exclude])
     traj = [np.empty_like(t) for t in case.traj]
     iterations = []
     for step in range(case.steps):
@@ -173,27 +174,33 @@ def replay(opt, case):
 
 def errors(case, result):
     """(max absolute error, max relative error) of a replay vs Keras."""
-    pairs = list(zip(result.traj, case.traj))
+    pairs = list(zip(result.traj, case.traj, strict=False))
     if case.final is not None:
-        pairs += list(zip(result.final, case.final))
+        pairs += list(zip(result.final, case.final, strict=False))
     abs_err = max(float(np.max(np.abs(a - b))) for a, b in pairs)
-    rel_err = max(float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30)))
-                  for a, b in pairs)
+    rel_err = max(float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30))) for a, b in pairs)
     return abs_err, rel_err
 
 
 def assert_replay_matches(case, result, tol):
     """``tol``: ``dict(rtol=..., atol=...)``, e.g. from ``tolerance()``."""
-    np.testing.assert_array_equal(result.iterations, case.iterations,
-                                  err_msg="iterations (raw call count)")
+    np.testing.assert_array_equal(
+        result.iterations, case.iterations, err_msg="iterations (raw call count)"
+    )
     for j in range(case.n_vars):
         for step in range(case.steps):
             np.testing.assert_allclose(
-                result.traj[j][step], case.traj[j][step], **tol,
-                err_msg=f"variable {j} after step {step}")
+                result.traj[j][step],
+                case.traj[j][step],
+                **tol,
+                err_msg=f"variable {j} after step {step}",
+            )
     if case.final is not None:
         assert result.final is not None
         for j in range(case.n_vars):
             np.testing.assert_allclose(
-                result.final[j], case.final[j], **tol,
-                err_msg=f"variable {j} after finalize_variable_values")
+                result.final[j],
+                case.final[j],
+                **tol,
+                err_msg=f"variable {j} after finalize_variable_values",
+            )

@@ -16,12 +16,14 @@ def snapshot(opt, variables):
         "vars": [np.array(v, copy=True) for v in variables],
         "iterations": opt.iterations,
         "built": opt.built,
-        "state": {k: np.array(v, copy=True) for k, v in opt.state_dict().items()} if opt.built else None,
+        "state": {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
+        if opt.built
+        else None,
     }
 
 
 def assert_unchanged(opt, variables, snap):
-    for before, v in zip(snap["vars"], variables):
+    for before, v in zip(snap["vars"], variables, strict=False):
         np.testing.assert_array_equal(np.asarray(v), before, strict=True)
     assert opt.iterations == snap["iterations"]
     assert opt.built == snap["built"]
@@ -35,10 +37,12 @@ def assert_unchanged(opt, variables, snap):
 def run_fresh_python(code: str, timeout: float = 300, **environ: str) -> None:
     """Run ``code`` in a fresh interpreter that imports this checkout, with the
     environment variables ``environ`` set too; it must exit 0."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               **environ)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = dict(
+        os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **environ
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

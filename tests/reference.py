@@ -92,12 +92,12 @@ def _ieee(method):
     def call(self, step):
         with np.errstate(all="ignore"):
             return float(method(self, step))
+
     return call
 
 
 class ExponentialDecay:
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate,
-                 staircase=False, name=None):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
@@ -129,14 +129,21 @@ class PiecewiseConstantDecay:
         result = 0.0
         result += float(step <= b[0]) * v[0]
         result += float(step > b[-1]) * v[-1]
-        for low, high, value in zip(b[:-1], b[1:], v[1:-1]):
+        for low, high, value in zip(b[:-1], b[1:], v[1:-1], strict=False):
             result += float(low < step <= high) * value
         return result
 
 
 class PolynomialDecay:
-    def __init__(self, initial_learning_rate, decay_steps,
-                 end_learning_rate=0.0001, power=1.0, cycle=False, name=None):
+    def __init__(
+        self,
+        initial_learning_rate,
+        decay_steps,
+        end_learning_rate=0.0001,
+        power=1.0,
+        cycle=False,
+        name=None,
+    ):
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.end_learning_rate = end_learning_rate
@@ -159,8 +166,7 @@ class PolynomialDecay:
 
 
 class InverseTimeDecay:
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate,
-                 staircase=False, name=None):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
@@ -175,8 +181,15 @@ class InverseTimeDecay:
 
 
 class CosineDecay:
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0,
-                 name=None, warmup_target=None, warmup_steps=0):
+    def __init__(
+        self,
+        initial_learning_rate,
+        decay_steps,
+        alpha=0.0,
+        name=None,
+        warmup_target=None,
+        warmup_steps=0,
+    ):
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.alpha = alpha
@@ -205,8 +218,9 @@ class CosineDecay:
 
 
 class CosineDecayRestarts:
-    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0,
-                 m_mul=1.0, alpha=0.0, name=None):
+    def __init__(
+        self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0, name=None
+    ):
         self.initial_learning_rate = initial_learning_rate
         self.first_decay_steps = first_decay_steps
         self.t_mul = t_mul
@@ -224,23 +238,25 @@ class CosineDecayRestarts:
             completed_fraction -= i_restart
         else:
             # NaN where the argument of log is <= 0 (beyond the periods).
-            i_restart = np.floor(
-                np.log(1.0 - completed_fraction * (1.0 - t_mul))
-                / np.log(t_mul))
-            sum_r = (1.0 - t_mul ** i_restart) / (1.0 - t_mul)
-            completed_fraction = (completed_fraction - sum_r) / (
-                t_mul ** i_restart)
-        m_fac = m_mul ** i_restart
-        cosine_decayed = 0.5 * m_fac * (
-            1.0 + np.cos(math.pi * completed_fraction))
+            i_restart = np.floor(np.log(1.0 - completed_fraction * (1.0 - t_mul)) / np.log(t_mul))
+            sum_r = (1.0 - t_mul**i_restart) / (1.0 - t_mul)
+            completed_fraction = (completed_fraction - sum_r) / (t_mul**i_restart)
+        m_fac = m_mul**i_restart
+        cosine_decayed = 0.5 * m_fac * (1.0 + np.cos(math.pi * completed_fraction))
         decayed = (1.0 - alpha) * cosine_decayed + alpha
         return F(self.initial_learning_rate) * decayed
 
 
 _SCHEDULES = {
     cls.__name__: cls
-    for cls in (ExponentialDecay, PiecewiseConstantDecay, PolynomialDecay,
-                InverseTimeDecay, CosineDecay, CosineDecayRestarts)
+    for cls in (
+        ExponentialDecay,
+        PiecewiseConstantDecay,
+        PolynomialDecay,
+        InverseTimeDecay,
+        CosineDecay,
+        CosineDecayRestarts,
+    )
 }
 
 
@@ -287,8 +303,7 @@ class ReferenceRMSprop:
             raise ValueError("learning_rate must be a float or a callable")
         clips = (clipnorm, clipvalue, global_clipnorm)
         if sum(c is not None for c in clips) > 1:
-            raise ValueError("Only one of clipnorm, clipvalue and "
-                             "global_clipnorm can be set.")
+            raise ValueError("Only one of clipnorm, clipvalue and global_clipnorm can be set.")
         n_acc = gradient_accumulation_steps
         if n_acc and not n_acc >= 2:
             raise ValueError("gradient_accumulation_steps must be >= 2")
@@ -329,25 +344,65 @@ class ReferenceRMSprop:
         """The reference configured as ``framework`` ("torch", "optax", "tf1") with its
         own argument names and defaults."""
         if framework == "torch":
-            a = dict(dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                          centered=False, maximize=False), **kwargs)
-            return cls(learning_rate=a["lr"], rho=a["alpha"], epsilon=a["eps"],
-                       momentum=a["momentum"], centered=a["centered"], maximize=a["maximize"],
-                       weight_decay=a["weight_decay"] or None, decoupled_weight_decay=False,
-                       epsilon_in_sqrt=False, learning_rate_in_momentum=False)
+            a = dict(
+                dict(
+                    lr=0.01,
+                    alpha=0.99,
+                    eps=1e-8,
+                    weight_decay=0,
+                    momentum=0,
+                    centered=False,
+                    maximize=False,
+                ),
+                **kwargs,
+            )
+            return cls(
+                learning_rate=a["lr"],
+                rho=a["alpha"],
+                epsilon=a["eps"],
+                momentum=a["momentum"],
+                centered=a["centered"],
+                maximize=a["maximize"],
+                weight_decay=a["weight_decay"] or None,
+                decoupled_weight_decay=False,
+                epsilon_in_sqrt=False,
+                learning_rate_in_momentum=False,
+            )
         if framework == "optax":
-            a = dict(dict(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
-                          centered=False, momentum=None, nesterov=False,
-                          bias_correction=False), **kwargs)
-            return cls(learning_rate=a["learning_rate"], rho=a["decay"], epsilon=a["eps"],
-                       initial_velocity=a["initial_scale"], epsilon_in_sqrt=a["eps_in_sqrt"],
-                       centered=a["centered"], momentum=a["momentum"] or 0.0,
-                       nesterov=a["nesterov"] and a["momentum"] is not None,
-                       bias_correction=a["bias_correction"])
+            a = dict(
+                dict(
+                    decay=0.9,
+                    eps=1e-8,
+                    initial_scale=0.0,
+                    eps_in_sqrt=True,
+                    centered=False,
+                    momentum=None,
+                    nesterov=False,
+                    bias_correction=False,
+                ),
+                **kwargs,
+            )
+            return cls(
+                learning_rate=a["learning_rate"],
+                rho=a["decay"],
+                epsilon=a["eps"],
+                initial_velocity=a["initial_scale"],
+                epsilon_in_sqrt=a["eps_in_sqrt"],
+                centered=a["centered"],
+                momentum=a["momentum"] or 0.0,
+                nesterov=a["nesterov"] and a["momentum"] is not None,
+                bias_correction=a["bias_correction"],
+            )
         if framework == "tf1":
             a = dict(dict(decay=0.9, momentum=0.0, epsilon=1e-10, centered=False), **kwargs)
-            return cls(learning_rate=a["learning_rate"], rho=a["decay"], epsilon=a["epsilon"],
-                       momentum=a["momentum"], centered=a["centered"], initial_velocity=1.0)
+            return cls(
+                learning_rate=a["learning_rate"],
+                rho=a["decay"],
+                epsilon=a["epsilon"],
+                momentum=a["momentum"],
+                centered=a["centered"],
+                initial_velocity=1.0,
+            )
         raise ValueError(framework)
 
     @classmethod
@@ -355,8 +410,7 @@ class ReferenceRMSprop:
         """Accepts ``keras.optimizers.RMSprop(...).get_config()``."""
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = schedule_from_config(
-                config["learning_rate"])
+            config["learning_rate"] = schedule_from_config(config["learning_rate"])
         return cls(**config)
 
     # -- bookkeeping -------------------------------------------------------
@@ -394,8 +448,7 @@ class ReferenceRMSprop:
         for i, v in enumerate(self._variables):
             if v is variable:
                 return i
-        raise ValueError("Unknown variable: the optimizer was not built "
-                         "with it.")
+        raise ValueError("Unknown variable: the optimizer was not built with it.")
 
     def _lr(self, dtype):
         """The learning rate at the raw call count, in ``dtype``."""
@@ -421,7 +474,7 @@ class ReferenceRMSprop:
 
         # Filter empty gradients; cast the rest to their variable's dtype.
         work = []  # (index into built variables, gradient)
-        for i, g in zip(indices, grads):
+        for i, g in zip(indices, grads, strict=False):
             if g is None:
                 continue
             var = self._variables[i]
@@ -434,8 +487,7 @@ class ReferenceRMSprop:
 
         # 1. Unscale.
         if self.loss_scale_factor is not None:
-            work = [(i, g / g.dtype.type(self.loss_scale_factor))
-                    for i, g in work]
+            work = [(i, g / g.dtype.type(self.loss_scale_factor)) for i, g in work]
 
         # 2. Gradient accumulation.
         is_update_step = True
@@ -444,8 +496,7 @@ class ReferenceRMSprop:
             acc = self.state["gradient_accumulator"]
             is_update_step = (self.iterations + 1) % n_acc == 0
             if is_update_step:
-                work = [(i, (g + acc[i]) / g.dtype.type(n_acc))
-                        for i, g in work]
+                work = [(i, (g + acc[i]) / g.dtype.type(n_acc)) for i, g in work]
                 for a in acc:
                     a[...] = 0
             else:
@@ -473,13 +524,13 @@ class ReferenceRMSprop:
         if self.use_ema:
             k = self.iterations // n_acc if n_acc else self.iterations
             averages = self.state["average"]
-            for var, avg in zip(self._variables, averages):
+            for var, avg in zip(self._variables, averages, strict=False):
                 dt = var.dtype.type
                 mom = dt(0) if k == 0 else dt(self.ema_momentum)
                 avg[...] = mom * avg + (dt(1) - mom) * var
             freq = self.ema_overwrite_frequency
             if freq and (k + 1) % freq == 0:
-                for var, avg in zip(self._variables, averages):
+                for var, avg in zip(self._variables, averages, strict=False):
                     var[...] = avg
 
         # 7. Count the call.
@@ -491,8 +542,7 @@ class ReferenceRMSprop:
         if self.global_clipnorm and self.global_clipnorm > 0:
             dtype = np.result_type(*[g.dtype for _, g in work])
             dt = dtype.type
-            sum_sq = sum(float(np.sum(np.square(g.astype(np.float64))))
-                         for _, g in work)
+            sum_sq = sum(float(np.sum(np.square(g.astype(np.float64)))) for _, g in work)
             norm = np.sqrt(dt(sum_sq))
             with np.errstate(divide="ignore"):
                 inv_norm = dt(1) / norm  # inf for an all-zero gradient
@@ -523,8 +573,11 @@ class ReferenceRMSprop:
         eps = dt(self.epsilon)
         if self.maximize:
             g = -g  # torch: grad = -grad, before the weight decay
-        if (self.weight_decay is not None and not self.decoupled_weight_decay
-                and id(var) not in self._excluded_ids):
+        if (
+            self.weight_decay is not None
+            and not self.decoupled_weight_decay
+            and id(var) not in self._excluded_ids
+        ):
             g = g + dt(self.weight_decay) * var  # torch: grad.add(param, alpha=wd)
 
         velocity = self.state["velocity"][i]
@@ -567,7 +620,8 @@ class ReferenceRMSprop:
             return
         variables = list(variables)
         if len(variables) != len(self._variables):
-            raise ValueError("finalize_variable_values needs all the "
-                             "variables the optimizer was built with")
-        for var, avg in zip(variables, self.state["average"]):
+            raise ValueError(
+                "finalize_variable_values needs all the variables the optimizer was built with"
+            )
+        for var, avg in zip(variables, self.state["average"], strict=False):
             var[...] = avg

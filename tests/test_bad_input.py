@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_unchanged, snapshot
 
 import numba_rmsprop as nr
-from helpers import assert_unchanged, snapshot
 
 
 # ------------------------------------------------------------ hyperparameters
@@ -76,8 +76,14 @@ def test_learning_rate_setter():
 
 # ------------------------------------------------------------ apply: arrays
 def built_optimizer(**kw):
-    opt = nr.RMSprop(learning_rate=0.1, momentum=0.9, centered=True, use_ema=True,
-                     gradient_accumulation_steps=2, **kw)
+    opt = nr.RMSprop(
+        learning_rate=0.1,
+        momentum=0.9,
+        centered=True,
+        use_ema=True,
+        gradient_accumulation_steps=2,
+        **kw,
+    )
     w = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
     b = np.arange(5, dtype=np.float32)
     for _ in range(3):
@@ -89,10 +95,26 @@ def built_optimizer(**kw):
     "make_call, exc, match",
     [
         (lambda w, b: ([np.ones_like(w)], [w, b]), ValueError, "1 gradients for 2 variables"),
-        (lambda w, b: ([np.ones((4, 3), np.float32), np.ones_like(b)], [w, b]), ValueError, r"grads\[0\] has shape"),
-        (lambda w, b: ([np.ones_like(w), np.ones(5, np.float64)], [w, b]), TypeError, r"grads\[1\] has dtype"),
-        (lambda w, b: ([np.ones_like(w), np.ones(5, np.int64)], [w, b]), TypeError, r"grads\[1\] has dtype"),
-        (lambda w, b: ([np.ones_like(w), np.ones_like(b)], [w, b.copy()]), ValueError, "Unknown variable"),
+        (
+            lambda w, b: ([np.ones((4, 3), np.float32), np.ones_like(b)], [w, b]),
+            ValueError,
+            r"grads\[0\] has shape",
+        ),
+        (
+            lambda w, b: ([np.ones_like(w), np.ones(5, np.float64)], [w, b]),
+            TypeError,
+            r"grads\[1\] has dtype",
+        ),
+        (
+            lambda w, b: ([np.ones_like(w), np.ones(5, np.int64)], [w, b]),
+            TypeError,
+            r"grads\[1\] has dtype",
+        ),
+        (
+            lambda w, b: ([np.ones_like(w), np.ones_like(b)], [w, b.copy()]),
+            ValueError,
+            "Unknown variable",
+        ),
         (lambda w, b: ([np.ones_like(w), np.ones_like(w)], [w, w]), ValueError, "more than once"),
         (lambda w, b: ([None, None], [w, b]), ValueError, "No gradients"),
         (lambda w, b: (np.ones(3, np.float32), [w, b]), TypeError, "grads"),

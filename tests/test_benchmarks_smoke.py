@@ -85,13 +85,16 @@ def test_benchmark_module(modname, tmp_path, monkeypatch):
 
     for name, obj in vars(module).items():
         if inspect.isfunction(obj) and BENCH_PREFIX.match(name) and not name.startswith("_"):
-            required = [p for p in inspect.signature(obj).parameters.values()
-                        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
-                                                               p.POSITIONAL_OR_KEYWORD)]
+            required = [
+                p
+                for p in inspect.signature(obj).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
             assert getattr(obj, "skip_benchmark", False) or not required, (
                 f"asv would collect the helper {modname}.{name}() as a benchmark and "
                 "`asv check` fails on it: rename it (e.g. with a leading underscore) or "
-                "set its `skip_benchmark = True`")
+                "set its `skip_benchmark = True`"
+            )
 
     ran, skipped = [], []
     for cls, names in _benchmark_classes(module):
@@ -146,9 +149,13 @@ def test_report_quick(capsys):
 def test_report_as_a_script_with_children():
     import subprocess
 
-    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "report.py"), "--quick",
-                           "--sections", "minimize"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH_DIR, "report.py"), "--quick", "--sections", "minimize"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_report(proc.stdout, "| compiled loop, @njit objective |")
 
@@ -156,7 +163,19 @@ def test_report_as_a_script_with_children():
 def test_peers_isolated(capsys):
     from benchmarks import report
 
-    report.main(["--quick", "--in-process", "--sections", "peers", "--set",
-                 'peers.peers=["ours", "numpy", "torch_shift", "bw_par"]'])
-    _check_report(capsys.readouterr().out, "### centered+momentum, float32", "Trajectory agreement",
-                  "one process per peer")
+    report.main(
+        [
+            "--quick",
+            "--in-process",
+            "--sections",
+            "peers",
+            "--set",
+            'peers.peers=["ours", "numpy", "torch_shift", "bw_par"]',
+        ]
+    )
+    _check_report(
+        capsys.readouterr().out,
+        "### centered+momentum, float32",
+        "Trajectory agreement",
+        "one process per peer",
+    )

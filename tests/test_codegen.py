@@ -19,15 +19,20 @@ import numpy as np
 import pytest
 
 import numba_rmsprop as nr
+from numba_rmsprop.engine import layout, rule
 from numba_rmsprop.engine.cpu import kernels as _cpu
-from numba_rmsprop.engine import layout
-from numba_rmsprop.engine import rule
 
 CONFIGS = [
     {},
     dict(momentum=0.9, centered=True),
-    dict(centered=True, weight_decay=0.1, use_ema=True, clipnorm=1.0,
-         gradient_accumulation_steps=2, loss_scale_factor=2.0),
+    dict(
+        centered=True,
+        weight_decay=0.1,
+        use_ema=True,
+        clipnorm=1.0,
+        gradient_accumulation_steps=2,
+        loss_scale_factor=2.0,
+    ),
     dict(global_clipnorm=1.0, clipvalue=None, momentum=0.5),
 ]
 
@@ -43,8 +48,22 @@ def _compile_every_switch():
         x, g, v, mg, mom, acc, avg = (np.ones(50, dtype) for _ in range(7))
         s = tuple(np.ones(layout.N_SLOTS, dtype))
         for without in (rule.COUPLED_DECAY, rule.DECOUPLED_DECAY):
-            _cpu.segment_update(x, 0, g, v, mg, mom, acc, avg, s, _every_switch(without),
-                                dtype(1), dtype(2), True, False)
+            _cpu.segment_update(
+                x,
+                0,
+                g,
+                v,
+                mg,
+                mom,
+                acc,
+                avg,
+                s,
+                _every_switch(without),
+                dtype(1),
+                dtype(2),
+                True,
+                False,
+            )
 
 
 def _compile_all():
@@ -58,8 +77,7 @@ def _compile_all():
 
 
 def _float32_irs(dispatcher):
-    return [ir for sig, ir in dispatcher.inspect_llvm().items()
-            if str(sig[0].dtype) == "float32"]
+    return [ir for sig, ir in dispatcher.inspect_llvm().items() if str(sig[0].dtype) == "float32"]
 
 
 def check_float32_update_never_touches_float64():
@@ -76,7 +94,9 @@ def check_update_loops_vectorise():
     for dispatcher in (_cpu.segment_update, _cpu.update_serial):
         for sig, ir in dispatcher.inspect_llvm().items():
             elem = "float" if str(sig[0].dtype) == "float32" else "double"
-            assert re.search(rf"<\d+ x {elem}>", ir), f"{dispatcher.__name__}{sig} is not vectorised"
+            assert re.search(rf"<\d+ x {elem}>", ir), (
+                f"{dispatcher.__name__}{sig} is not vectorised"
+            )
 
 
 CHECKS = ["check_float32_update_never_touches_float64", "check_update_loops_vectorise"]
@@ -98,8 +118,9 @@ def fresh_results(tmp_path_factory):
                 print("RESULT", name, "FAIL", traceback.format_exc().replace("\\n", " | "))
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba-cache")))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900
+    )
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -113,7 +134,9 @@ def test_float32_update_never_touches_float64(fresh_results):
     assert fresh_results["check_float32_update_never_touches_float64"] == ""
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
-                    reason="vector width checked on x86-64 and arm64 only")
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
+    reason="vector width checked on x86-64 and arm64 only",
+)
 def test_update_loops_vectorise(fresh_results):
     assert fresh_results["check_update_loops_vectorise"] == ""

@@ -28,8 +28,10 @@ from numba_rmsprop.engine.cuda.driver import INSTALL_HINT
 try:
     import numba.cuda  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(f"numba-cuda is not installed ({exc}); install it with {INSTALL_HINT}",
-                allow_module_level=True)
+    pytest.skip(
+        f"numba-cuda is not installed ({exc}); install it with {INSTALL_HINT}",
+        allow_module_level=True,
+    )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = os.path.join("tests", "cuda_cases.py")
@@ -40,8 +42,9 @@ def _run(args, env_extra=None, timeout=600):
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _script(code, env_extra=None):
@@ -68,18 +71,26 @@ def _run_cases(env_extra):
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra)
-    cache_root = env.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
-                                                            "numba-rmsprop-tests")
-    procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "-k", k, CASES], cwd=ROOT, text=True,
-                              env=dict(env, NUMBA_CACHE_DIR=os.path.join(cache_root, f"cuda-cases-{i}")),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for i, k in enumerate(("float32", "not float32"))]
+    cache_root = env.get("NUMBA_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "numba-rmsprop-tests"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", k, CASES],
+            cwd=ROOT,
+            text=True,
+            env=dict(env, NUMBA_CACHE_DIR=os.path.join(cache_root, f"cuda-cases-{i}")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i, k in enumerate(("float32", "not float32"))
+    ]
     passed = 0
     for proc in procs:
         out, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, \
+        assert proc.returncode == 0, (
             f"tests/cuda_cases.py failed (exit {proc.returncode}):\n{out[-8000:]}"
+        )
         assert " failed" not in out and " error" not in out, out[-8000:]
         m = re.search(r"(\d+) passed", out)
         assert m, out[-8000:]
@@ -169,8 +180,10 @@ torch_like = switches(rule.COUPLED_DECAY, rule.EPSILON_OUTSIDE_SQRT, rule.LEARNI
 optax_like = switches(rule.BIAS_CORRECTION, rule.NESTEROV, rule.SCALE_LOSS)
 
 n = 0
-for sw, flags in [(off, (False,) * 5), (every, (True,) * 5), (torch_like, (False, True, True, False, True)),
-                  (optax_like, (True, True, True, True, False)), (off, (False, True, False, False, False))]:
+for sw, flags in [(off, (False,) * 5), (every, (True,) * 5),
+                  (torch_like, (False, True, True, False, True)),
+                  (optax_like, (True, True, True, True, False)),
+                  (off, (False, True, False, False, False))]:
     for t in (f32, f64):
         a = a1(t)
         s = types.UniTuple(t, layout.N_SLOTS)
@@ -236,10 +249,13 @@ def test_kernels_compile_for_a_real_gpu():
     assert "compiled" in proc.stdout
 
 
-@pytest.mark.parametrize("reason, expected", [
-    ("CUDA driver library cannot be found.", "driver could not be initialised"),
-    (None, "no CUDA-capable GPU is visible"),
-])
+@pytest.mark.parametrize(
+    "reason, expected",
+    [
+        ("CUDA driver library cannot be found.", "driver could not be initialised"),
+        (None, "no CUDA-capable GPU is visible"),
+    ],
+)
 def test_device_cuda_without_a_usable_gpu_says_what_is_missing(reason, expected):
     proc = _script(f"""
         from numba import cuda
@@ -293,7 +309,9 @@ BLOCK_NUMBA_CUDA = """
 
 
 def test_without_numba_cuda_the_cpu_path_works_and_cuda_names_the_extra():
-    proc = _script(BLOCK_NUMBA_CUDA + """
+    proc = _script(
+        BLOCK_NUMBA_CUDA
+        + """
     import numpy as np
     import numba_rmsprop
     from numba_rmsprop import RMSprop
@@ -311,7 +329,8 @@ def test_without_numba_cuda_the_cpu_path_works_and_cuda_names_the_extra():
         print("ERROR:", exc)
     else:
         print("no error")
-    """)
+    """
+    )
     assert proc.returncode == 0, _tail(proc)
     assert "ERROR:" in proc.stdout, proc.stdout
     _assert_names_working_install_commands(proc.stdout)

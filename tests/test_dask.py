@@ -19,13 +19,12 @@ from numba import njit
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-import numba_rmsprop as nr  # noqa: E402
-from numba_rmsprop.many import dask as _dask  # noqa: E402
 from helpers import quad, quad_np, quad_vec, run_fresh_python  # noqa: E402
 
+import numba_rmsprop as nr  # noqa: E402
+from numba_rmsprop.many import dask as _dask  # noqa: E402
+
 K, N = 13, 4  # 13 runs: blocks of 1, 2, 5 leave a short last block
-
-
 
 
 @njit
@@ -73,7 +72,7 @@ def same(a, b):
             np.testing.assert_array_equal(a[k], b[k], strict=True, err_msg=k)
         elif k == "history":
             assert len(a[k]) == len(b[k])
-            for x, y in zip(a[k], b[k]):
+            for x, y in zip(a[k], b[k], strict=False):
                 np.testing.assert_array_equal(x, y, strict=True, err_msg=k)
         else:
             assert a[k] == b[k], k
@@ -82,21 +81,40 @@ def same(a, b):
 def both(client, fun, X, args, runs_per_task=None, **kw):
     """The local result, and the cluster's (checked to be the same)."""
     local = nr.minimize_many(fun, X, args=args, **kw)
-    remote = nr.minimize_many(fun, X, args=args, client=client, runs_per_task=runs_per_task,
-                              **kw)
+    remote = nr.minimize_many(fun, X, args=args, client=client, runs_per_task=runs_per_task, **kw)
     same(remote, local)
     return local
 
 
 OPTIONS = [
-    dict(learning_rate=per_run(0.01, 0.05, 0.2), momentum=per_run(0.0, 0.9, 0.5, 0.0),
-         maxiter=per_run(0, 5, 50, 200)),
-    dict(gtol=per_run(1e-2, 1e-4, 1e-6), tol_momentum=0.0, maxiter=400, learning_rate=0.05,
-         centered=True, rho=per_run(0.5, 0.9, 0.99)),
-    dict(use_ema=True, ema_momentum=per_run(0.5, 0.9, 0.99), learning_rate=0.05, maxiter=60,
-         gradient_accumulation_steps=per_run(2, 3, 4), clipnorm=per_run(0.1, 1.0, 10.0)),
-    dict(learning_rate=nr.schedules.ExponentialDecay(0.1, 10, 0.5), momentum=0.9,
-         maxfev=per_run(5, 40, 160), ftol=1e-4, patience=per_run(3, 10, 40)),
+    dict(
+        learning_rate=per_run(0.01, 0.05, 0.2),
+        momentum=per_run(0.0, 0.9, 0.5, 0.0),
+        maxiter=per_run(0, 5, 50, 200),
+    ),
+    dict(
+        gtol=per_run(1e-2, 1e-4, 1e-6),
+        tol_momentum=0.0,
+        maxiter=400,
+        learning_rate=0.05,
+        centered=True,
+        rho=per_run(0.5, 0.9, 0.99),
+    ),
+    dict(
+        use_ema=True,
+        ema_momentum=per_run(0.5, 0.9, 0.99),
+        learning_rate=0.05,
+        maxiter=60,
+        gradient_accumulation_steps=per_run(2, 3, 4),
+        clipnorm=per_run(0.1, 1.0, 10.0),
+    ),
+    dict(
+        learning_rate=nr.schedules.ExponentialDecay(0.1, 10, 0.5),
+        momentum=0.9,
+        maxfev=per_run(5, 40, 160),
+        ftol=1e-4,
+        patience=per_run(3, 10, 40),
+    ),
 ]
 
 
@@ -113,14 +131,22 @@ def test_vectorized_and_python_objectives(client):
 
     def here(x, c, w):  # defined in a function: pickled by value, as in __main__
         return quad_np(x, c, w)
+
     both(client, here, X0[:5], (C[:5], W), 2, run_args=(0,), options=dict(maxiter=20))
 
 
 def test_float32_bounds_and_a_non_finite_stop(client):
     X32 = X0.astype(np.float32)
-    res = both(client, quad, X32, (C.astype(np.float32), W.astype(np.float32)), 3,
-               run_args=(0,), bounds=[(-1.0, 1.0)] * N,
-               options=dict(learning_rate=per_run(0.01, 0.1), maxiter=60))
+    res = both(
+        client,
+        quad,
+        X32,
+        (C.astype(np.float32), W.astype(np.float32)),
+        3,
+        run_args=(0,),
+        bounds=[(-1.0, 1.0)] * N,
+        options=dict(learning_rate=per_run(0.01, 0.1), maxiter=60),
+    )
     assert res.x.dtype == np.float32 and np.abs(res.x).max() <= 1.0
 
     @njit
@@ -128,15 +154,22 @@ def test_float32_bounds_and_a_non_finite_stop(client):
         d = x - c
         f = 0.5 * np.sum(w * d * d)
         return (np.nan if f > 50.0 else f), w * d
-    res = both(client, blows_up, X0, (C, W), 3, run_args=(0,),
-               options=dict(learning_rate=0.1, maxiter=50))
+
+    res = both(
+        client, blows_up, X0, (C, W), 3, run_args=(0,), options=dict(learning_rate=0.1, maxiter=50)
+    )
     assert (res.status == 2).any() and (res.status != 2).any()
 
 
 @pytest.mark.parametrize("seed", [7, list(range(K))])
 def test_minibatches_with_one_seed_or_one_per_run(client, seed):
-    o = dict(batch_size=10, maxiter=per_run(3, 20, 7, 40), learning_rate=0.05, seed=seed,
-             return_history=True)
+    o = dict(
+        batch_size=10,
+        maxiter=per_run(3, 20, 7, 40),
+        learning_rate=0.05,
+        seed=seed,
+        return_history=True,
+    )
     res = both(client, linreg, X0, (A, B), 2, options=o)
     assert len(res.history) == K and res.nepoch.max() == 6
     X1 = np.repeat(X0[:1], K, axis=0)  # one seed: every run draws the same minibatches
@@ -147,8 +180,14 @@ def test_minibatches_with_one_seed_or_one_per_run(client, seed):
 
 def test_without_a_seed_each_run_draws_its_own_order(client):
     X1 = np.repeat(X0[:1], 6, axis=0)
-    res = nr.minimize_many(linreg, X1, args=(A, B), client=client, runs_per_task=2,
-                           options=dict(batch_size=8, maxiter=20, learning_rate=0.05))
+    res = nr.minimize_many(
+        linreg,
+        X1,
+        args=(A, B),
+        client=client,
+        runs_per_task=2,
+        options=dict(batch_size=8, maxiter=20, learning_rate=0.05),
+    )
     assert len({r.tobytes() for r in res.x}) == 6  # fresh entropy per run, as locally
 
 
@@ -160,8 +199,12 @@ def test_per_run_rows_from_zarr_are_read_by_the_workers(client, tmp_path):
     o = dict(learning_rate=per_run(0.01, 0.05), maxiter=50)
     local = nr.minimize_many(quad, X0, args=(C, W), run_args=(0,), options=o)
     for rpt in (3, None):
-        same(nr.minimize_many(quad, X0, args=(lazy, W), run_args=(0,), options=o,
-                              client=client, runs_per_task=rpt), local)
+        same(
+            nr.minimize_many(
+                quad, X0, args=(lazy, W), run_args=(0,), options=o, client=client, runs_per_task=rpt
+            ),
+            local,
+        )
 
 
 def test_blocks_and_the_default_block_size(client):
@@ -175,8 +218,15 @@ def test_blocks_and_the_default_block_size(client):
 
 
 def test_progress_over_blocks(client, capsys):
-    nr.minimize_many(quad, X0, args=(C, W), run_args=(0,), client=client, runs_per_task=4,
-                     options=dict(maxiter=5, disp=True))
+    nr.minimize_many(
+        quad,
+        X0,
+        args=(C, W),
+        run_args=(0,),
+        client=client,
+        runs_per_task=4,
+        options=dict(maxiter=5, disp=True),
+    )
     err = capsys.readouterr().err
     assert "minimize_many" in err and "4/4" in err  # the warm-up and three blocks
 
@@ -190,9 +240,17 @@ def test_warnings_and_errors_of_the_blocks_reach_the_caller(client):
         if c[0] == C[6, 0]:
             raise ZeroDivisionError("run 6")
         return quad_np(x, c, w)
+
     with pytest.raises(ZeroDivisionError, match="run 6"):
-        nr.minimize_many(fails, X0, args=(C, W), run_args=(0,), client=client,
-                         runs_per_task=2, options=dict(maxiter=3))
+        nr.minimize_many(
+            fails,
+            X0,
+            args=(C, W),
+            run_args=(0,),
+            client=client,
+            runs_per_task=2,
+            options=dict(maxiter=3),
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -209,40 +267,52 @@ def _holds_a_lock():
     def fun(x, c, w):
         with lock:
             return quad_np(x, c, w)
+
     return fun
 
 
-@pytest.mark.parametrize("change, exc, match", [
-    (dict(client="tcp://scheduler:8786"), TypeError, r"`client` must be a dask.distributed"),
-    (dict(client=object()), TypeError, r"`client` must be a dask.distributed.Client"),
-    (dict(runs_per_task=0), ValueError, r"`runs_per_task` must be an integer >= 1"),
-    (dict(runs_per_task=2.5), TypeError, r"`runs_per_task` must be an integer >= 1"),
-    (dict(runs_per_task=True), TypeError, r"`runs_per_task`"),
-    (dict(callback=lambda X: None), ValueError, r"`callback` is not supported with `client`"),
-    (dict(options=dict(client="tcp://x:1")), ValueError, r"options\['client'\]"),
-    (dict(fun=quad_np, options=dict(batch_size=2, seed=np.random.default_rng(0))), TypeError,
-     r"one Generator cannot be shared by runs on different workers"),
-    (dict(options=dict(learning_rate=[0.1, 0.2])), ValueError, "sequence of 13"),
-    (dict(options=dict(learning_rate=[0.1] * 12 + [-1.0])), ValueError,
-     r"learning_rate\[12\]"),
-    (dict(fun=quad_np, options=dict(learning_rate=[0.1] * 12 + [-1.0])), ValueError,
-     r"learning_rate\[12\]"),  # checked up front in the per-run mode too
-    (dict(fun=quad_np, options=dict(rho=2.0)), ValueError, r"`rho`"),
-    (dict(fun=quad_np, options=dict(maxiter=-1)), ValueError, r"`maxiter`"),
-    (dict(fun=quad_np, bounds=[(0.0, 1.0)] * 3), ValueError, r"bounds"),
-    (dict(run_args=(1,)), ValueError, "one row per run"),
-    (dict(fun=_holds_a_lock()), TypeError,
-     r"`fun` cannot be sent to the Dask workers: it does not pickle \(TypeError: cannot "
-     r"pickle '_thread.lock'.*module the workers can import"),
-    (dict(fun=quad_np, jac=lambda x, c, w: _LOCK), TypeError, r"`jac` cannot be sent"),
-])
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (dict(client="tcp://scheduler:8786"), TypeError, r"`client` must be a dask.distributed"),
+        (dict(client=object()), TypeError, r"`client` must be a dask.distributed.Client"),
+        (dict(runs_per_task=0), ValueError, r"`runs_per_task` must be an integer >= 1"),
+        (dict(runs_per_task=2.5), TypeError, r"`runs_per_task` must be an integer >= 1"),
+        (dict(runs_per_task=True), TypeError, r"`runs_per_task`"),
+        (dict(callback=lambda X: None), ValueError, r"`callback` is not supported with `client`"),
+        (dict(options=dict(client="tcp://x:1")), ValueError, r"options\['client'\]"),
+        (
+            dict(fun=quad_np, options=dict(batch_size=2, seed=np.random.default_rng(0))),
+            TypeError,
+            r"one Generator cannot be shared by runs on different workers",
+        ),
+        (dict(options=dict(learning_rate=[0.1, 0.2])), ValueError, "sequence of 13"),
+        (dict(options=dict(learning_rate=[0.1] * 12 + [-1.0])), ValueError, r"learning_rate\[12\]"),
+        (
+            dict(fun=quad_np, options=dict(learning_rate=[0.1] * 12 + [-1.0])),
+            ValueError,
+            r"learning_rate\[12\]",
+        ),  # checked up front in the per-run mode too
+        (dict(fun=quad_np, options=dict(rho=2.0)), ValueError, r"`rho`"),
+        (dict(fun=quad_np, options=dict(maxiter=-1)), ValueError, r"`maxiter`"),
+        (dict(fun=quad_np, bounds=[(0.0, 1.0)] * 3), ValueError, r"bounds"),
+        (dict(run_args=(1,)), ValueError, "one row per run"),
+        (
+            dict(fun=_holds_a_lock()),
+            TypeError,
+            r"`fun` cannot be sent to the Dask workers: it does not pickle \(TypeError: cannot "
+            r"pickle '_thread.lock'.*module the workers can import",
+        ),
+        (dict(fun=quad_np, jac=lambda x, c, w: _LOCK), TypeError, r"`jac` cannot be sent"),
+    ],
+)
 def test_bad_input_fails_before_anything_is_sent(client, monkeypatch, change, exc, match):
     def sent(*args, **kwargs):
         raise AssertionError("sent to the cluster")
+
     for name in ("submit", "scatter", "map", "compute"):
         monkeypatch.setattr(client, name, sent)
-    kw = dict(fun=quad, X0=X0, args=(C, W), run_args=(0,), options=dict(maxiter=3),
-              client=client)
+    kw = dict(fun=quad, X0=X0, args=(C, W), run_args=(0,), options=dict(maxiter=3), client=client)
     kw.update(change)
     if "callback" in change:
         kw["fun"] = quad  # an @njit objective takes a callback locally
@@ -263,12 +333,14 @@ def test_a_closed_client_is_a_clear_error(client):
 
 
 def test_minimize_many_without_a_client_does_not_import_dask():
-    code = ("import sys, numpy as np, numba_rmsprop as nr\n"
-            "res = nr.minimize_many(lambda x: (float(x @ x), 2 * x), np.ones((3, 2)),\n"
-            "                       options=dict(maxiter=3))\n"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
-            "assert not bad, bad\n"
-            "assert 'numba_rmsprop.many.dask' not in sys.modules\n")
+    code = (
+        "import sys, numpy as np, numba_rmsprop as nr\n"
+        "res = nr.minimize_many(lambda x: (float(x @ x), 2 * x), np.ones((3, 2)),\n"
+        "                       options=dict(maxiter=3))\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
+        "assert not bad, bad\n"
+        "assert 'numba_rmsprop.many.dask' not in sys.modules\n"
+    )
     run_fresh_python(code)
 
 
@@ -289,6 +361,7 @@ def _losing(times, scatters):
         scatters.append(self.generation)
         if self.generation < times:
             self.client.cancel(list(self.shared.values()))
+
     return patched
 
 
@@ -297,14 +370,19 @@ def test_lost_shared_arguments_are_scattered_again(client, monkeypatch):
     local = nr.minimize_many(quad, X0, args=(C, W), run_args=(0,), options=o)
     scatters = []
     monkeypatch.setattr(_dask._Run, "_scatter", _losing(1, scatters))
-    same(nr.minimize_many(quad, X0, args=(C, W), run_args=(0,), options=o, client=client,
-                          runs_per_task=3), local)
+    same(
+        nr.minimize_many(
+            quad, X0, args=(C, W), run_args=(0,), options=o, client=client, runs_per_task=3
+        ),
+        local,
+    )
     assert scatters == [0, 1]  # every block ran once more, after one new scatter
     scatters.clear()
     monkeypatch.setattr(_dask._Run, "_scatter", _losing(_dask.MAX_SCATTERS, scatters))
     with pytest.raises(RuntimeError, match="cancelled by the cluster.*after 4 scatters"):
-        nr.minimize_many(quad, X0, args=(C, W), run_args=(0,), options=o, client=client,
-                         runs_per_task=3)
+        nr.minimize_many(
+            quad, X0, args=(C, W), run_args=(0,), options=o, client=client, runs_per_task=3
+        )
     assert scatters == list(range(_dask.MAX_SCATTERS))
 
 
@@ -312,8 +390,11 @@ def _kill_a_worker_running_a_block(client, pids, killed, stop):
     """Kill (SIGKILL) the first worker seen holding a block other than the warm-up."""
     while not stop.is_set():
         for addr, keys in client.processing().items():
-            ours = [k for k in keys if str(k).startswith("minimize_many-block-")
-                    and not str(k).endswith("-0")]
+            ours = [
+                k
+                for k in keys
+                if str(k).startswith("minimize_many-block-") and not str(k).endswith("-0")
+            ]
             if ours and addr in pids:
                 os.kill(pids[addr], signal.SIGKILL)
                 killed.update(addr=addr, keys=ours, time=time.time())
@@ -347,13 +428,15 @@ def test_a_killed_worker_loses_no_run(client, monkeypatch):
     scatters = []
     monkeypatch.setattr(_dask._Run, "_scatter", _losing(0, scatters))
     killed, stop = {}, threading.Event()
-    watcher = threading.Thread(target=_kill_a_worker_running_a_block,
-                               args=(client, pids, killed, stop))
+    watcher = threading.Thread(
+        target=_kill_a_worker_running_a_block, args=(client, pids, killed, stop)
+    )
     watcher.start()
     try:
         t0 = time.perf_counter()
-        res = nr.minimize_many(slow_quad, X0, args=args, run_args=(0,), options=o,
-                               client=client, runs_per_task=2)
+        res = nr.minimize_many(
+            slow_quad, X0, args=args, run_args=(0,), options=o, client=client, runs_per_task=2
+        )
         elapsed = time.perf_counter() - t0
     finally:
         stop.set()

@@ -13,8 +13,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 EXPECTED = {
     "quickstart.py": ["Completed maxiter=500", "identical results: True", "L-BFGS-B (full)"],
     "logistic_regression.py": ["L-BFGS-B", "RMSprop minibatch 64", "epochs"],
-    "least_squares.py": ["identical weights: True", "non-negative least squares",
-                         "feasible: True"],
+    "least_squares.py": ["identical weights: True", "non-negative least squares", "feasible: True"],
     "rosenbrock.py": ["BFGS", "L-BFGS-B", "n = 10"],
     "noisy_objective.py": ["BFGS", "RMSprop, decaying lr + EMA + ftol"],
     "schedules_accumulation.py": ["CosineDecayRestarts", "use_ema=False", "use_ema=True"],
@@ -33,8 +32,14 @@ def test_every_example_is_listed():
 def test_example_quick(name):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), "--quick"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for text in EXPECTED[name]:
         assert text in proc.stdout, (text, proc.stdout)

@@ -14,10 +14,10 @@
 import inspect
 import math
 
+import flavor_golden as fg
 import numpy as np
 import pytest
 
-import flavor_golden as fg
 import numba_rmsprop as nr
 from numba_rmsprop import schedules
 
@@ -65,8 +65,16 @@ def test_golden_data_covers_every_argument():
     """Each framework argument is exercised alone and in combination, in both dtypes."""
     expected = {
         "torch": {"momentum", "centered", "weight_decay", "eps", "alpha", "maximize"},
-        "optax": {"eps_in_sqrt", "initial_scale", "centered", "momentum", "nesterov",
-                  "bias_correction", "eps", "decay"},
+        "optax": {
+            "eps_in_sqrt",
+            "initial_scale",
+            "centered",
+            "momentum",
+            "nesterov",
+            "bias_correction",
+            "eps",
+            "decay",
+        },
         "tf1": {"momentum", "centered", "epsilon", "decay"},
     }
     for fw, args in expected.items():
@@ -82,17 +90,31 @@ def test_golden_data_covers_every_argument():
 FRAMEWORK_SIGNATURES = {
     # torch.optim.RMSprop(params, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0, momentum=0,
     #                     centered=False, capturable=False, foreach=None, maximize=False, ...)
-    "like_torch": dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                       centered=False, maximize=False),
+    "like_torch": dict(
+        lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False
+    ),
     # optax.rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
     #               centered=False, momentum=None, nesterov=False, bias_correction=False)
-    "like_optax": dict(learning_rate=inspect.Parameter.empty, decay=0.9, eps=1e-8,
-                       initial_scale=0.0, eps_in_sqrt=True, centered=False, momentum=None,
-                       nesterov=False, bias_correction=False),
+    "like_optax": dict(
+        learning_rate=inspect.Parameter.empty,
+        decay=0.9,
+        eps=1e-8,
+        initial_scale=0.0,
+        eps_in_sqrt=True,
+        centered=False,
+        momentum=None,
+        nesterov=False,
+        bias_correction=False,
+    ),
     # tf.compat.v1.train.RMSPropOptimizer(learning_rate, decay=0.9, momentum=0.0,
     #                                     epsilon=1e-10, use_locking=False, centered=False)
-    "like_tf1": dict(learning_rate=inspect.Parameter.empty, decay=0.9, momentum=0.0,
-                     epsilon=1e-10, centered=False),
+    "like_tf1": dict(
+        learning_rate=inspect.Parameter.empty,
+        decay=0.9,
+        momentum=0.0,
+        epsilon=1e-10,
+        centered=False,
+    ),
 }
 
 
@@ -102,7 +124,8 @@ def test_constructors_take_the_frameworks_names_and_defaults(name):
     for arg, default in FRAMEWORK_SIGNATURES[name].items():
         assert arg in params, arg
         assert params[arg].default == default or (
-            default is None and params[arg].default is None), (arg, params[arg].default)
+            default is None and params[arg].default is None
+        ), (arg, params[arg].default)
 
 
 def test_constructors_set_the_frameworks_math():
@@ -112,8 +135,9 @@ def test_constructors_set_the_frameworks_math():
     assert not t.epsilon_in_sqrt and not t.learning_rate_in_momentum
     assert not t.decoupled_weight_decay and t.initial_velocity == 0.0
     assert nr.RMSprop.like_torch().weight_decay is None  # torch's 0 means off
-    o = nr.RMSprop.like_optax(0.1, initial_scale=0.5, momentum=0.9, nesterov=True,
-                              bias_correction=True)
+    o = nr.RMSprop.like_optax(
+        0.1, initial_scale=0.5, momentum=0.9, nesterov=True, bias_correction=True
+    )
     assert (o.rho, o.epsilon, o.initial_velocity) == (0.9, 1e-8, 0.5)
     assert o.epsilon_in_sqrt and o.learning_rate_in_momentum and o.nesterov
     assert o.bias_correction and o.momentum == 0.9
@@ -133,7 +157,7 @@ def test_other_options_pass_through_the_constructors():
 
 def test_optax_and_torch_style_step_functions_are_schedules():
     """optax schedules (and torch-style lambdas) are functions of the step count."""
-    opt = nr.RMSprop.like_optax(lambda count: 0.1 * 0.5 ** count)
+    opt = nr.RMSprop.like_optax(lambda count: 0.1 * 0.5**count)
     assert opt.learning_rate == 0.1
     x = np.zeros(3)
     opt.apply([np.ones(3)], [x])
@@ -142,21 +166,44 @@ def test_optax_and_torch_style_step_functions_are_schedules():
         opt.get_config()
 
 
-@pytest.mark.parametrize("call, exc, match", [
-    (lambda: nr.RMSprop.like_torch(alpha=1.5), ValueError, "`alpha`"),
-    (lambda: nr.RMSprop.like_torch(lr=-1.0), ValueError, "`lr`"),
-    (lambda: nr.RMSprop.like_torch(eps="x"), TypeError, "`eps`"),
-    (lambda: nr.RMSprop.like_optax(0.1, decay=-0.1), ValueError, "`decay`"),
-    (lambda: nr.RMSprop.like_optax(0.1, initial_scale=-1.0), ValueError, "`initial_scale`"),
-    (lambda: nr.RMSprop.like_optax(0.1, eps_in_sqrt=1), TypeError, "`eps_in_sqrt`"),
-    (lambda: nr.RMSprop.like_tf1(0.1, decay=2.0), ValueError, "`decay`"),
-    (lambda: nr.RMSprop(nesterov=True), ValueError, "nesterov.*momentum"),
-    (lambda: nr.RMSprop(initial_velocity=-1.0), ValueError, "initial_velocity"),
-    (lambda: nr.RMSprop(initial_velocity=math.inf), ValueError, "initial_velocity"),
-    (lambda: nr.RMSprop(bias_correction="yes"), TypeError, "bias_correction"),
-    (lambda: nr.RMSprop(0.1, 0.9, 0.0, 1e-7, False, None, None, None, None, False, 0.99, None,
-                        None, None, "rms", "cpu"), TypeError, "positional"),
-])
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: nr.RMSprop.like_torch(alpha=1.5), ValueError, "`alpha`"),
+        (lambda: nr.RMSprop.like_torch(lr=-1.0), ValueError, "`lr`"),
+        (lambda: nr.RMSprop.like_torch(eps="x"), TypeError, "`eps`"),
+        (lambda: nr.RMSprop.like_optax(0.1, decay=-0.1), ValueError, "`decay`"),
+        (lambda: nr.RMSprop.like_optax(0.1, initial_scale=-1.0), ValueError, "`initial_scale`"),
+        (lambda: nr.RMSprop.like_optax(0.1, eps_in_sqrt=1), TypeError, "`eps_in_sqrt`"),
+        (lambda: nr.RMSprop.like_tf1(0.1, decay=2.0), ValueError, "`decay`"),
+        (lambda: nr.RMSprop(nesterov=True), ValueError, "nesterov.*momentum"),
+        (lambda: nr.RMSprop(initial_velocity=-1.0), ValueError, "initial_velocity"),
+        (lambda: nr.RMSprop(initial_velocity=math.inf), ValueError, "initial_velocity"),
+        (lambda: nr.RMSprop(bias_correction="yes"), TypeError, "bias_correction"),
+        (
+            lambda: nr.RMSprop(
+                0.1,
+                0.9,
+                0.0,
+                1e-7,
+                False,
+                None,
+                None,
+                None,
+                None,
+                False,
+                0.99,
+                None,
+                None,
+                None,
+                "rms",
+                "cpu",
+            ),
+            TypeError,
+            "positional",
+        ),
+    ],
+)
 def test_bad_flavor_arguments_name_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -170,11 +217,18 @@ def test_variant_options_are_keyword_only_and_settled_once():
 
 # ---------------------------------------------------------------- an ordinary RMSprop
 FLAVORS = {
-    "torch": lambda lr: nr.RMSprop.like_torch(lr=lr, momentum=0.9, centered=True,
-                                              weight_decay=0.01),
-    "optax": lambda lr: nr.RMSprop.like_optax(lr, momentum=0.9, nesterov=True,
-                                              bias_correction=True, initial_scale=0.1,
-                                              eps_in_sqrt=False, centered=True),
+    "torch": lambda lr: nr.RMSprop.like_torch(
+        lr=lr, momentum=0.9, centered=True, weight_decay=0.01
+    ),
+    "optax": lambda lr: nr.RMSprop.like_optax(
+        lr,
+        momentum=0.9,
+        nesterov=True,
+        bias_correction=True,
+        initial_scale=0.1,
+        eps_in_sqrt=False,
+        centered=True,
+    ),
     "tf1": lambda lr: nr.RMSprop.like_tf1(lr, momentum=0.9, centered=True),
 }
 
@@ -195,7 +249,7 @@ def test_config_round_trip_keeps_the_flavor(flavor):
     twin = nr.RMSprop.from_config(opt.get_config())
     assert twin.get_config() == opt.get_config()
     a, b = _run(opt, 7), _run(twin, 7)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_array_equal(x, y)
 
 
@@ -203,6 +257,7 @@ def test_config_round_trip_keeps_the_flavor(flavor):
 def test_checkpoint_resumes_bit_for_bit(flavor):
     """State and counters (bias correction's update count included) survive a checkpoint
     taken in the middle of an accumulation cycle."""
+
     def make():
         cfg = FLAVORS[flavor](0.05).get_config()
         cfg["gradient_accumulation_steps"] = 3
@@ -223,7 +278,7 @@ def test_checkpoint_resumes_bit_for_bit(flavor):
     again.load_state_dict(state)
     for g in grads[4:]:
         again.apply([gi.copy() for gi in g], b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_array_equal(x, y)
 
 
@@ -247,8 +302,9 @@ def test_minimize_runs_the_flavor(flavor, compiled):
 
     c = np.linspace(-1, 1, 6)
     options = {k: v for k, v in FLAVORS[flavor](0.02).get_config().items() if k != "name"}
-    res = nr.minimize(quad, np.zeros(6), args=(c,), jac=True,
-                      options=dict(options, maxiter=40, compiled=compiled))
+    res = nr.minimize(
+        quad, np.zeros(6), args=(c,), jac=True, options=dict(options, maxiter=40, compiled=compiled)
+    )
     opt = nr.RMSprop.from_config(FLAVORS[flavor](0.02).get_config())
     x = np.zeros(6)
     for _ in range(40):

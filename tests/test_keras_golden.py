@@ -30,8 +30,7 @@ CASES = golden.load_cases()
 def test_matches_keras(case):
     opt = nr.RMSprop.from_config(case.config_copy())
     result = golden.replay(opt, case)
-    golden.assert_replay_matches(
-        case, result, golden.tolerance(case, golden.PACKAGE_TOLERANCES))
+    golden.assert_replay_matches(case, result, golden.tolerance(case, golden.PACKAGE_TOLERANCES))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -22,11 +22,13 @@ MAX_MODULE_LINES = 600
 MAX_CLASS_LINES = 250
 #: Classes allowed to be longer, and why.
 LONG_CLASSES = {
-    "numba_rmsprop.optimizer.rmsprop.RMSprop":
-        "its body is mostly the declarations of the hyperparameters (data, one per argument)",
-    "numba_rmsprop.frontend.stream.StreamedBatches":
-        "one state machine over the shuffle buffer (epochs, rounds, loads); its methods share "
-        "that state",
+    "numba_rmsprop.optimizer.rmsprop.RMSprop": (
+        "its body is mostly the declarations of the hyperparameters (data, one per argument)"
+    ),
+    "numba_rmsprop.frontend.stream.StreamedBatches": (
+        "one state machine over the shuffle buffer (epochs, rounds, loads); its methods "
+        "share that state"
+    ),
 }
 
 
@@ -51,7 +53,8 @@ MODULES = _modules()
 def _type_checking_only(node) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(name: str) -> set:
@@ -73,7 +76,7 @@ def _imports(name: str) -> set:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = here.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
@@ -101,7 +104,7 @@ def test_the_import_graph_has_no_cycle():
         stack.append(m)
         for n in sorted(GRAPH[m]):
             if state.get(n) == "open":
-                cycle = stack[stack.index(n):] + [n]
+                cycle = stack[stack.index(n) :] + [n]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)

@@ -48,7 +48,7 @@ def test_replacing_the_schedule_uses_the_new_one():
 def test_user_schedule_and_zero_argument_callable():
     class Halving(LearningRateSchedule):
         def __call__(self, step):
-            return 1.0 / 2 ** step
+            return 1.0 / 2**step
 
         def get_config(self):
             return {}
@@ -56,7 +56,7 @@ def test_user_schedule_and_zero_argument_callable():
     opt = nr.RMSprop(learning_rate=Halving())
     x = np.zeros(1)
     for step in range(4):
-        assert opt.learning_rate == 0.5 ** step
+        assert opt.learning_rate == 0.5**step
         opt.apply([np.ones(1)], [x])
     rate = {"value": 0.3}
     opt = nr.RMSprop(learning_rate=lambda: rate["value"])

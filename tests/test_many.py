@@ -10,18 +10,14 @@ one per run, early stops (tolerances, non-finite losses, limits), EMA,
 accumulation, bounds and the framework variants.
 """
 
-import math
-
 import numpy as np
 import pytest
+from helpers import quad, quad_np, quad_vec
 from numba import njit
 
 import numba_rmsprop as nr
-from helpers import quad, quad_np, quad_vec
 
 N = 4
-
-
 
 
 @njit
@@ -65,11 +61,13 @@ def assert_runs_match(res, fun, X0, args, options, run_args=(), bounds=None):
     assert len(res.message) == k
     for i in range(k):
         a = tuple(arg[i] if j in run_args else arg for j, arg in enumerate(args))
-        one = nr.minimize(fun, X0[i], args=a, jac=True, bounds=bounds,
-                          options=run_options(options, i))
+        one = nr.minimize(
+            fun, X0[i], args=a, jac=True, bounds=bounds, options=run_options(options, i)
+        )
         for name in FIELDS:
-            np.testing.assert_array_equal(np.asarray(res[name])[i], one[name],
-                                          err_msg=f"run {i}: {name}")
+            np.testing.assert_array_equal(
+                np.asarray(res[name])[i], one[name], err_msg=f"run {i}: {name}"
+            )
         assert res.message[i] == one.message, i
         if "nepoch" in one:
             assert res.nepoch[i] == one.nepoch
@@ -89,24 +87,51 @@ def problem():
 
 PER_RUN = [
     dict(learning_rate=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3], maxiter=200),
-    dict(momentum=[0.0, 0.9, 0.0, 0.5, 0.9, 0.0], learning_rate=0.05, maxiter=[10, 50, 100, 200, 5, 0]),
-    dict(gtol=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-1], tol_momentum=0.0, maxiter=400,
-         learning_rate=0.05),
+    dict(
+        momentum=[0.0, 0.9, 0.0, 0.5, 0.9, 0.0],
+        learning_rate=0.05,
+        maxiter=[10, 50, 100, 200, 5, 0],
+    ),
+    dict(
+        gtol=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-1], tol_momentum=0.0, maxiter=400, learning_rate=0.05
+    ),
     dict(ftol=1e-4, patience=[3, 5, 10, 20, 40, 80], learning_rate=0.05, maxiter=300),
-    dict(centered=True, rho=[0.5, 0.9, 0.99, 0.8, 0.7, 0.95], epsilon=[1e-7, 1e-3, 1e-5, 0.1, 1e-7, 1e-2]),
-    dict(use_ema=True, ema_momentum=[0.5, 0.9, 0.99, 0.0, 0.7, 0.8], ema_overwrite_frequency=[2, 3, 5, 7, 11, 1],
-         learning_rate=0.05, maxiter=60),
-    dict(gradient_accumulation_steps=[2, 3, 4, 5, 2, 3], momentum=0.9, learning_rate=0.05, maxiter=50),
-    dict(clipnorm=[0.1, 0.5, 1.0, 2.0, 5.0, 10.0], weight_decay=[0.0, 0.01, 0.1, 0.2, 0.5, 1.0],
-         learning_rate=0.05, maxiter=80),
+    dict(
+        centered=True,
+        rho=[0.5, 0.9, 0.99, 0.8, 0.7, 0.95],
+        epsilon=[1e-7, 1e-3, 1e-5, 0.1, 1e-7, 1e-2],
+    ),
+    dict(
+        use_ema=True,
+        ema_momentum=[0.5, 0.9, 0.99, 0.0, 0.7, 0.8],
+        ema_overwrite_frequency=[2, 3, 5, 7, 11, 1],
+        learning_rate=0.05,
+        maxiter=60,
+    ),
+    dict(
+        gradient_accumulation_steps=[2, 3, 4, 5, 2, 3], momentum=0.9, learning_rate=0.05, maxiter=50
+    ),
+    dict(
+        clipnorm=[0.1, 0.5, 1.0, 2.0, 5.0, 10.0],
+        weight_decay=[0.0, 0.01, 0.1, 0.2, 0.5, 1.0],
+        learning_rate=0.05,
+        maxiter=80,
+    ),
     dict(maxfev=[5, 10, 20, 40, 80, 160], learning_rate=0.05),
     dict(learning_rate=nr.schedules.ExponentialDecay(0.1, 10, 0.5), momentum=0.9, maxiter=100),
     # The framework variants, with per-run values.
-    dict(nr.RMSprop.like_torch(momentum=0.9, centered=True, weight_decay=0.01).get_config(),
-         learning_rate=[0.01, 0.02, 0.03, 0.04, 0.05, 0.06], maxiter=40),
-    dict(nr.RMSprop.like_optax(0.05, momentum=0.9, nesterov=True, bias_correction=True,
-                               initial_scale=0.5).get_config(),
-         initial_velocity=[0.0, 0.1, 0.5, 1.0, 2.0, 0.25], maxiter=40),
+    dict(
+        nr.RMSprop.like_torch(momentum=0.9, centered=True, weight_decay=0.01).get_config(),
+        learning_rate=[0.01, 0.02, 0.03, 0.04, 0.05, 0.06],
+        maxiter=40,
+    ),
+    dict(
+        nr.RMSprop.like_optax(
+            0.05, momentum=0.9, nesterov=True, bias_correction=True, initial_scale=0.5
+        ).get_config(),
+        initial_velocity=[0.0, 0.1, 0.5, 1.0, 2.0, 0.25],
+        maxiter=40,
+    ),
 ]
 
 
@@ -126,8 +151,9 @@ def test_compiled_runs_are_each_runs_minimize(problem, options):
 def test_vectorized_runs_are_each_runs_minimize(problem, options):
     X0, C, w = problem
     options = _clean(options)
-    res = nr.minimize_many(quad_vec, X0, args=(C, w), run_args=(0,), options=options,
-                           vectorized=True)
+    res = nr.minimize_many(
+        quad_vec, X0, args=(C, w), run_args=(0,), options=options, vectorized=True
+    )
     assert_runs_match(res, quad_np, X0, (C, w), options, run_args=(0,))
 
 
@@ -137,10 +163,21 @@ def test_python_objective_runs_each_minimize(problem):
     res = nr.minimize_many(quad_np, X0, args=(C, w), run_args=(0,), options=options)
     assert_runs_match(res, quad_np, X0, (C, w), options, run_args=(0,))
     # finite differences too (each run is an nr.minimize call)
-    fd = nr.minimize_many(lambda x, c, w: quad_np(x, c, w)[0], X0[:2], args=(C[:2], w),
-                          run_args=(0,), jac="2-point", options=dict(maxiter=5))
-    one = nr.minimize(lambda x, c, w: quad_np(x, c, w)[0], X0[1], args=(C[1], w), jac="2-point",
-                      options=dict(maxiter=5))
+    fd = nr.minimize_many(
+        lambda x, c, w: quad_np(x, c, w)[0],
+        X0[:2],
+        args=(C[:2], w),
+        run_args=(0,),
+        jac="2-point",
+        options=dict(maxiter=5),
+    )
+    one = nr.minimize(
+        lambda x, c, w: quad_np(x, c, w)[0],
+        X0[1],
+        args=(C[1], w),
+        jac="2-point",
+        options=dict(maxiter=5),
+    )
     np.testing.assert_array_equal(fd.x[1], one.x)
     assert fd.nfev[1] == one.nfev
 
@@ -154,12 +191,19 @@ def regression():
     return X0, A, b
 
 
-@pytest.mark.parametrize("seed, shuffle", [(7, True), ([1, 2, 3, 4, 5], True), (7, False),
-                                           (None, False)])
+@pytest.mark.parametrize(
+    "seed, shuffle", [(7, True), ([1, 2, 3, 4, 5], True), (7, False), (None, False)]
+)
 def test_minibatches_with_one_seed_or_one_per_run(regression, seed, shuffle):
     X0, A, b = regression
-    options = dict(batch_size=10, maxiter=[3, 20, 7, 13, 40], learning_rate=0.05,
-                   shuffle=shuffle, seed=seed, return_history=True)
+    options = dict(
+        batch_size=10,
+        maxiter=[3, 20, 7, 13, 40],
+        learning_rate=0.05,
+        shuffle=shuffle,
+        seed=seed,
+        return_history=True,
+    )
     res = nr.minimize_many(linreg, X0, args=(A, b), options=options)
     assert_runs_match(res, linreg, X0, (A, b), options)
     assert res.nepoch.tolist() == [1, 3, 1, 2, 6]  # 7 batches per epoch
@@ -169,12 +213,16 @@ def test_without_a_seed_each_run_draws_its_own_order(regression):
     """seed=None: fresh entropy per run, as each nr.minimize call would draw."""
     X0, A, b = regression
     X0 = np.repeat(X0[:1], 3, axis=0)
-    res = nr.minimize_many(linreg, X0, args=(A, b), options=dict(batch_size=8, maxiter=20,
-                                                                 learning_rate=0.05))
+    res = nr.minimize_many(
+        linreg, X0, args=(A, b), options=dict(batch_size=8, maxiter=20, learning_rate=0.05)
+    )
     assert not np.array_equal(res.x[0], res.x[1]) and not np.array_equal(res.x[1], res.x[2])
-    again = nr.minimize_many(linreg, X0, args=(A, b),
-                             options=dict(batch_size=8, maxiter=20, learning_rate=0.05,
-                                          seed=[4, 4, 5]))
+    again = nr.minimize_many(
+        linreg,
+        X0,
+        args=(A, b),
+        options=dict(batch_size=8, maxiter=20, learning_rate=0.05, seed=[4, 4, 5]),
+    )
     np.testing.assert_array_equal(again.x[0], again.x[1])
     assert not np.array_equal(again.x[1], again.x[2])
 
@@ -191,13 +239,17 @@ def test_the_compiled_path_is_taken(problem):
 
 def test_vectorized_minibatches(regression):
     X0, A, b = regression
-    options = dict(batch_size=16, maxiter=[3, 20, 7, 13, 40], learning_rate=0.05, seed=3,
-                   gtol=1e-3)
+    options = dict(batch_size=16, maxiter=[3, 20, 7, 13, 40], learning_rate=0.05, seed=3, gtol=1e-3)
     res = nr.minimize_many(linreg_vec, X0, args=(A, b), options=options, vectorized=True)
     assert_runs_match(res, linreg_np, X0, (A, b), options)
     with pytest.raises(ValueError, match="one `seed`"):
-        nr.minimize_many(linreg_vec, X0, args=(A, b), vectorized=True,
-                         options=dict(options, seed=[1, 2, 3, 4, 5]))
+        nr.minimize_many(
+            linreg_vec,
+            X0,
+            args=(A, b),
+            vectorized=True,
+            options=dict(options, seed=[1, 2, 3, 4, 5]),
+        )
 
 
 @pytest.mark.parametrize("vectorized", [False, True])
@@ -205,17 +257,26 @@ def test_a_non_finite_loss_stops_only_its_run(problem, vectorized):
     X0, C, w = problem
     options = dict(learning_rate=0.1, maxiter=50)
     if vectorized:
+
         def fun(X, C, w):
             f, G = quad_vec(X, C, w)
             return np.where(f > 50.0, np.nan, f), G
     else:
         fun = blows_up
-    res = nr.minimize_many(fun, X0, args=(C, w), run_args=(0,), options=options,
-                           vectorized=vectorized)
+    res = nr.minimize_many(
+        fun, X0, args=(C, w), run_args=(0,), options=options, vectorized=vectorized
+    )
     assert (res.status == 2).any() and (res.status != 2).any()
-    scalar = blows_up if not vectorized else (
-        lambda x, c, w: (np.nan if quad_np(x, c, w)[0] > 50.0 else quad_np(x, c, w)[0],
-                         quad_np(x, c, w)[1]))
+    scalar = (
+        blows_up
+        if not vectorized
+        else (
+            lambda x, c, w: (
+                np.nan if quad_np(x, c, w)[0] > 50.0 else quad_np(x, c, w)[0],
+                quad_np(x, c, w)[1],
+            )
+        )
+    )
     assert_runs_match(res, scalar, X0, (C, w), options, run_args=(0,))
 
 
@@ -230,11 +291,24 @@ def test_bounds_and_float32(problem):
         d = x - c
         return np.float32(0.5) * np.sum(w * d * d), w * d
 
-    res = nr.minimize_many(quad32, X0, args=(C.astype(np.float32), w.astype(np.float32)),
-                           run_args=(0,), bounds=bounds, options=options)
+    res = nr.minimize_many(
+        quad32,
+        X0,
+        args=(C.astype(np.float32), w.astype(np.float32)),
+        run_args=(0,),
+        bounds=bounds,
+        options=options,
+    )
     assert res.x.dtype == np.float32 and np.all(np.abs(res.x) <= 1.0)
-    assert_runs_match(res, quad32, X0, (C.astype(np.float32), w.astype(np.float32)), options,
-                      run_args=(0,), bounds=bounds)
+    assert_runs_match(
+        res,
+        quad32,
+        X0,
+        (C.astype(np.float32), w.astype(np.float32)),
+        options,
+        run_args=(0,),
+        bounds=bounds,
+    )
 
 
 @pytest.mark.parametrize("vectorized", [False, True])
@@ -250,29 +324,38 @@ def test_callback_sees_every_run_once_per_step(problem, vectorized):
             raise StopIteration
 
     fun = quad_vec if vectorized else quad
-    res = nr.minimize_many(fun, X0, args=(C, w), run_args=(0,), vectorized=vectorized,
-                           options=dict(maxiter=[3, 100, 100, 100, 100, 100]),
-                           callback=callback)
+    res = nr.minimize_many(
+        fun,
+        X0,
+        args=(C, w),
+        run_args=(0,),
+        vectorized=vectorized,
+        options=dict(maxiter=[3, 100, 100, 100, 100, 100]),
+        callback=callback,
+    )
     assert len(seen) == 5
     assert res.status.tolist() == [0, 99, 99, 99, 99, 99]
     assert res.message[1] == "`callback` raised `StopIteration`."
     assert res.nit.tolist() == [3, 5, 5, 5, 5, 5]
 
 
-@pytest.mark.parametrize("change, exc, match", [
-    (dict(X0=np.zeros(4)), ValueError, "2-D"),
-    (dict(X0=np.zeros((0, 4))), ValueError, "at least one run"),
-    (dict(X0=np.full((2, 4), np.nan)), ValueError, "finite"),
-    (dict(run_args=(5,)), ValueError, "not a position"),
-    (dict(run_args=(1,)), ValueError, "one row per run"),
-    (dict(options=dict(learning_rate=[0.1, 0.2])), ValueError, "sequence of 6"),
-    (dict(options=dict(learning_rate=[0.1] * 5 + [-1.0])), ValueError, r"learning_rate\[5\]"),
-    (dict(options=dict(learning_rate=[0.1] * 5 + [None])), TypeError, "number"),
-    (dict(options=dict(centered=[True] * 6)), ValueError, "shared"),
-    (dict(options=dict(nesterov=True, momentum=[0.9] * 5 + [0.0])), ValueError, "nesterov"),
-    (dict(vectorized=True, jac="2-point"), ValueError, "vectorized"),
-    (dict(fun=42), TypeError, "`fun` must be callable"),
-])
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (dict(X0=np.zeros(4)), ValueError, "2-D"),
+        (dict(X0=np.zeros((0, 4))), ValueError, "at least one run"),
+        (dict(X0=np.full((2, 4), np.nan)), ValueError, "finite"),
+        (dict(run_args=(5,)), ValueError, "not a position"),
+        (dict(run_args=(1,)), ValueError, "one row per run"),
+        (dict(options=dict(learning_rate=[0.1, 0.2])), ValueError, "sequence of 6"),
+        (dict(options=dict(learning_rate=[0.1] * 5 + [-1.0])), ValueError, r"learning_rate\[5\]"),
+        (dict(options=dict(learning_rate=[0.1] * 5 + [None])), TypeError, "number"),
+        (dict(options=dict(centered=[True] * 6)), ValueError, "shared"),
+        (dict(options=dict(nesterov=True, momentum=[0.9] * 5 + [0.0])), ValueError, "nesterov"),
+        (dict(vectorized=True, jac="2-point"), ValueError, "vectorized"),
+        (dict(fun=42), TypeError, "`fun` must be callable"),
+    ],
+)
 def test_bad_input_is_a_clear_error(problem, change, exc, match):
     X0, C, w = problem
     kw = dict(fun=quad, X0=X0, args=(C, w), run_args=(0,), options=dict(maxiter=3))
@@ -285,11 +368,13 @@ def test_bad_input_is_a_clear_error(problem, change, exc, match):
 def test_vectorized_wrong_shapes_name_what_was_expected(problem):
     X0, C, w = problem
     with pytest.raises(ValueError, match=r"shape \(6,\)"):
-        nr.minimize_many(lambda X, C, w: (np.zeros(5), X), X0, args=(C, w), run_args=(0,),
-                         vectorized=True)
+        nr.minimize_many(
+            lambda X, C, w: (np.zeros(5), X), X0, args=(C, w), run_args=(0,), vectorized=True
+        )
     with pytest.raises(ValueError, match=r"\(6, 4\)"):
-        nr.minimize_many(lambda X, C, w: (np.zeros(6), X[:, :2]), X0, args=(C, w),
-                         run_args=(0,), vectorized=True)
+        nr.minimize_many(
+            lambda X, C, w: (np.zeros(6), X[:, :2]), X0, args=(C, w), run_args=(0,), vectorized=True
+        )
 
 
 def test_runs_that_stop_early_cost_nothing_further(problem):
@@ -301,8 +386,14 @@ def test_runs_that_stop_early_cost_nothing_further(problem):
         rows.append(X.shape[0])
         return quad_vec(X, C, w)
 
-    nr.minimize_many(fun, X0, args=(C, w), run_args=(0,), vectorized=True,
-                     options=dict(maxiter=[1, 2, 3, 4, 5, 6]))
+    nr.minimize_many(
+        fun,
+        X0,
+        args=(C, w),
+        run_args=(0,),
+        vectorized=True,
+        options=dict(maxiter=[1, 2, 3, 4, 5, 6]),
+    )
     assert rows[:6] == [6, 5, 4, 3, 2, 1]
 
 
@@ -317,21 +408,36 @@ def test_an_objective_that_does_not_compile_falls_back_with_a_warning(problem):
     # match exactly, and that cannot compile another.
     fixed = njit("Tuple((float64, float64[:]))(float64[:], float64[:], float64[:])")(quad_any)
     with pytest.warns(RuntimeWarning, match="each run's nr.minimize"):
-        res = nr.minimize_many(fixed, X0[:2], args=(C[:2], w), run_args=(0,),
-                               options=dict(maxiter=3))
+        res = nr.minimize_many(
+            fixed, X0[:2], args=(C[:2], w), run_args=(0,), options=dict(maxiter=3)
+        )
     assert res.nit.tolist() == [3, 3]
     with pytest.raises(ValueError, match="compiled=True, but"):
-        nr.minimize_many(fixed, X0[:2], args=(C[:2], w), run_args=(0,),
-                         options=dict(maxiter=3, compiled=True))
+        nr.minimize_many(
+            fixed, X0[:2], args=(C[:2], w), run_args=(0,), options=dict(maxiter=3, compiled=True)
+        )
 
 
 # ---------------------------------------------------------------- one pass over all runs
 FLAT_CASES = [  # (options, dtype, bounded): each compiles the step once
     (dict(momentum=0.9, centered=True), np.float32, True),
-    (dict(use_ema=True, ema_momentum=0.7, ema_overwrite_frequency=3, weight_decay=0.1,
-          gradient_accumulation_steps=2, clipvalue=0.3), np.float64, False),
-    (dict(nesterov=True, momentum=0.9, bias_correction=True, epsilon_in_sqrt=False),
-     np.float64, True),
+    (
+        dict(
+            use_ema=True,
+            ema_momentum=0.7,
+            ema_overwrite_frequency=3,
+            weight_decay=0.1,
+            gradient_accumulation_steps=2,
+            clipvalue=0.3,
+        ),
+        np.float64,
+        False,
+    ),
+    (
+        dict(nesterov=True, momentum=0.9, bias_correction=True, epsilon_in_sqrt=False),
+        np.float64,
+        True,
+    ),
 ]
 
 
@@ -348,15 +454,26 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
     rng = np.random.default_rng(3)
     spec = nr.RMSprop(learning_rate=0.05, **config)._spec
     bounds = (np.full(n, -2.0, dtype), np.full(n, 2.5, dtype)) if bounded else None
-    st = make_state(spec, rng.uniform(-1, 1, (k, n)).astype(dtype), bounds, gtol=None,
-                      ftol=None, patience=10, tol_momentum=0.9, initial_velocity=0.0)
+    st = make_state(
+        spec,
+        rng.uniform(-1, 1, (k, n)).astype(dtype),
+        bounds,
+        gtol=None,
+        ftol=None,
+        patience=10,
+        tol_momentum=0.9,
+        initial_velocity=0.0,
+    )
     S = np.ascontiguousarray(st.S.transpose(1, 0, 2))
     shared_lr = np.full((1, 8), 0.05, dtype)
     per_run_lr = np.linspace(0.01, 0.09, k * 8).reshape(k, 8).astype(dtype)
     # (same counters, same scalars) of many_step: one pass with one row of scalars,
     # one pass with a row per run, each run alone
     ways = {"one row": (True, True), "rows": (True, False), "alone": (False, False)}
-    for LR, compared in ((shared_lr, ("one row", "rows", "alone")), (per_run_lr, ("rows", "alone"))):
+    for LR, compared in (
+        (shared_lr, ("one row", "rows", "alone")),
+        (per_run_lr, ("rows", "alone")),
+    ):
         states = {w: (S.copy(), st.T.copy(), st.P.copy()) for w in compared}
         runs = np.arange(k)
         for it in range(6):
@@ -367,15 +484,16 @@ def test_one_pass_step_equals_each_runs_step(config, dtype, bounded):
             out = {}
             for w, (S_, T_, P_) in states.items():
                 codes = np.zeros(k, np.int64)
-                stops = many_step(S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it,
-                                    runs, codes, *ways[w])
+                stops = many_step(
+                    S_, G.copy(), T_, P_, st.cfg, st.counters, f, it, LR, it, runs, codes, *ways[w]
+                )
                 out[w] = stops, codes
             if it == 4:
                 codes_at_overflow = out["alone"][1].copy()
             for w in compared[:-1]:
                 assert out[w][0] == out["alone"][0]
                 np.testing.assert_array_equal(out[w][1], out["alone"][1])
-                for a, b in zip(states[w], states["alone"]):
+                for a, b in zip(states[w], states["alone"], strict=False):
                     np.testing.assert_array_equal(a, b, strict=True)
         if "centered" in config:  # float32: mg**2 overflows, the update is NaN
             assert codes_at_overflow[2] == OVERFLOW and codes_at_overflow[0] == OK

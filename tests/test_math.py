@@ -1,4 +1,5 @@
-"""The device-neutral formulas and element rule against Keras's array formulas, edge cases included."""
+"""The device-neutral formulas and element rule against Keras's array formulas, edge cases
+included."""
 
 import math
 
@@ -6,9 +7,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numba_rmsprop.engine import layout
-from numba_rmsprop.engine import clipping
-from numba_rmsprop.engine import rule
+from numba_rmsprop.engine import clipping, layout, rule
 
 SUMSQ = [0.0, 1e-300, 0.25, 1.0, 4.0, 1e300, math.inf, math.nan]
 CLIPS = [0.5, 1.0, 3.0]
@@ -50,8 +49,22 @@ def _centered_step(v, mg, g, eps, dtype=np.float32):
     s = np.zeros(layout.N_SLOTS, dtype)
     s[layout.RHO], s[layout.ONE_MINUS_RHO], s[layout.EPSILON] = 0.5, 0.5, eps
     s[layout.LEARNING_RATE] = 1
-    rule.update_element(0, x, ga, va, mga, None, None, None, tuple(s),
-                         (None,) * len(rule.SWITCHES), None, None, True, False)
+    rule.update_element(
+        0,
+        x,
+        ga,
+        va,
+        mga,
+        None,
+        None,
+        None,
+        tuple(s),
+        (None,) * len(rule.SWITCHES),
+        None,
+        None,
+        True,
+        False,
+    )
     return x[0], va[0], mga[0]
 
 
@@ -65,7 +78,7 @@ def test_centered_denominator_clamps_only_negative_values():
     assert x == -(f32(1.0) / np.sqrt(v - mg * mg + f32(1e-7)))
     # Rounding makes v - mg**2 negative (Keras: sqrt of a negative, NaN): clamped at
     # 0, leaving sqrt(eps).
-    x, v, mg = _centered_step(1 - 4 * 2.0 ** -24, 1.0, 1.0, 1e-7)
+    x, v, mg = _centered_step(1 - 4 * 2.0**-24, 1.0, 1.0, 1e-7)
     assert v - mg * mg < 0 and v - mg * mg + f32(1e-7) < 0
     assert x == -(f32(1.0) / np.sqrt(f32(1e-7)))
     x, v, mg = _centered_step(np.nan, 0.5, 1.0, 1e-7)

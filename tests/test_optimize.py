@@ -20,7 +20,8 @@ from scipy.optimize import minimize as sp_minimize
 import numba_rmsprop as nr
 from numba_rmsprop import RMSprop, schedules
 from numba_rmsprop.frontend import api as nro
-from numba_rmsprop.frontend import compiled_loop, learning_rates, run as fe_run
+from numba_rmsprop.frontend import compiled_loop, learning_rates
+from numba_rmsprop.frontend import run as fe_run
 
 # ---------------------------------------------------------------------------
 # Test problems: (loss, gradient) functions with known minimizers.
@@ -49,8 +50,9 @@ def logistic(x, X, y, lam):
 
 def rosenbrock(x):
     f = 100.0 * (x[1] - x[0] ** 2) ** 2 + (1.0 - x[0]) ** 2
-    g = np.array([-400.0 * x[0] * (x[1] - x[0] ** 2) - 2.0 * (1.0 - x[0]),
-                  200.0 * (x[1] - x[0] ** 2)])
+    g = np.array(
+        [-400.0 * x[0] * (x[1] - x[0] ** 2) - 2.0 * (1.0 - x[0]), 200.0 * (x[1] - x[0] ** 2)]
+    )
     return f, g
 
 
@@ -64,17 +66,22 @@ def _make_problems():
     lam = 0.1
     from scipy.optimize import minimize as _m
 
-    w_log = _m(logistic, np.zeros(3), args=(X, y, lam), jac=True, method="BFGS",
-               options={"gtol": 1e-12}).x
+    w_log = _m(
+        logistic, np.zeros(3), args=(X, y, lam), jac=True, method="BFGS", options={"gtol": 1e-12}
+    ).x
     return {
-        "quadratic": dict(fun=quadratic, x0=np.zeros(5), args=(_A_DIAG, _C), answer=_C,
-                          data=False),
-        "least_squares": dict(fun=least_squares, x0=np.zeros(4), args=(A, b),
-                              answer=np.linalg.lstsq(A, b, rcond=None)[0], data=True),
-        "logistic": dict(fun=logistic, x0=np.zeros(3), args=(X, y, lam), answer=w_log,
-                         data=True),
-        "rosenbrock": dict(fun=rosenbrock, x0=np.array([-1.2, 1.0]), args=(),
-                           answer=np.ones(2), data=False),
+        "quadratic": dict(fun=quadratic, x0=np.zeros(5), args=(_A_DIAG, _C), answer=_C, data=False),
+        "least_squares": dict(
+            fun=least_squares,
+            x0=np.zeros(4),
+            args=(A, b),
+            answer=np.linalg.lstsq(A, b, rcond=None)[0],
+            data=True,
+        ),
+        "logistic": dict(fun=logistic, x0=np.zeros(3), args=(X, y, lam), answer=w_log, data=True),
+        "rosenbrock": dict(
+            fun=rosenbrock, x0=np.array([-1.2, 1.0]), args=(), answer=np.ones(2), data=False
+        ),
     }
 
 
@@ -90,14 +97,30 @@ CONFIGS = {
     "plain": (dict(learning_rate=_decay(0.05, 300), maxiter=3000), 2e-3, False),
     "momentum": (dict(learning_rate=_decay(0.01, 300), momentum=0.5, maxiter=3000), 2e-3, False),
     "centered": (dict(learning_rate=_decay(0.05, 300), centered=True, maxiter=3000), 2e-3, False),
-    "ema": (dict(learning_rate=_decay(0.05, 300), use_ema=True, ema_momentum=0.9,
-                 maxiter=3000), 2e-3, False),
-    "accumulation": (dict(learning_rate=_decay(0.05, 600), gradient_accumulation_steps=2,
-                          maxiter=6000), 2e-3, False),
+    "ema": (
+        dict(learning_rate=_decay(0.05, 300), use_ema=True, ema_momentum=0.9, maxiter=3000),
+        2e-3,
+        False,
+    ),
+    "accumulation": (
+        dict(learning_rate=_decay(0.05, 600), gradient_accumulation_steps=2, maxiter=6000),
+        2e-3,
+        False,
+    ),
     "clipnorm": (dict(learning_rate=_decay(0.05, 300), clipnorm=0.5, maxiter=3000), 2e-3, False),
     "float32": (dict(learning_rate=_decay(0.05, 300), maxiter=3000, _float32=True), 2e-3, False),
-    "minibatch": (dict(learning_rate=schedules.PolynomialDecay(0.02, 3000, 1e-4), batch_size=32,
-                       seed=0, use_ema=True, ema_momentum=0.99, maxiter=3000), 2e-2, True),
+    "minibatch": (
+        dict(
+            learning_rate=schedules.PolynomialDecay(0.02, 3000, 1e-4),
+            batch_size=32,
+            seed=0,
+            use_ema=True,
+            ema_momentum=0.99,
+            maxiter=3000,
+        ),
+        2e-2,
+        True,
+    ),
 }
 
 
@@ -109,8 +132,13 @@ def _run(problem, options, **kw):
     return nr.minimize(problem["fun"], x0, args=problem["args"], jac=True, options=options, **kw)
 
 
-CASES = [(name, config) for name in PROBLEMS if name != "rosenbrock" for config in CONFIGS
-         if PROBLEMS[name]["data"] or not CONFIGS[config][2]]  # minibatches need data
+CASES = [
+    (name, config)
+    for name in PROBLEMS
+    if name != "rosenbrock"
+    for config in CONFIGS
+    if PROBLEMS[name]["data"] or not CONFIGS[config][2]
+]  # minibatches need data
 
 
 @pytest.mark.parametrize("name, config", CASES)
@@ -131,8 +159,9 @@ def test_problem_solved(name, config):
 
 def test_rosenbrock():
     p = PROBLEMS["rosenbrock"]
-    res = nr.minimize(p["fun"], p["x0"], jac=True,
-                      options=dict(learning_rate=_decay(0.02, 3000), maxiter=30000))
+    res = nr.minimize(
+        p["fun"], p["x0"], jac=True, options=dict(learning_rate=_decay(0.02, 3000), maxiter=30000)
+    )
     assert np.max(np.abs(res.x - 1.0)) < 1e-2, res.x
 
 
@@ -140,11 +169,11 @@ def test_rosenbrock():
 # Equivalences: RMSprop itself, scipy's dispatcher, the compiled loop.
 # ---------------------------------------------------------------------------
 
+
 def _rmsprop_loop(fun, x0, args, steps, batch_size=None, seed=None, **kw):
     """The reference: the same run through RMSprop.apply."""
     opt = RMSprop(**kw)
-    x = np.array(x0, dtype=np.result_type(x0, np.float32) if x0.dtype == np.float32
-                 else np.float64)
+    x = np.array(x0, dtype=np.result_type(x0, np.float32) if x0.dtype == np.float32 else np.float64)
     if batch_size is None:
         for _ in range(steps):
             f, g = fun(x, *args)
@@ -159,8 +188,10 @@ def _rmsprop_loop(fun, x0, args, steps, batch_size=None, seed=None, **kw):
             for s in range(0, n, batch_size):
                 if it == steps:
                     break
-                batch = [d[s:s + batch_size] if isinstance(d, np.ndarray) and d.ndim else d
-                         for d in data]
+                batch = [
+                    d[s : s + batch_size] if isinstance(d, np.ndarray) and d.ndim else d
+                    for d in data
+                ]
                 f, g = fun(x, *batch)
                 opt.apply([np.asarray(g, dtype=x.dtype)], [x])
                 it += 1
@@ -168,14 +199,27 @@ def _rmsprop_loop(fun, x0, args, steps, batch_size=None, seed=None, **kw):
     return x
 
 
-@pytest.mark.parametrize("kw", [
-    dict(learning_rate=0.01),
-    dict(learning_rate=schedules.CosineDecay(0.05, 200, warmup_target=0.1, warmup_steps=20),
-         momentum=0.9, centered=True, weight_decay=0.01),
-    dict(learning_rate=0.01, clipvalue=0.05, use_ema=True, ema_overwrite_frequency=7,
-         gradient_accumulation_steps=3, loss_scale_factor=4.0),
-    dict(learning_rate=0.01, global_clipnorm=0.1, _float32=True),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(learning_rate=0.01),
+        dict(
+            learning_rate=schedules.CosineDecay(0.05, 200, warmup_target=0.1, warmup_steps=20),
+            momentum=0.9,
+            centered=True,
+            weight_decay=0.01,
+        ),
+        dict(
+            learning_rate=0.01,
+            clipvalue=0.05,
+            use_ema=True,
+            ema_overwrite_frequency=7,
+            gradient_accumulation_steps=3,
+            loss_scale_factor=4.0,
+        ),
+        dict(learning_rate=0.01, global_clipnorm=0.1, _float32=True),
+    ],
+)
 def test_matches_rmsprop_apply(kw):
     kw = dict(kw)
     p = PROBLEMS["least_squares"]
@@ -184,8 +228,13 @@ def test_matches_rmsprop_apply(kw):
     ref = _rmsprop_loop(least_squares, x0, p["args"], 300, **kw)
     np.testing.assert_array_equal(res.x, ref, strict=True)
     # minibatches: the same permutations as rng.permutation per epoch
-    res = nr.minimize(least_squares, x0, args=p["args"], jac=True,
-                      options=dict(kw, maxiter=300, batch_size=40, seed=7))
+    res = nr.minimize(
+        least_squares,
+        x0,
+        args=p["args"],
+        jac=True,
+        options=dict(kw, maxiter=300, batch_size=40, seed=7),
+    )
     ref = _rmsprop_loop(least_squares, x0, p["args"], 300, batch_size=40, seed=7, **kw)
     np.testing.assert_array_equal(res.x, ref, strict=True)
     assert res.nepoch == -(-300 // 7)
@@ -200,31 +249,67 @@ def _same_result(a, b):
             assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
 
 
-@pytest.mark.parametrize("options", [
-    dict(learning_rate=0.01, maxiter=200, return_history=True),
-    dict(learning_rate=0.01, maxiter=200, batch_size=50, seed=1, momentum=0.5, gtol=1e-9),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(learning_rate=0.01, maxiter=200, return_history=True),
+        dict(learning_rate=0.01, maxiter=200, batch_size=50, seed=1, momentum=0.5, gtol=1e-9),
+    ],
+)
 def test_scipy_dispatch_identical(options):
     p = PROBLEMS["logistic"]
     seen = {"scipy": [], "nr": []}
-    r1 = sp_minimize(logistic, p["x0"], args=p["args"], method=nr.rmsprop, jac=True,
-                     callback=lambda xk: seen["scipy"].append(xk), options=dict(options))
-    r2 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True,
-                     callback=lambda xk: seen["nr"].append(xk), options=dict(options))
+    r1 = sp_minimize(
+        logistic,
+        p["x0"],
+        args=p["args"],
+        method=nr.rmsprop,
+        jac=True,
+        callback=lambda xk: seen["scipy"].append(xk),
+        options=dict(options),
+    )
+    r2 = nr.minimize(
+        logistic,
+        p["x0"],
+        args=p["args"],
+        jac=True,
+        callback=lambda xk: seen["nr"].append(xk),
+        options=dict(options),
+    )
     _same_result(r1, r2)
     np.testing.assert_array_equal(np.array(seen["scipy"]), np.array(seen["nr"]))
     # tol reaches the method as options["tol"] and means gtol
-    r3 = sp_minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                     tol=1e-3, options=dict(learning_rate=0.01, maxiter=10000, tol_momentum=0.0))
-    r4 = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, tol=1e-3,
-                     options=dict(learning_rate=0.01, maxiter=10000, tol_momentum=0.0))
+    r3 = sp_minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        method=nr.rmsprop,
+        jac=True,
+        tol=1e-3,
+        options=dict(learning_rate=0.01, maxiter=10000, tol_momentum=0.0),
+    )
+    r4 = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        tol=1e-3,
+        options=dict(learning_rate=0.01, maxiter=10000, tol_momentum=0.0),
+    )
     _same_result(r3, r4)
     assert r3.status == 0 and "gtol" in r3.message
 
 
 def test_scipy_passes_hess_and_ignores_it():
-    r = sp_minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                    hess=lambda x, *a: np.eye(5), options=dict(maxiter=5))
+    r = sp_minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        method=nr.rmsprop,
+        jac=True,
+        hess=lambda x, *a: np.eye(5),
+        options=dict(maxiter=5),
+    )
     assert r.nit == 5
 
 
@@ -240,17 +325,25 @@ class _Counter:
 
 def test_memoizejac_one_evaluation_per_step():
     counted = _Counter(quadratic)
-    res = sp_minimize(counted, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                      options=dict(maxiter=50))
+    res = sp_minimize(
+        counted,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        method=nr.rmsprop,
+        jac=True,
+        options=dict(maxiter=50),
+    )
     assert counted.calls == 51 == res.nfev == res.njev  # 50 steps + the final evaluation
     counted = _Counter(lambda x, *a: quadratic(x, *a)[0])
     jcount = _Counter(lambda x, *a: quadratic(x, *a)[1])
-    res = nr.minimize(counted, np.zeros(5), args=(_A_DIAG, _C), jac=jcount,
-                      options=dict(maxiter=20))
+    res = nr.minimize(
+        counted, np.zeros(5), args=(_A_DIAG, _C), jac=jcount, options=dict(maxiter=20)
+    )
     assert counted.calls == jcount.calls == 21 == res.nfev == res.njev
 
 
 # ---- compiled loop ----------------------------------------------------------
+
 
 @njit
 def lsq_nb(x, A, b):
@@ -267,28 +360,68 @@ def lsq_nb_nan(x, A, b):
     return f, A.T @ r / b.size
 
 
-@pytest.mark.parametrize("options", [
-    dict(learning_rate=0.01, maxiter=300, return_history=True),
-    dict(learning_rate=_decay(0.02, 100), maxiter=5000, batch_size=48, seed=5, momentum=0.5,
-         use_ema=True, ftol=1e-3, patience=30, return_history=True),
-    dict(learning_rate=0.01, maxiter=3000, centered=True, clipnorm=0.5,
-         gradient_accumulation_steps=2, gtol=1e-3, tol_momentum=0.5,
-         bounds=[(-0.2, 0.2)] * 4),
-], ids=["plain", "minibatch-ftol", "bounds-gtol"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(learning_rate=0.01, maxiter=300, return_history=True),
+        dict(
+            learning_rate=_decay(0.02, 100),
+            maxiter=5000,
+            batch_size=48,
+            seed=5,
+            momentum=0.5,
+            use_ema=True,
+            ftol=1e-3,
+            patience=30,
+            return_history=True,
+        ),
+        dict(
+            learning_rate=0.01,
+            maxiter=3000,
+            centered=True,
+            clipnorm=0.5,
+            gradient_accumulation_steps=2,
+            gtol=1e-3,
+            tol_momentum=0.5,
+            bounds=[(-0.2, 0.2)] * 4,
+        ),
+    ],
+    ids=["plain", "minibatch-ftol", "bounds-gtol"],
+)
 def test_compiled_equals_python(options):
     options = dict(options)
     bounds = options.pop("bounds", None)
     p = PROBLEMS["least_squares"]
-    rc = nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True, bounds=bounds,
-                     options=dict(options, compiled=True))
-    rp = nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True, bounds=bounds,
-                     options=dict(options, compiled=False))
-    rpy = nr.minimize(least_squares, p["x0"], args=p["args"], jac=True, bounds=bounds,
-                      options=dict(options))
+    rc = nr.minimize(
+        lsq_nb,
+        p["x0"],
+        args=p["args"],
+        jac=True,
+        bounds=bounds,
+        options=dict(options, compiled=True),
+    )
+    rp = nr.minimize(
+        lsq_nb,
+        p["x0"],
+        args=p["args"],
+        jac=True,
+        bounds=bounds,
+        options=dict(options, compiled=False),
+    )
+    rpy = nr.minimize(
+        least_squares, p["x0"], args=p["args"], jac=True, bounds=bounds, options=dict(options)
+    )
     _same_result(rc, rp)
     # through scipy's dispatcher (MemoizeJac around the @njit function): compiled too
-    rs = sp_minimize(lsq_nb, p["x0"], args=p["args"], method=nr.rmsprop, jac=True,
-                     bounds=bounds, options=dict(options, compiled=True))
+    rs = sp_minimize(
+        lsq_nb,
+        p["x0"],
+        args=p["args"],
+        method=nr.rmsprop,
+        jac=True,
+        bounds=bounds,
+        options=dict(options, compiled=True),
+    )
     _same_result(rc, rs)
     # the NumPy twin of the objective: the same path up to BLAS rounding
     np.testing.assert_allclose(rc.x, rpy.x, rtol=1e-6, atol=1e-9)
@@ -300,13 +433,13 @@ def test_compiled_nonfinite_and_maxfev():
     p = PROBLEMS["least_squares"]
     o = dict(learning_rate=0.01, maxiter=1000)
     rc = nr.minimize(lsq_nb_nan, p["x0"], args=p["args"], jac=True, options=dict(o, compiled=True))
-    rp = nr.minimize(lsq_nb_nan, p["x0"], args=p["args"], jac=True,
-                     options=dict(o, compiled=False))
+    rp = nr.minimize(lsq_nb_nan, p["x0"], args=p["args"], jac=True, options=dict(o, compiled=False))
     _same_result(rc, rp)
     assert rc.status == 2 and "Non-finite loss" in rc.message and np.isnan(rc.fun)
     assert np.all(np.isfinite(rc.x))
-    rc = nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True,
-                     options=dict(o, maxfev=77, compiled=True))
+    rc = nr.minimize(
+        lsq_nb, p["x0"], args=p["args"], jac=True, options=dict(o, maxfev=77, compiled=True)
+    )
     assert rc.status == 1 and rc.nit == 77 and rc.nfev == 78
 
 
@@ -318,54 +451,74 @@ def test_compiled_is_used_and_fallbacks(monkeypatch):
     def spy(self, it0, nsteps, *a, **k):
         calls.append(nsteps)
         return python_loop(self, it0, nsteps, *a, **k)
+
     monkeypatch.setattr(fe_run.Run, "_run_python", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True,
-                        options=dict(maxiter=300, batch_size=64))
+        r = nr.minimize(
+            lsq_nb, p["x0"], args=p["args"], jac=True, options=dict(maxiter=300, batch_size=64)
+        )
     assert r.nit == 300 and calls == [1]  # only the first (validating) step ran in Python
     calls.clear()
     nr.minimize(least_squares, p["x0"], args=p["args"], jac=True, options=dict(maxiter=300))
     assert sum(calls) == 300
     with pytest.raises(ValueError, match="compiled=True"):
-        nr.minimize(least_squares, p["x0"], args=p["args"], jac=True,
-                    options=dict(maxiter=3, compiled=True))
+        nr.minimize(
+            least_squares, p["x0"], args=p["args"], jac=True, options=dict(maxiter=3, compiled=True)
+        )
     with pytest.raises(ValueError, match="callback"):
-        nr.minimize(lsq_nb, p["x0"], args=p["args"], jac=True, callback=lambda xk: None,
-                    options=dict(maxiter=3, compiled=True))
+        nr.minimize(
+            lsq_nb,
+            p["x0"],
+            args=p["args"],
+            jac=True,
+            callback=lambda xk: None,
+            options=dict(maxiter=3, compiled=True),
+        )
 
 
 # ---------------------------------------------------------------------------
 # Status codes
 # ---------------------------------------------------------------------------
 
+
 def test_status_maxiter():
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=10))
+    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=10))
     assert (r.status, r.success, r.nit, r.nfev) == (0, True, 10, 11)
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=10, gtol=1e-12))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=10, gtol=1e-12)
+    )
     assert (r.status, r.success, r.nit) == (1, False, 10)
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=10, maxfev=4))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=10, maxfev=4)
+    )
     assert (r.status, r.success, r.nit, r.nfev) == (1, False, 4, 5)
     assert "maxfev" in r.message
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=0))
+    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=0))
     assert (r.status, r.nit, r.nfev) == (0, 0, 1)
     np.testing.assert_array_equal(r.x, np.zeros(5))
 
 
 def test_status_gtol_and_ftol():
     o = dict(learning_rate=_decay(0.05, 200), maxiter=20000)
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(o, gtol=1e-4, tol_momentum=0.0, return_history=True))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        options=dict(o, gtol=1e-4, tol_momentum=0.0, return_history=True),
+    )
     assert r.status == 0 and r.success and "gtol" in r.message
     assert r.nit < 20000 and len(r.history) == r.nit + 1
     assert np.max(np.abs(r.jac)) <= 1e-4  # full batch, raw gradient, at the returned x
     assert r.nfev == r.nit + 1  # the stopping evaluation is reused
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(o, ftol=1e-6, patience=20))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        options=dict(o, ftol=1e-6, patience=20),
+    )
     assert r.status == 0 and "ftol" in r.message and r.nit < 20000
 
 
@@ -378,16 +531,23 @@ def _nan_after(k):
         if calls["n"] > k:
             return np.nan, g
         return f, g
+
     return fun
 
 
 def test_status_nonfinite():
-    r = nr.minimize(_nan_after(5), np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=100, use_ema=True))
+    r = nr.minimize(
+        _nan_after(5),
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        options=dict(maxiter=100, use_ema=True),
+    )
     assert r.status == 2 and not r.success and "Non-finite loss" in r.message
     assert "step 5" in r.message and r.nit == 5 and r.nfev == 6
-    ref = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                      options=dict(maxiter=5, use_ema=True))
+    ref = nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=5, use_ema=True)
+    )
     # the raw iterate after 5 steps (not the EMA): where the NaN was evaluated
     raw = _rmsprop_loop(quadratic, np.zeros(5), (_A_DIAG, _C), 5)
     np.testing.assert_array_equal(r.x, raw)
@@ -395,6 +555,7 @@ def test_status_nonfinite():
 
     def bad_grad(x):
         return 1.0, np.array([1.0, np.inf])
+
     r = nr.minimize(bad_grad, np.zeros(2), jac=True, options=dict(maxiter=10))
     assert r.status == 2 and "Non-finite gradient" in r.message and r.nit == 0
     np.testing.assert_array_equal(r.x, np.zeros(2))
@@ -404,6 +565,7 @@ def test_status_overflow_rolls_back():
     # float32 centered RMSprop: mg**2 overflows, v - mg**2 = inf - inf = NaN.
     def huge(x):
         return 1.0, np.full(2, 1e30, dtype=np.float32)
+
     x0 = np.array([1.0, 2.0], dtype=np.float32)
     r = nr.minimize(huge, x0, jac=True, options=dict(maxiter=10, centered=True))
     assert r.status == 2 and "non-finite parameters" in r.message
@@ -416,9 +578,11 @@ def test_status_callback_stop_iteration():
         if len(seen) == 3:
             raise StopIteration
         seen.append(xk)
+
     seen = []
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, callback=cb,
-                    options=dict(maxiter=100))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, callback=cb, options=dict(maxiter=100)
+    )
     assert r.status == 99 and not r.success and r.nit == 4
     assert "StopIteration" in r.message
 
@@ -427,15 +591,24 @@ def test_status_callback_stop_iteration():
 # Callbacks, bounds, constraints, seeds
 # ---------------------------------------------------------------------------
 
+
 def test_callback_forms():
     xs, results = [], []
-    nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                callback=lambda xk: xs.append(xk), options=dict(maxiter=7))
+    nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        callback=lambda xk: xs.append(xk),
+        options=dict(maxiter=7),
+    )
 
     def cb(intermediate_result):
         results.append(intermediate_result)
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, callback=cb,
-                    options=dict(maxiter=7))
+
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, callback=cb, options=dict(maxiter=7)
+    )
     assert len(xs) == len(results) == 7
     assert all(isinstance(x, np.ndarray) and x.shape == (5,) for x in xs)
     assert all(isinstance(res, OptimizeResult) for res in results)
@@ -448,17 +621,28 @@ def test_callback_forms():
     assert not np.array_equal(xs[0], xs[-1])
 
 
-@pytest.mark.parametrize("bounds", [
-    Bounds([0.0, -1.0, 0.0, 0.0, -5.0], [2.0, 1.0, 2.5, 1.0, 5.0]),
-    [(0.0, 2.0), (-1.0, 1.0), (None, 2.5), (0.0, None), (None, None)],
-])
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        Bounds([0.0, -1.0, 0.0, 0.0, -5.0], [2.0, 1.0, 2.5, 1.0, 5.0]),
+        [(0.0, 2.0), (-1.0, 1.0), (None, 2.5), (0.0, None), (None, None)],
+    ],
+)
 def test_bounds_projection(bounds):
     inside = []
 
     def cb(xk):
         inside.append(xk)
-    r = nr.minimize(quadratic, np.full(5, 10.0), args=(_A_DIAG, _C), jac=True, bounds=bounds,
-                    callback=cb, options=dict(learning_rate=_decay(0.05, 300), maxiter=3000))
+
+    r = nr.minimize(
+        quadratic,
+        np.full(5, 10.0),
+        args=(_A_DIAG, _C),
+        jac=True,
+        bounds=bounds,
+        callback=cb,
+        options=dict(learning_rate=_decay(0.05, 300), maxiter=3000),
+    )
     expect = np.clip(_C, [0, -1, -np.inf, 0, -np.inf], [2, 1, 2.5, np.inf, np.inf])
     np.testing.assert_allclose(r.x, expect, atol=2e-3)
     lb = np.array([0, -1, -np.inf, 0, -np.inf])
@@ -466,27 +650,51 @@ def test_bounds_projection(bounds):
     allx = np.array(inside)
     assert np.all(allx >= lb) and np.all(allx <= ub)
     # gtol works on the projected gradient even though the gradient at x* is not 0
-    r = sp_minimize(quadratic, np.full(5, 10.0), args=(_A_DIAG, _C), method=nr.rmsprop,
-                    jac=True, bounds=bounds,
-                    options=dict(learning_rate=_decay(0.05, 300), maxiter=20000, gtol=1e-5,
-                                 tol_momentum=0.0))
+    r = sp_minimize(
+        quadratic,
+        np.full(5, 10.0),
+        args=(_A_DIAG, _C),
+        method=nr.rmsprop,
+        jac=True,
+        bounds=bounds,
+        options=dict(learning_rate=_decay(0.05, 300), maxiter=20000, gtol=1e-5, tol_momentum=0.0),
+    )
     assert r.status == 0 and "gtol" in r.message
 
 
 def test_bounds_float32_stay_inside():
-    r = nr.minimize(quadratic, np.zeros(5, np.float32), args=(_A_DIAG, _C), jac=True,
-                    bounds=[(0.1, 0.3)] * 5, options=dict(learning_rate=0.1, maxiter=50))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5, np.float32),
+        args=(_A_DIAG, _C),
+        jac=True,
+        bounds=[(0.1, 0.3)] * 5,
+        options=dict(learning_rate=0.1, maxiter=50),
+    )
     assert r.x.dtype == np.float32
     assert np.all(r.x.astype(np.float64) >= 0.1) and np.all(r.x.astype(np.float64) <= 0.3)
 
 
 def test_constraints_error():
     with pytest.raises(ValueError, match="constraints"):
-        sp_minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                    constraints={"type": "eq", "fun": lambda x: x[0]})
+        sp_minimize(
+            quadratic,
+            np.zeros(5),
+            args=(_A_DIAG, _C),
+            method=nr.rmsprop,
+            jac=True,
+            constraints={"type": "eq", "fun": lambda x: x[0]},
+        )
     # the empty default is fine
-    sp_minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                constraints=(), options=dict(maxiter=2))
+    sp_minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        method=nr.rmsprop,
+        jac=True,
+        constraints=(),
+        options=dict(maxiter=2),
+    )
 
 
 def test_seed_reproducibility():
@@ -495,16 +703,19 @@ def test_seed_reproducibility():
     r1 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True, options=dict(o, seed=3))
     r2 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True, options=dict(o, seed=3))
     r3 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True, options=dict(o, seed=4))
-    r4 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True,
-                     options=dict(o, seed=np.random.default_rng(3)))
+    r4 = nr.minimize(
+        logistic, p["x0"], args=p["args"], jac=True, options=dict(o, seed=np.random.default_rng(3))
+    )
     np.testing.assert_array_equal(r1.x, r2.x)
     np.testing.assert_array_equal(r1.x, r4.x)
     assert not np.array_equal(r1.x, r3.x)
     # shuffle=False: the batches are the data in order, whatever the seed
-    r5 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True,
-                     options=dict(o, shuffle=False, seed=1))
-    r6 = nr.minimize(logistic, p["x0"], args=p["args"], jac=True,
-                     options=dict(o, shuffle=False, seed=2))
+    r5 = nr.minimize(
+        logistic, p["x0"], args=p["args"], jac=True, options=dict(o, shuffle=False, seed=1)
+    )
+    r6 = nr.minimize(
+        logistic, p["x0"], args=p["args"], jac=True, options=dict(o, shuffle=False, seed=2)
+    )
     np.testing.assert_array_equal(r5.x, r6.x)
 
 
@@ -514,10 +725,16 @@ def test_batching_slices_only_data():
     def fun(x, X, y, lam, scale):
         seen.append((X.shape[0], y.shape[0], lam, scale.shape))
         return logistic(x, X, y, lam)
+
     p = PROBLEMS["logistic"]
     X, y, lam = p["args"]
-    r = nr.minimize(fun, p["x0"], args=(X, y, lam, np.float64(2.0)), jac=True,
-                    options=dict(maxiter=20, batch_size=100))
+    r = nr.minimize(
+        fun,
+        p["x0"],
+        args=(X, y, lam, np.float64(2.0)),
+        jac=True,
+        options=dict(maxiter=20, batch_size=100),
+    )
     # 256 samples: batches of 100, 100, 56; the 0-d array and the float pass whole
     assert [s[0] for s in seen[:6]] == [100, 100, 56, 100, 100, 56]
     assert all(s[0] == s[1] and s[2] == lam and s[3] == () for s in seen[:-1])
@@ -530,8 +747,14 @@ def test_batching_slices_only_data():
     def fun2(x, X, y, w):
         seen.append(w.shape)
         return logistic(x, X, y, lam)
-    nr.minimize(fun2, p["x0"], args=(X, y, weights), jac=True,
-                options=dict(maxiter=3, batch_size=100, data_args=[0, 1]))
+
+    nr.minimize(
+        fun2,
+        p["x0"],
+        args=(X, y, weights),
+        jac=True,
+        options=dict(maxiter=3, batch_size=100, data_args=[0, 1]),
+    )
     assert seen == [(3,)] * 4
 
 
@@ -539,12 +762,14 @@ def test_batching_slices_only_data():
 # jac forms, x0 forms, options
 # ---------------------------------------------------------------------------
 
+
 def test_jac_forms():
     def f(x, a, c):
         return quadratic(x, a, c)[0]
 
     def g(x, a, c):
         return quadratic(x, a, c)[1]
+
     o = dict(maxiter=30, learning_rate=0.01)
     exact = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=o)
     rj = nr.minimize(f, np.zeros(5), args=(_A_DIAG, _C), jac=g, options=o)
@@ -561,6 +786,7 @@ def test_jac_forms():
 def test_x0_forms():
     def f(x):
         return float(np.sum((x - 1.0) ** 2)), 2.0 * (x - 1.0)
+
     r = nr.minimize(f, 3, jac=True, options=dict(maxiter=2))
     assert r.x.shape == (1,) and r.x.dtype == np.float64
     r = nr.minimize(f, [1, 2, 3], jac=True, options=dict(maxiter=2))
@@ -575,8 +801,12 @@ def test_x0_forms():
 
 
 def test_scalar_gradient_for_one_parameter():
-    r = nr.minimize(lambda x: (float((x[0] - 2) ** 2), 2 * (x[0] - 2)), 0.0, jac=True,
-                    options=dict(maxiter=2000, learning_rate=_decay(0.1, 200)))
+    r = nr.minimize(
+        lambda x: (float((x[0] - 2) ** 2), 2 * (x[0] - 2)),
+        0.0,
+        jac=True,
+        options=dict(maxiter=2000, learning_rate=_decay(0.1, 200)),
+    )
     assert abs(r.x[0] - 2) < 1e-3
 
 
@@ -587,30 +817,45 @@ def test_learning_rate_callable_and_history():
     def cb(xk):
         seen.append(xk)
         lr["v"] *= 0.5
-    r = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, callback=cb,
-                    options=dict(learning_rate=lambda: lr["v"], maxiter=20,
-                                 return_history=True))
+
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        callback=cb,
+        options=dict(learning_rate=lambda: lr["v"], maxiter=20, return_history=True),
+    )
     assert r.nit == 20 and r.history.shape == (20,)
     assert r.history[0] == pytest.approx(quadratic(np.zeros(5), _A_DIAG, _C)[0])
 
 
 def test_unknown_option_warns():
     with pytest.warns(OptimizeWarning, match="Unknown solver options: bogus"):
-        nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=2, bogus=1))
+        nr.minimize(
+            quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=2, bogus=1)
+        )
     with pytest.warns(OptimizeWarning, match="bogus"):
-        sp_minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), method=nr.rmsprop, jac=True,
-                    options=dict(maxiter=2, bogus=1))
+        sp_minimize(
+            quadratic,
+            np.zeros(5),
+            args=(_A_DIAG, _C),
+            method=nr.rmsprop,
+            jac=True,
+            options=dict(maxiter=2, bogus=1),
+        )
 
 
 def test_disp(capsys, monkeypatch):
-    nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                options=dict(maxiter=300, disp=True))
+    nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=300, disp=True)
+    )
     err = capsys.readouterr().err
     assert "rmsprop" in err and "Iterations: 300" in err
     monkeypatch.setitem(sys.modules, "tqdm", None)  # no tqdm: a plain line
-    nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                options=dict(maxiter=300, disp=True))
+    nr.minimize(
+        quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=dict(maxiter=300, disp=True)
+    )
     err = capsys.readouterr().err
     assert "rmsprop: step 300/300" in err
 
@@ -658,8 +903,13 @@ def test_disp_without_tqdm_refreshes_during_a_python_loop(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     err = _TimedStderr()
     monkeypatch.setattr(sys, "stderr", err)
-    r = nr.minimize(_sleepy_quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(maxiter=300, disp=True))
+    r = nr.minimize(
+        _sleepy_quadratic,
+        np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        options=dict(maxiter=300, disp=True),
+    )
     end = time.monotonic()
     assert r.nit == 300 and "rmsprop: step 300/300" in "".join(err.text)
     _assert_refreshes_often(err.times, end)
@@ -696,8 +946,7 @@ def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     err = _TimedStderr()
     monkeypatch.setattr(sys, "stderr", err)
-    shown = nr.minimize(lsq_nb, x0, args=(A, b), jac=True,
-                        options=dict(maxiter=maxiter, disp=True))
+    shown = nr.minimize(lsq_nb, x0, args=(A, b), jac=True, options=dict(maxiter=maxiter, disp=True))
     end = time.monotonic()
     assert len(segments) > 3 and sum(segments) == maxiter - 1
     _assert_refreshes_often(err.times, end)
@@ -710,43 +959,67 @@ LR_BLOCK_STEPS = learning_rates.LR_BLOCK
 def test_public_names():
     assert nr.minimize is nro.minimize and nr.rmsprop is nro.rmsprop
     params = inspect.signature(nr.minimize).parameters
-    assert list(params) == ["fun", "x0", "args", "jac", "bounds", "tol", "callback", "options",
-                            "hess", "hessp", "constraints"]
-    assert all(params[k].kind == inspect.Parameter.KEYWORD_ONLY
-               for k in ("hess", "hessp", "constraints"))
+    assert list(params) == [
+        "fun",
+        "x0",
+        "args",
+        "jac",
+        "bounds",
+        "tol",
+        "callback",
+        "options",
+        "hess",
+        "hessp",
+        "constraints",
+    ]
+    assert all(
+        params[k].kind == inspect.Parameter.KEYWORD_ONLY for k in ("hess", "hessp", "constraints")
+    )
 
 
 # ---------------------------------------------------------------------------
 # Bad input: each rule, with a message naming the problem
 # ---------------------------------------------------------------------------
 
+
 def _q(**options):
-    return dict(fun=quadratic, x0=np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                options=dict(dict(maxiter=3), **options))
+    return dict(
+        fun=quadratic,
+        x0=np.zeros(5),
+        args=(_A_DIAG, _C),
+        jac=True,
+        options=dict(dict(maxiter=3), **options),
+    )
 
 
-@pytest.mark.parametrize("change, exc, match", [
-    (dict(fun=42), TypeError, "`fun` must be callable"),
-    (dict(x0=[0.0, np.nan, 1, 2, 3]), ValueError, "x0.*finite"),
-    (dict(x0=[0.0, np.inf, 1, 2, 3]), ValueError, "x0.*finite"),
-    (dict(x0=[]), ValueError, "x0.*empty"),
-    (dict(x0=np.zeros(5, complex)), TypeError, "x0.*real"),
-    (dict(jac="4-point"), ValueError, "`jac`"),
-    (dict(fun=lambda x, a, c: 1.0), ValueError, "pair"),
-    (dict(fun=lambda x, a, c: (1.0, np.zeros(4))), ValueError, r"shape \(4,\).*\(5,\)"),
-    (dict(fun=lambda x, a, c: (1.0, np.zeros((5, 1)))), ValueError, r"shape \(5, 1\)"),
-    (dict(fun=lambda x, a, c: (np.ones(2), np.zeros(5))), ValueError, "scalar loss"),
-    (dict(fun=lambda x, a, c: 1.0, jac=lambda x, a, c: np.zeros(3)), ValueError,
-     r"shape \(3,\).*from `jac`"),
-    (dict(options=dict(learning_rate=-1.0)), ValueError, "learning_rate"),
-    (dict(options=dict(maxiter=-1)), ValueError, "maxiter"),
-    (dict(options=dict(maxiter=2.5)), TypeError, "maxiter"),
-    (dict(options=dict(tol_momentum=1.0)), ValueError, "tol_momentum"),
-    (dict(options=dict(compiled="yes")), ValueError, "compiled"),
-    (dict(callback=3), TypeError, "callback"),
-    (dict(bounds=[(0, 1)] * 4), ValueError, "4 .*pairs.*5"),
-    (dict(bounds=[(1, 0)] * 5), ValueError, "infeasible"),
-])
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (dict(fun=42), TypeError, "`fun` must be callable"),
+        (dict(x0=[0.0, np.nan, 1, 2, 3]), ValueError, "x0.*finite"),
+        (dict(x0=[0.0, np.inf, 1, 2, 3]), ValueError, "x0.*finite"),
+        (dict(x0=[]), ValueError, "x0.*empty"),
+        (dict(x0=np.zeros(5, complex)), TypeError, "x0.*real"),
+        (dict(jac="4-point"), ValueError, "`jac`"),
+        (dict(fun=lambda x, a, c: 1.0), ValueError, "pair"),
+        (dict(fun=lambda x, a, c: (1.0, np.zeros(4))), ValueError, r"shape \(4,\).*\(5,\)"),
+        (dict(fun=lambda x, a, c: (1.0, np.zeros((5, 1)))), ValueError, r"shape \(5, 1\)"),
+        (dict(fun=lambda x, a, c: (np.ones(2), np.zeros(5))), ValueError, "scalar loss"),
+        (
+            dict(fun=lambda x, a, c: 1.0, jac=lambda x, a, c: np.zeros(3)),
+            ValueError,
+            r"shape \(3,\).*from `jac`",
+        ),
+        (dict(options=dict(learning_rate=-1.0)), ValueError, "learning_rate"),
+        (dict(options=dict(maxiter=-1)), ValueError, "maxiter"),
+        (dict(options=dict(maxiter=2.5)), TypeError, "maxiter"),
+        (dict(options=dict(tol_momentum=1.0)), ValueError, "tol_momentum"),
+        (dict(options=dict(compiled="yes")), ValueError, "compiled"),
+        (dict(callback=3), TypeError, "callback"),
+        (dict(bounds=[(0, 1)] * 4), ValueError, "4 .*pairs.*5"),
+        (dict(bounds=[(1, 0)] * 5), ValueError, "infeasible"),
+    ],
+)
 def test_bad_input(change, exc, match):
     kw = _q()
     kw.update(change)
@@ -758,19 +1031,24 @@ def test_bad_batching():
     p = PROBLEMS["logistic"]
     X, y, lam = p["args"]
     kw = dict(jac=True)
-    for bs, exc, match in [(0, ValueError, "batch_size.*>= 1"), (-3, ValueError, ">= 1"),
-                           (257, ValueError, "larger than the data.*256"),
-                           (2.0, TypeError, "integer")]:
+    for bs, exc, match in [
+        (0, ValueError, "batch_size.*>= 1"),
+        (-3, ValueError, ">= 1"),
+        (257, ValueError, "larger than the data.*256"),
+        (2.0, TypeError, "integer"),
+    ]:
         with pytest.raises(exc, match=match):
             nr.minimize(logistic, p["x0"], args=p["args"], options=dict(batch_size=bs), **kw)
     with pytest.raises(ValueError, match=r"args\[0\] has 256.*args\[1\] has 255"):
         nr.minimize(logistic, p["x0"], args=(X, y[:-1], lam), options=dict(batch_size=8), **kw)
     with pytest.raises(ValueError, match="no data arrays"):
-        nr.minimize(quadratic, np.zeros(5), args=(list(_A_DIAG), 1.0),
-                    options=dict(batch_size=8), **kw)
+        nr.minimize(
+            quadratic, np.zeros(5), args=(list(_A_DIAG), 1.0), options=dict(batch_size=8), **kw
+        )
     with pytest.raises(ValueError, match="data_args"):
-        nr.minimize(logistic, p["x0"], args=p["args"], options=dict(batch_size=8,
-                                                                    data_args=[2]), **kw)
+        nr.minimize(
+            logistic, p["x0"], args=p["args"], options=dict(batch_size=8, data_args=[2]), **kw
+        )
     # mismatched lengths without batch_size are nobody's business
     nr.minimize(logistic, p["x0"], args=(X, y, lam), options=dict(maxiter=1), **kw)
 
@@ -786,22 +1064,42 @@ def test_compiled_fallback_warns():
     # loop's argument types: the run warns and takes the Python loop.
     o = dict(maxiter=20, learning_rate=0.01)
     with pytest.warns(RuntimeWarning, match="Python loop"):
-        r = nr.minimize(_quadratic_fixed_sig, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                        options=o)
+        r = nr.minimize(_quadratic_fixed_sig, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=o)
     ref = nr.minimize(quadratic, np.zeros(5), args=(_A_DIAG, _C), jac=True, options=o)
     np.testing.assert_allclose(r.x, ref.x, rtol=1e-12)
     with pytest.raises(ValueError, match="compiled=True.*did not compile"):
-        nr.minimize(_quadratic_fixed_sig, np.zeros(5), args=(_A_DIAG, _C), jac=True,
-                    options=dict(o, compiled=True))
+        nr.minimize(
+            _quadratic_fixed_sig,
+            np.zeros(5),
+            args=(_A_DIAG, _C),
+            jac=True,
+            options=dict(o, compiled=True),
+        )
 
 
 # ---------------------------------------------------------------- entry cache
 TYPE_KEY_VALUES = [
-    None, True, 1, -1, 2**63, 1.5, 1j, "s", np.float32(1), np.float64(1), np.int32(1),
-    np.zeros(3), np.zeros(3, np.float32), np.zeros((2, 3)), np.zeros((2, 3), order="F"),
-    np.zeros((3, 4))[:, ::2], np.zeros(3)[::2],
+    None,
+    True,
+    1,
+    -1,
+    2**63,
+    1.5,
+    1j,
+    "s",
+    np.float32(1),
+    np.float64(1),
+    np.int32(1),
+    np.zeros(3),
+    np.zeros(3, np.float32),
+    np.zeros((2, 3)),
+    np.zeros((2, 3), order="F"),
+    np.zeros((3, 4))[:, ::2],
+    np.zeros(3)[::2],
     np.frombuffer(np.zeros(3).tobytes()),  # read-only
-    (np.zeros(3), 1.0), (np.zeros(3), (1, None)), (),
+    (np.zeros(3), 1.0),
+    (np.zeros(3), (1, None)),
+    (),
 ]
 
 

@@ -47,16 +47,30 @@ def test_wheel_contains_py_typed(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(ROOT, name), src / name)
-    shutil.copytree(os.path.join(ROOT, "numba_rmsprop"), src / "numba_rmsprop",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "out"),
-           str(src)]
+    shutil.copytree(
+        os.path.join(ROOT, "numba_rmsprop"),
+        src / "numba_rmsprop",
+        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(tmp_path / "out"),
+        str(src),
+    ]
     if _can_build_without_isolation():
         cmd.insert(4, "--no-build-isolation")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        pytest.skip(f"cannot build a wheel here (no build backend reachable?): "
-                    f"{(proc.stdout + proc.stderr)[-800:]}")
+        pytest.skip(
+            f"cannot build a wheel here (no build backend reachable?): "
+            f"{(proc.stdout + proc.stderr)[-800:]}"
+        )
     (wheel,) = (tmp_path / "out").glob("numba_rmsprop-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "numba_rmsprop/py.typed" in names, names

@@ -11,20 +11,28 @@ import numba_rmsprop as nr
 from numba_rmsprop.engine import config
 
 CONFIG = dict(
-    learning_rate=nr.schedules.CosineDecay(0.01, decay_steps=40, warmup_target=0.02,
-                                           warmup_steps=5),
-    momentum=0.9, centered=True, weight_decay=1e-2, global_clipnorm=1.0, use_ema=True,
-    ema_overwrite_frequency=3, gradient_accumulation_steps=3,
+    learning_rate=nr.schedules.CosineDecay(
+        0.01, decay_steps=40, warmup_target=0.02, warmup_steps=5
+    ),
+    momentum=0.9,
+    centered=True,
+    weight_decay=1e-2,
+    global_clipnorm=1.0,
+    use_ema=True,
+    ema_overwrite_frequency=3,
+    gradient_accumulation_steps=3,
 )
 
 
 def make_variables():
     rng = np.random.default_rng(0)
     big = config.PARALLEL_THRESHOLD_BYTES // 4 + 100  # float32: the prange kernels
-    return [rng.standard_normal((6, 5)).astype(np.float32),
-            np.zeros(5, np.float32),
-            np.asfortranarray(rng.standard_normal((4, 3))),  # float64, F order
-            rng.standard_normal(big).astype(np.float32)]
+    return [
+        rng.standard_normal((6, 5)).astype(np.float32),
+        np.zeros(5, np.float32),
+        np.asfortranarray(rng.standard_normal((4, 3))),  # float64, F order
+        rng.standard_normal(big).astype(np.float32),
+    ]
 
 
 def grads_at(step, variables):
@@ -40,7 +48,7 @@ def run(opt, variables, start, stop):
 def assert_same(opt_a, vars_a, opt_b, vars_b):
     assert opt_a.get_config() == opt_b.get_config()
     assert opt_a.iterations == opt_b.iterations
-    for a, b in zip(vars_a, vars_b):
+    for a, b in zip(vars_a, vars_b, strict=False):
         np.testing.assert_array_equal(a, b, strict=True)
     sa, sb = opt_a.state_dict(), opt_b.state_dict()
     assert set(sa) == set(sb)
@@ -55,8 +63,8 @@ def test_pickle_with_variables_continues_bit_for_bit(config):
     run(opt, variables, 0, 13)  # mid-accumulation
     opt2, variables2 = pickle.loads(pickle.dumps((opt, variables)))
     # pickle keeps identity within one dump: the copy is bound to the unpickled arrays
-    assert all(a is b for a, b in zip(opt2.variables, variables2))
-    assert not any(a is b for a, b in zip(variables, variables2))
+    assert all(a is b for a, b in zip(opt2.variables, variables2, strict=False))
+    assert not any(a is b for a, b in zip(variables, variables2, strict=False))
     assert_same(opt, variables, opt2, variables2)
     run(opt, variables, 13, 30)
     run(opt2, variables2, 13, 30)
@@ -70,7 +78,7 @@ def test_deepcopy_is_independent():
     run(opt, variables, 0, 7)
     twin = copy.deepcopy(opt)
     mine = twin.variables  # the copy owns copies of the variables
-    assert not any(a is b for a, b in zip(mine, variables))
+    assert not any(a is b for a, b in zip(mine, variables, strict=False))
     assert_same(opt, variables, twin, mine)
     run(twin, mine, 7, 20)
     assert opt.iterations == 7  # the original did not move
@@ -95,7 +103,7 @@ def test_pickle_alone_binds_the_copy_to_its_own_variables():
 
 def test_pickle_unbuilt_optimizer():
     opt = nr.RMSprop(**CONFIG)
-    opt.learning_rate  # reading it caches a table; nothing of it is pickled
+    assert opt.learning_rate > 0  # reading it caches a table; nothing of it is pickled
     opt2 = pickle.loads(pickle.dumps(opt))
     assert not opt2.built and opt2.iterations == 0
     assert opt2.get_config() == opt.get_config()

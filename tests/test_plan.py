@@ -1,15 +1,15 @@
 """Keras's counter rules, tested on the plan alone (no kernels)."""
 
 import pytest
-
 from numba import njit
 
 from numba_rmsprop.engine.plan import counters, make_plan
 
 
 def plan(it, **kw):
-    args = dict(accumulation_steps=None, use_ema=False, ema_momentum=0.99,
-                ema_overwrite_frequency=None)
+    args = dict(
+        accumulation_steps=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None
+    )
     args.update(kw)
     return make_plan(it, 0.5, **args)
 
@@ -44,8 +44,10 @@ def test_ema_overwrite_frequency():
 
 
 def test_ema_overwrite_with_accumulation_uses_accumulated_count():
-    ow = [plan(i, use_ema=True, ema_overwrite_frequency=2, accumulation_steps=2).ema_overwrite
-          for i in range(8)]
+    ow = [
+        plan(i, use_ema=True, ema_overwrite_frequency=2, accumulation_steps=2).ema_overwrite
+        for i in range(8)
+    ]
     # k = i // 2 = 0,0,1,1,2,2,3,3; overwrite when (k + 1) % 2 == 0
     assert ow == [False, False, True, True, False, False, True, True]
 
@@ -64,5 +66,8 @@ def test_compiled_counters_equal_python_counters(n_acc, freq):
 
 
 def test_counters_without_accumulation_or_overwrite():
-    assert [counters(i, 0, 0) for i in range(3)] == [(True, True, False), (True, False, False),
-                                                      (True, False, False)]
+    assert [counters(i, 0, 0) for i in range(3)] == [
+        (True, True, False),
+        (True, False, False),
+        (True, False, False),
+    ]

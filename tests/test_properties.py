@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import ExponentialDecay as RefExponentialDecay
+from reference import ReferenceRMSprop
 
 import numba_rmsprop as nr
 from numba_rmsprop.engine import config
-from reference import ExponentialDecay as RefExponentialDecay
-from reference import ReferenceRMSprop
 
 SHAPES = [(), (1,), (7,), (3, 5), (4, 1, 3), (64,)]
 LAYOUTS = ["C", "F", "strided", "transposed"]
@@ -51,8 +51,9 @@ def configs(draw):
 
 #: The variants (torch, optax, TF1): every boolean keyword-only option of RMSprop, so a
 #: new one is drawn without touching this file.
-VARIANT_SWITCHES = [h.name for h in nr.RMSprop._hyperparameters
-                    if h.kw_only and isinstance(h.default, bool)]
+VARIANT_SWITCHES = [
+    h.name for h in nr.RMSprop._hyperparameters if h.kw_only and isinstance(h.default, bool)
+]
 
 
 @st.composite
@@ -94,18 +95,25 @@ def gradient(rng, shape, dtype, layout, scale):
 
 @pytest.fixture(params=["serial-groups", "parallel-kernels"])
 def threshold(request, monkeypatch):
-    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD_BYTES",
-                        10**12 if request.param == "serial-groups" else 1)
+    monkeypatch.setattr(
+        config, "PARALLEL_THRESHOLD_BYTES", 10**12 if request.param == "serial-groups" else 1
+    )
     return request.param
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     cfg=configs(),
     dtype=st.sampled_from([np.float32, np.float64]),
-    var_specs=st.lists(st.tuples(st.sampled_from(SHAPES), st.sampled_from(LAYOUTS)), min_size=1, max_size=4),
+    var_specs=st.lists(
+        st.tuples(st.sampled_from(SHAPES), st.sampled_from(LAYOUTS)), min_size=1, max_size=4
+    ),
     grad_layout=st.sampled_from(LAYOUTS),
-    pattern=st.lists(st.sampled_from(["all", "all", "none-grad", "subset"]), min_size=1, max_size=7),
+    pattern=st.lists(
+        st.sampled_from(["all", "all", "none-grad", "subset"]), min_size=1, max_size=7
+    ),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, pattern, seed):
@@ -140,11 +148,14 @@ def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, 
         if kind == "subset" and len(ours) > 1:
             idx = sorted(rng.choice(len(ours), size=len(ours) - 1, replace=False).tolist())[::-1]
         import warnings
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             opt.apply([grads[i] for i in idx], [ours[i] for i in idx])
-            ref.apply([None if grads[i] is None else np.array(grads[i]) for i in idx],
-                      [theirs[i] for i in idx])
+            ref.apply(
+                [None if grads[i] is None else np.array(grads[i]) for i in idx],
+                [theirs[i] for i in idx],
+            )
         assert opt.iterations == ref.iterations == step + 1
 
     if cfg.get("use_ema"):
@@ -152,39 +163,55 @@ def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, 
         ref.finalize_variable_values(theirs)
 
     rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (2e-5, 2e-6)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=False):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * max(1.0, np.abs(b).max(initial=0)))
     # views were updated in place, and nothing outside them was touched
-    for v, parent, before in zip(ours, parents, parent_before):
+    for v, parent, before in zip(ours, parents, parent_before, strict=False):
         if parent is not None:
             mask = np.ones(parent.shape, bool)
             mask[tuple(slice(1, None, 2) for _ in v.shape)] = False
             np.testing.assert_array_equal(parent[mask], before[mask])
             assert np.shares_memory(v, parent)
     state = opt.state_dict()
-    for i, v in enumerate(theirs):
-        np.testing.assert_allclose(state[f"velocity/{i}"], ref.state["velocity"][i],
-                                   rtol=rtol, atol=atol * max(1.0, np.abs(ref.state["velocity"][i]).max(initial=0)))
+    for i in range(len(theirs)):
+        np.testing.assert_allclose(
+            state[f"velocity/{i}"],
+            ref.state["velocity"][i],
+            rtol=rtol,
+            atol=atol * max(1.0, np.abs(ref.state["velocity"][i]).max(initial=0)),
+        )
 
 
 @pytest.mark.parametrize("clip", [{"global_clipnorm": 0.5}, {"clipnorm": 0.5}, {}])
 def test_mixed_dtypes_sizes_and_empty_variables(monkeypatch, clip):
     """One optimizer over float32 and float64, tiny, empty and 'large' variables."""
-    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD_BYTES", 4000)  # (40, 40) f32 takes prange
+    monkeypatch.setattr(config, "PARALLEL_THRESHOLD_BYTES", 4000)  # (40, 40) f32 takes prange
     rng = np.random.default_rng(7)
-    shapes_dtypes = [((3,), np.float32), ((40, 40), np.float32), ((0,), np.float32),
-                     ((5, 2), np.float64), ((2000,), np.float64), ((), np.float64)]
+    shapes_dtypes = [
+        ((3,), np.float32),
+        ((40, 40), np.float32),
+        ((0,), np.float32),
+        ((5, 2), np.float64),
+        ((2000,), np.float64),
+        ((), np.float64),
+    ]
     ours = [rng.standard_normal(s).astype(d) for s, d in shapes_dtypes]
     theirs = [a.copy() for a in ours]
-    cfg = dict(learning_rate=0.05, momentum=0.5, centered=True, use_ema=True,
-               gradient_accumulation_steps=2, **clip)
+    cfg = dict(
+        learning_rate=0.05,
+        momentum=0.5,
+        centered=True,
+        use_ema=True,
+        gradient_accumulation_steps=2,
+        **clip,
+    )
     opt, ref = nr.RMSprop(**cfg), ReferenceRMSprop(**cfg)
     for _ in range(6):
         grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in ours]
         opt.apply(grads, ours)
         ref.apply([g.copy() for g in grads], theirs)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=False):
         tol = 1e-12 if a.dtype == np.float64 else 2e-6
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     assert ours[2].shape == (0,)

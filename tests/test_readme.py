@@ -54,6 +54,12 @@ def test_snippet_runs(code, tmp_path):
         # Simulated GPU threads poll each other at every syncthreads(); without
         # frequent switches a 256x128 update takes minutes (cuda_cases.py does this too).
         run = "import sys; sys.setswitchinterval(1e-4)\n" + code
-    proc = subprocess.run([sys.executable, "-c", run], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", run],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"README snippet failed:\n{code}\n{proc.stdout}{proc.stderr}"

@@ -21,6 +21,7 @@ from numba_rmsprop import schedules
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference  # noqa: E402  (tests/reference.py)
+
 from numba_rmsprop.schedules import (
     CosineDecay,
     CosineDecayRestarts,
@@ -46,7 +47,7 @@ CLASSES = [
 
 def _load_golden():
     with np.load(DATA) as d:
-        keys = sorted(k[len("config_"):] for k in d.files if k.startswith("config_"))
+        keys = sorted(k[len("config_") :] for k in d.files if k.startswith("config_"))
         return [
             (
                 key,
@@ -81,7 +82,10 @@ def test_golden_file_covers_every_class_and_option():
     pw = seen["PiecewiseConstantDecay"]
     # float and int boundaries, each with integer and real steps
     assert {(isinstance(c["boundaries"][0], float), k) for c, k in pw} >= {
-        (True, "i"), (True, "f"), (False, "i"), (False, "f")
+        (True, "i"),
+        (True, "f"),
+        (False, "i"),
+        (False, "f"),
     }
 
 
@@ -109,7 +113,9 @@ def _restart_position(step, first_decay_steps, t_mul):
 def _cdr_exact(step, c):
     i, frac, _ = _restart_position(step, c["first_decay_steps"], c["t_mul"])
     lr, alpha = c["initial_learning_rate"], c["alpha"]
-    return lr * ((1 - alpha) * 0.5 * c["m_mul"] ** i * (1 + math.cos(math.pi * float(frac))) + alpha)
+    return lr * (
+        (1 - alpha) * 0.5 * c["m_mul"] ** i * (1 + math.cos(math.pi * float(frac))) + alpha
+    )
 
 
 def _near_restart(cfg, steps, tol_steps):
@@ -136,7 +142,10 @@ def _restart_candidates(step, c):
 
 def _is_one_of(values, candidates, rtol):
     return np.array(
-        [any(math.isclose(v, w, rel_tol=rtol, abs_tol=1e-300) for w in cands) for v, cands in zip(values, candidates)]
+        [
+            any(math.isclose(v, w, rel_tol=rtol, abs_tol=1e-300) for w in cands)
+            for v, cands in zip(values, candidates, strict=False)
+        ]
     )
 
 
@@ -170,7 +179,9 @@ def test_golden_float64(key, cfg, steps, f64, f32):
     # artifact there; and where the step is exactly on a restart, stock
     # (float32) Keras restarts correctly.
     assert artifact.any()
-    np.testing.assert_allclose(f64[near][artifact], c["initial_learning_rate"] * c["alpha"], rtol=1e-12)
+    np.testing.assert_allclose(
+        f64[near][artifact], c["initial_learning_rate"] * c["alpha"], rtol=1e-12
+    )
     on_tie = artifact & exact[near]
     np.testing.assert_allclose(f32[near][on_tie], ours[near][on_tie], rtol=1e-6)
 
@@ -276,7 +287,7 @@ def test_piecewise_closed_form():
     bounds, vals = [10, 30, 100], [0.5, 0.25, 0.125, 0.01]
 
     def ref(s):
-        for b, v in zip(bounds, vals):
+        for b, v in zip(bounds, vals, strict=False):
             if s <= b:
                 return v
         return vals[-1]
@@ -320,10 +331,18 @@ def test_cosine_warmup_ends_in_decay_branch():
 
 @pytest.mark.parametrize(
     "fds,t_mul,m_mul,alpha",
-    [(10, 2.0, 1.0, 0.0), (7, 1.5, 0.9, 0.1), (10, 1.0, 0.5, 0.05), (1, 3.0, 0.5, 0.0), (4, 0.9, 0.8, 0.1)],
+    [
+        (10, 2.0, 1.0, 0.0),
+        (7, 1.5, 0.9, 0.1),
+        (10, 1.0, 0.5, 0.05),
+        (1, 3.0, 0.5, 0.0),
+        (4, 0.9, 0.8, 0.1),
+    ],
 )
 def test_cosine_restarts_closed_form(fds, t_mul, m_mul, alpha):
-    c = dict(initial_learning_rate=0.3, first_decay_steps=fds, t_mul=t_mul, m_mul=m_mul, alpha=alpha)
+    c = dict(
+        initial_learning_rate=0.3, first_decay_steps=fds, t_mul=t_mul, m_mul=m_mul, alpha=alpha
+    )
     steps = list(range(0, 200)) + [364, 1093, 3280]  # incl. restarts for t_mul=3
     if t_mul < 1:
         steps = list(range(0, 40))  # horizon 4 / 0.1 = 40
@@ -394,7 +413,9 @@ def test_cosine_restarts_knife_edge_restarts_at_peak():
     s = CosineDecayRestarts(1.0, 1, t_mul=3.0, m_mul=0.5, alpha=0.1)
     assert math.floor(math.log(1 + 121 * 2) / math.log(3.0)) == 4  # the trap is real
     assert s(121) == pytest.approx(0.9 * 0.5**5 + 0.1, rel=1e-15)
-    assert s(120) == pytest.approx(0.9 * 0.5**4 * 0.5 * (1 + math.cos(math.pi * 80 / 81)) + 0.1, rel=1e-12)
+    assert s(120) == pytest.approx(
+        0.9 * 0.5**4 * 0.5 * (1 + math.cos(math.pi * 80 / 81)) + 0.1, rel=1e-12
+    )
 
 
 def test_cosine_restarts_t_mul_below_one_horizon():
@@ -418,7 +439,9 @@ def test_float64_not_float32():
     assert s(37) == pytest.approx(exact, rel=1e-15, abs=0)
     c = CosineDecay(0.1, 7)
     exact = 0.1 * (0.5 * (1.0 + math.cos(math.pi * (3 / 7))))
-    f32 = float(np.float32(0.1) * (np.float32(0.5) * (1 + np.cos(np.float32(math.pi) * np.float32(3 / 7)))))
+    f32 = float(
+        np.float32(0.1) * (np.float32(0.5) * (1 + np.cos(np.float32(math.pi) * np.float32(3 / 7))))
+    )
     assert abs(f32 - exact) > 1e-10
     assert c(3) == pytest.approx(exact, rel=1e-15, abs=0)
 
@@ -430,7 +453,7 @@ def test_float64_not_float32():
 def test_scalar_step_types_return_python_float(step):
     s = ExponentialDecay(0.1, 10, 0.5)
     v = s(step)
-    assert type(v) is float and v == 0.1 * 0.5 ** 0.3
+    assert type(v) is float and v == 0.1 * 0.5**0.3
 
 
 def test_array_step_returns_float64_array_of_same_shape():
@@ -513,8 +536,9 @@ def test_negative_steps_by_hand():
     # Keras's formulas, worked out by hand.
     assert PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])(-5) == 1.0
     assert PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])(-0.5) == 1.0
-    np.testing.assert_array_equal(PiecewiseConstantDecay([10], [1.0, 0.5])(np.array([-3, 0, 11])),
-                                  [1.0, 1.0, 0.5])
+    np.testing.assert_array_equal(
+        PiecewiseConstantDecay([10], [1.0, 0.5])(np.array([-3, 0, 11])), [1.0, 1.0, 0.5]
+    )
     assert ExponentialDecay(0.1, 10, 0.5)(-10) == pytest.approx(0.2, rel=1e-15)
     assert ExponentialDecay(0.1, 10, 0.5, staircase=True)(-1) == pytest.approx(0.2, rel=1e-15)
     assert InverseTimeDecay(0.1, 10, 0.5)(-10) == pytest.approx(0.2, rel=1e-15)
@@ -522,11 +546,17 @@ def test_negative_steps_by_hand():
     assert PolynomialDecay(0.1, 10, 0.0)(-10) == pytest.approx(0.2, rel=1e-15)
     assert PolynomialDecay(0.1, 10, 0.0, cycle=True)(-5) == -math.inf  # 1 - (-5 / -0.0)
     # ceil(-1.5) = -1: decay_steps -10, p = 1.5
-    assert PolynomialDecay(0.1, 10, 0.0, cycle=True)(-15) == pytest.approx(0.1 * (1 - 1.5), rel=1e-15)
+    assert PolynomialDecay(0.1, 10, 0.0, cycle=True)(-15) == pytest.approx(
+        0.1 * (1 - 1.5), rel=1e-15
+    )
     assert CosineDecay(0.1, 10)(-5) == pytest.approx(0.05, rel=1e-15)
-    assert CosineDecay(0.0, 10, warmup_target=0.1, warmup_steps=5)(-5) == pytest.approx(-0.1, rel=1e-15)
+    assert CosineDecay(0.0, 10, warmup_target=0.1, warmup_steps=5)(-5) == pytest.approx(
+        -0.1, rel=1e-15
+    )
     assert CosineDecay(0.05, 10, warmup_target=0.1, warmup_steps=0)(-1) == -math.inf
-    assert CosineDecay(0.05, 10, warmup_target=0.1, warmup_steps=0)(0) == pytest.approx(0.1, rel=1e-15)
+    assert CosineDecay(0.05, 10, warmup_target=0.1, warmup_steps=0)(0) == pytest.approx(
+        0.1, rel=1e-15
+    )
     assert CosineDecayRestarts(1.0, 10, t_mul=1.0)(-5) == pytest.approx(0.5, rel=1e-15)
     # t_mul=2: period -1 is [-5, 0) (half as long), period -2 is [-7.5, -5), ...
     assert CosineDecayRestarts(1.0, 10, t_mul=2.0, m_mul=0.5)(-5) == pytest.approx(2.0, rel=1e-15)
@@ -550,7 +580,9 @@ def test_non_finite_step_raises(bad):
         InverseTimeDecay(0.1, 10, 0.5)(bad)
 
 
-@pytest.mark.parametrize("bad", [True, np.bool_(False), "3", np.array([1 + 2j]), np.array([True]), None])
+@pytest.mark.parametrize(
+    "bad", [True, np.bool_(False), "3", np.array([1 + 2j]), np.array([True]), None]
+)
 def test_step_of_wrong_type_raises(bad):
     with pytest.raises(TypeError, match="`step`"):
         ExponentialDecay(0.1, 10, 0.5)(bad)
@@ -602,19 +634,31 @@ def test_deserialize_unwraps_keras_tuple_and_numpy_wrappers():
         "module": "keras.optimizers.schedules",
         "class_name": "PiecewiseConstantDecay",
         "config": {
-            "boundaries": {"class_name": "__numpy__", "config": {"value": [10, 20], "dtype": "int64"}},
+            "boundaries": {
+                "class_name": "__numpy__",
+                "config": {"value": [10, 20], "dtype": "int64"},
+            },
             "values": {"class_name": "__tuple__", "config": {"value": [1.0, 0.5, 0.1]}},
             "name": "PiecewiseConstant",
         },
         "registered_name": None,
     }
     s = deserialize(cfg)
-    assert s.get_config() == {"boundaries": [10, 20], "values": [1.0, 0.5, 0.1], "name": "PiecewiseConstant"}
+    assert s.get_config() == {
+        "boundaries": [10, 20],
+        "values": [1.0, 0.5, 0.1],
+        "name": "PiecewiseConstant",
+    }
     assert s(15) == 0.5
 
 
 def test_deserialize_fills_defaults_like_keras():
-    s = deserialize({"class_name": "PolynomialDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 10}})
+    s = deserialize(
+        {
+            "class_name": "PolynomialDecay",
+            "config": {"initial_learning_rate": 0.1, "decay_steps": 10},
+        }
+    )
     assert s.get_config() == {
         "initial_learning_rate": 0.1,
         "decay_steps": 10,
@@ -635,7 +679,12 @@ def test_deserialize_custom_objects():
     with pytest.raises(ValueError, match="MySchedule"):
         deserialize(ser)
     assert deserialize(ser, custom_objects={"MySchedule": MySchedule}) == s
-    keras_fmt = {"module": None, "class_name": "MySchedule", "config": ser["config"], "registered_name": "MySchedule"}
+    keras_fmt = {
+        "module": None,
+        "class_name": "MySchedule",
+        "config": ser["config"],
+        "registered_name": "MySchedule",
+    }
     assert deserialize(keras_fmt, custom_objects={"MySchedule": MySchedule}) == s
     # registered with keras.saving.register_keras_serializable(package="my_pkg")
     keras_fmt["registered_name"] = "my_pkg>MySchedule"
@@ -651,7 +700,15 @@ def test_deserialize_custom_objects():
         ({"class_name": "ExponentialDecay", "config": [1]}, ValueError, "config"),
         ("ExponentialDecay", TypeError, "config"),
         (
-            {"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5, "bogus": 1}},
+            {
+                "class_name": "ExponentialDecay",
+                "config": {
+                    "initial_learning_rate": 0.1,
+                    "decay_steps": 1,
+                    "decay_rate": 0.5,
+                    "bogus": 1,
+                },
+            },
             TypeError,
             "bogus",
         ),
@@ -705,50 +762,212 @@ def test_module_exports():
 # --------------------------------------------------------------------------
 INVALID = [
     # (class, kwargs, exception, argument name in the message)
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=0, decay_rate=0.5), ValueError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=-3, decay_rate=0.5), ValueError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=float("inf"), decay_rate=0.5), ValueError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps="10", decay_rate=0.5), TypeError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10**400, decay_rate=0.5), ValueError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=True, decay_rate=0.5), TypeError, "decay_steps"),
-    (ExponentialDecay, dict(initial_learning_rate=float("nan"), decay_steps=10, decay_rate=0.5), ValueError, "initial_learning_rate"),
-    (ExponentialDecay, dict(initial_learning_rate=None, decay_steps=10, decay_rate=0.5), TypeError, "initial_learning_rate"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=-0.5), ValueError, "decay_rate"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=float("inf")), ValueError, "decay_rate"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, staircase=1), TypeError, "staircase"),
-    (ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, name=3), TypeError, "name"),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=0, decay_rate=0.5),
+        ValueError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=-3, decay_rate=0.5),
+        ValueError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=float("inf"), decay_rate=0.5),
+        ValueError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps="10", decay_rate=0.5),
+        TypeError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10**400, decay_rate=0.5),
+        ValueError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=True, decay_rate=0.5),
+        TypeError,
+        "decay_steps",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=float("nan"), decay_steps=10, decay_rate=0.5),
+        ValueError,
+        "initial_learning_rate",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=None, decay_steps=10, decay_rate=0.5),
+        TypeError,
+        "initial_learning_rate",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=-0.5),
+        ValueError,
+        "decay_rate",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=float("inf")),
+        ValueError,
+        "decay_rate",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, staircase=1),
+        TypeError,
+        "staircase",
+    ),
+    (
+        ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.5, name=3),
+        TypeError,
+        "name",
+    ),
     (PiecewiseConstantDecay, dict(boundaries=[1, 2], values=[0.1, 0.2]), ValueError, "boundaries"),
     (PiecewiseConstantDecay, dict(boundaries=[], values=[0.1]), ValueError, "boundaries"),
-    (PiecewiseConstantDecay, dict(boundaries=[5, 5], values=[0.1, 0.2, 0.3]), ValueError, "boundaries"),
-    (PiecewiseConstantDecay, dict(boundaries=[5, 3], values=[0.1, 0.2, 0.3]), ValueError, "boundaries"),
-    (PiecewiseConstantDecay, dict(boundaries=[1, float("nan")], values=[0.1, 0.2, 0.3]), ValueError, r"boundaries\[1\]"),
-    (PiecewiseConstantDecay, dict(boundaries=[1], values=[0.1, float("inf")]), ValueError, r"values\[1\]"),
+    (
+        PiecewiseConstantDecay,
+        dict(boundaries=[5, 5], values=[0.1, 0.2, 0.3]),
+        ValueError,
+        "boundaries",
+    ),
+    (
+        PiecewiseConstantDecay,
+        dict(boundaries=[5, 3], values=[0.1, 0.2, 0.3]),
+        ValueError,
+        "boundaries",
+    ),
+    (
+        PiecewiseConstantDecay,
+        dict(boundaries=[1, float("nan")], values=[0.1, 0.2, 0.3]),
+        ValueError,
+        r"boundaries\[1\]",
+    ),
+    (
+        PiecewiseConstantDecay,
+        dict(boundaries=[1], values=[0.1, float("inf")]),
+        ValueError,
+        r"values\[1\]",
+    ),
     (PiecewiseConstantDecay, dict(boundaries=[1], values=[0.1, "x"]), TypeError, r"values\[1\]"),
     (PiecewiseConstantDecay, dict(boundaries=5, values=[0.1, 0.2]), TypeError, "boundaries"),
     (PiecewiseConstantDecay, dict(boundaries=[1], values="ab"), TypeError, "values"),
-    (PiecewiseConstantDecay, dict(boundaries=np.array([[1]]), values=[0.1, 0.2]), ValueError, "boundaries"),
+    (
+        PiecewiseConstantDecay,
+        dict(boundaries=np.array([[1]]), values=[0.1, 0.2]),
+        ValueError,
+        "boundaries",
+    ),
     (PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=0), ValueError, "decay_steps"),
-    (PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=10, end_learning_rate=float("inf")), ValueError, "end_learning_rate"),
-    (PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=10, power=-1.0), ValueError, "power"),
-    (PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=10, cycle="yes"), TypeError, "cycle"),
-    (InverseTimeDecay, dict(initial_learning_rate=0.1, decay_steps=-1, decay_rate=0.5), ValueError, "decay_steps"),
-    (InverseTimeDecay, dict(initial_learning_rate=0.1, decay_steps=1, decay_rate=-0.5), ValueError, "decay_rate"),
-    (InverseTimeDecay, dict(initial_learning_rate=0.1, decay_steps=1, decay_rate=0.5, staircase=None), TypeError, "staircase"),
+    (
+        PolynomialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, end_learning_rate=float("inf")),
+        ValueError,
+        "end_learning_rate",
+    ),
+    (
+        PolynomialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, power=-1.0),
+        ValueError,
+        "power",
+    ),
+    (
+        PolynomialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, cycle="yes"),
+        TypeError,
+        "cycle",
+    ),
+    (
+        InverseTimeDecay,
+        dict(initial_learning_rate=0.1, decay_steps=-1, decay_rate=0.5),
+        ValueError,
+        "decay_steps",
+    ),
+    (
+        InverseTimeDecay,
+        dict(initial_learning_rate=0.1, decay_steps=1, decay_rate=-0.5),
+        ValueError,
+        "decay_rate",
+    ),
+    (
+        InverseTimeDecay,
+        dict(initial_learning_rate=0.1, decay_steps=1, decay_rate=0.5, staircase=None),
+        TypeError,
+        "staircase",
+    ),
     (CosineDecay, dict(initial_learning_rate=0.1, decay_steps=0), ValueError, "decay_steps"),
-    (CosineDecay, dict(initial_learning_rate=0.1, decay_steps=10, alpha=float("nan")), ValueError, "alpha"),
-    (CosineDecay, dict(initial_learning_rate=0.1, decay_steps=10, warmup_target=float("inf"), warmup_steps=5), ValueError, "warmup_target"),
-    (CosineDecay, dict(initial_learning_rate=0.1, decay_steps=10, warmup_target="0.1"), TypeError, "warmup_target"),
-    (CosineDecay, dict(initial_learning_rate=0.1, decay_steps=10, warmup_target=0.2, warmup_steps=-1), ValueError, "warmup_steps"),
-    (CosineDecayRestarts, dict(initial_learning_rate=0.1, first_decay_steps=0), ValueError, "first_decay_steps"),
-    (CosineDecayRestarts, dict(initial_learning_rate=0.1, first_decay_steps=10, t_mul=0.0), ValueError, "t_mul"),
-    (CosineDecayRestarts, dict(initial_learning_rate=0.1, first_decay_steps=10, t_mul=float("inf")), ValueError, "t_mul"),
-    (CosineDecayRestarts, dict(initial_learning_rate=0.1, first_decay_steps=10, m_mul=-0.5), ValueError, "m_mul"),
-    (CosineDecayRestarts, dict(initial_learning_rate=0.1, first_decay_steps=10, alpha=None), TypeError, "alpha"),
+    (
+        CosineDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, alpha=float("nan")),
+        ValueError,
+        "alpha",
+    ),
+    (
+        CosineDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, warmup_target=float("inf"), warmup_steps=5),
+        ValueError,
+        "warmup_target",
+    ),
+    (
+        CosineDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, warmup_target="0.1"),
+        TypeError,
+        "warmup_target",
+    ),
+    (
+        CosineDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, warmup_target=0.2, warmup_steps=-1),
+        ValueError,
+        "warmup_steps",
+    ),
+    (
+        CosineDecayRestarts,
+        dict(initial_learning_rate=0.1, first_decay_steps=0),
+        ValueError,
+        "first_decay_steps",
+    ),
+    (
+        CosineDecayRestarts,
+        dict(initial_learning_rate=0.1, first_decay_steps=10, t_mul=0.0),
+        ValueError,
+        "t_mul",
+    ),
+    (
+        CosineDecayRestarts,
+        dict(initial_learning_rate=0.1, first_decay_steps=10, t_mul=float("inf")),
+        ValueError,
+        "t_mul",
+    ),
+    (
+        CosineDecayRestarts,
+        dict(initial_learning_rate=0.1, first_decay_steps=10, m_mul=-0.5),
+        ValueError,
+        "m_mul",
+    ),
+    (
+        CosineDecayRestarts,
+        dict(initial_learning_rate=0.1, first_decay_steps=10, alpha=None),
+        TypeError,
+        "alpha",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    "cls,kwargs,exc,arg", INVALID, ids=[f"{c.__name__}-{a}-{i}" for i, (c, _, _, a) in enumerate(INVALID)]
+    "cls,kwargs,exc,arg",
+    INVALID,
+    ids=[f"{c.__name__}-{a}-{i}" for i, (c, _, _, a) in enumerate(INVALID)],
 )
 def test_invalid_arguments(cls, kwargs, exc, arg):
     with pytest.raises(exc, match=arg):
@@ -761,7 +980,10 @@ def test_valid_edge_arguments_accepted():
     assert PolynomialDecay(0.1, 10, power=0.0)(10) == 0.1
     assert CosineDecay(0.1, 10, warmup_target=0.2, warmup_steps=0)(0) == 0.2
     assert CosineDecayRestarts(0.1, 10, m_mul=0.0)(10) == 0.0
-    assert PiecewiseConstantDecay(np.array([1, 2]), (0.3, 0.2, 0.1)).get_config()["boundaries"] == [1, 2]
+    assert PiecewiseConstantDecay(np.array([1, 2]), (0.3, 0.2, 0.1)).get_config()["boundaries"] == [
+        1,
+        2,
+    ]
     assert ExponentialDecay(np.float32(0.5), np.int64(10), np.float64(0.5)).get_config() == {
         "initial_learning_rate": 0.5,
         "decay_steps": 10,
@@ -775,14 +997,25 @@ def test_signatures_match_keras():
     import inspect
 
     expected = {
-        ExponentialDecay: "(initial_learning_rate, decay_steps, decay_rate, staircase=False, name='ExponentialDecay')",
+        ExponentialDecay: "(initial_learning_rate, decay_steps, decay_rate, staircase=False, "
+        "name='ExponentialDecay')",
         PiecewiseConstantDecay: "(boundaries, values, name='PiecewiseConstant')",
-        PolynomialDecay: "(initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0, cycle=False, name='PolynomialDecay')",
-        InverseTimeDecay: "(initial_learning_rate, decay_steps, decay_rate, staircase=False, name='InverseTimeDecay')",
-        CosineDecay: "(initial_learning_rate, decay_steps, alpha=0.0, name='CosineDecay', warmup_target=None, warmup_steps=0)",
-        CosineDecayRestarts: "(initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0, name='SGDRDecay')",
+        PolynomialDecay: "(initial_learning_rate, decay_steps, end_learning_rate=0.0001, "
+        "power=1.0, cycle=False, name='PolynomialDecay')",
+        InverseTimeDecay: "(initial_learning_rate, decay_steps, decay_rate, staircase=False, "
+        "name='InverseTimeDecay')",
+        CosineDecay: "(initial_learning_rate, decay_steps, alpha=0.0, name='CosineDecay', "
+        "warmup_target=None, warmup_steps=0)",
+        CosineDecayRestarts: "(initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, "
+        "alpha=0.0, name='SGDRDecay')",
     }
     for cls, sig in expected.items():
         params = inspect.signature(cls).parameters.values()
-        got = "(" + ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) + ")"
+        got = (
+            "("
+            + ", ".join(
+                p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params
+            )
+            + ")"
+        )
         assert got == sig, cls.__name__

@@ -45,7 +45,7 @@ def _same(a, b, skip=()):
             assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
 
 
-O = dict(learning_rate=0.05, maxiter=40)
+OPTIONS = dict(learning_rate=0.05, maxiter=40)
 
 
 # ---------------------------------------------------------------- 1. copies of x
@@ -60,6 +60,7 @@ def _vandal(fun):
         x -= 1.0
         values[-1] -= 1.0  # what x holds now
         return out
+
     wrapped.seen, wrapped.values = seen, values
     return wrapped
 
@@ -77,14 +78,15 @@ def test_fun_and_jac_get_a_fresh_copy_of_x(form):
     else:
         fun, kw, ref_fun, ref_kw = _vandal(loss_only), dict(jac="2-point"), loss_only, {}
     xs = []
-    r = nr.minimize(fun, np.zeros(5), args=(D, C), callback=lambda xk: xs.append(xk),
-                    options=O, **kw)
-    ref = nr.minimize(ref_fun, np.zeros(5), args=(D, C), options=O, **ref_kw)
+    r = nr.minimize(
+        fun, np.zeros(5), args=(D, C), callback=lambda xk: xs.append(xk), options=OPTIONS, **kw
+    )
+    ref = nr.minimize(ref_fun, np.zeros(5), args=(D, C), options=OPTIONS, **ref_kw)
     _same(r, ref)
     seen = fun.seen
     assert len({id(x) for x in seen}) == len(seen)  # a fresh array per evaluation
     # nothing changed a stored argument after the call
-    for x, value in zip(seen, fun.values):
+    for x, value in zip(seen, fun.values, strict=False):
         np.testing.assert_array_equal(x, value)
     if form != "2-point":
         np.testing.assert_array_equal(seen[0], np.zeros(5) - 1.0)
@@ -104,15 +106,16 @@ def test_callback_gets_copies():
         xs.append(xk)
         xk[:] = 1e6
 
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb, options=O)
-    ref = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=O)
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb, options=OPTIONS)
+    ref = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=OPTIONS)
     _same(r, ref)
 
     def cb2(intermediate_result):
         results.append(intermediate_result)
         intermediate_result.x[:] = 1e6
         intermediate_result.jac[:] = 1e6
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb2, options=O)
+
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb2, options=OPTIONS)
     _same(r, ref)
 
 
@@ -136,10 +139,14 @@ def lsq_nb_grad_is_x(x, A, b):
     return 0.5 * (x @ x), x
 
 
-@pytest.mark.parametrize("options", [
-    dict(learning_rate=0.01, maxiter=300),
-    dict(learning_rate=0.01, maxiter=300, batch_size=48, seed=5, momentum=0.5, use_ema=True),
-], ids=["full", "minibatch"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(learning_rate=0.01, maxiter=300),
+        dict(learning_rate=0.01, maxiter=300, batch_size=48, seed=5, momentum=0.5, use_ema=True),
+    ],
+    ids=["full", "minibatch"],
+)
 def test_compiled_loop_protects_x_too(options):
     """The compiled loop hands the objective a copy as well, so it stays bit-identical
     with the Python loop for an objective that modifies its argument."""
@@ -147,17 +154,21 @@ def test_compiled_loop_protects_x_too(options):
     A = rng.normal(size=(256, 4))
     b = A @ np.array([0.5, -1.0, 2.0, 0.25])
     ref = nr.minimize(lsq_nb, np.zeros(4), args=(A, b), jac=True, options=options)
-    rc = nr.minimize(lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True,
-                     options=dict(options, compiled=True))
-    rp = nr.minimize(lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True,
-                     options=dict(options, compiled=False))
+    rc = nr.minimize(
+        lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True, options=dict(options, compiled=True)
+    )
+    rp = nr.minimize(
+        lsq_nb_vandal, np.zeros(4), args=(A, b), jac=True, options=dict(options, compiled=False)
+    )
     _same(rc, rp)
     _same(rc, ref)
     x0 = np.full(4, 3.0)
-    rc = nr.minimize(lsq_nb_grad_is_x, x0, args=(A, b), jac=True,
-                     options=dict(options, compiled=True))
-    rp = nr.minimize(lsq_nb_grad_is_x, x0, args=(A, b), jac=True,
-                     options=dict(options, compiled=False))
+    rc = nr.minimize(
+        lsq_nb_grad_is_x, x0, args=(A, b), jac=True, options=dict(options, compiled=True)
+    )
+    rp = nr.minimize(
+        lsq_nb_grad_is_x, x0, args=(A, b), jac=True, options=dict(options, compiled=False)
+    )
     _same(rc, rp)
 
 
@@ -173,11 +184,13 @@ def test_fixed_variables_with_finite_differences(jac):
     def f(x, d, c):
         seen.append(x.copy())
         return loss_only(x, d, c)
+
     o = dict(learning_rate=nr.schedules.ExponentialDecay(0.05, 300, 0.5), maxiter=3000)
     r = nr.minimize(f, np.zeros(5), args=(D, C), jac=jac, bounds=Bounds(lb, ub), options=o)
     assert r.status == 0 and r.success, r.message
-    expect = sp_minimize(loss_only, np.zeros(5), args=(D, C), method="L-BFGS-B",
-                         bounds=Bounds(lb, ub)).x
+    expect = sp_minimize(
+        loss_only, np.zeros(5), args=(D, C), method="L-BFGS-B", bounds=Bounds(lb, ub)
+    ).x
     np.testing.assert_allclose(r.x, expect, atol=2e-3)
     assert r.x[1] == 0.5
     allx = np.array(seen)
@@ -187,39 +200,66 @@ def test_fixed_variables_with_finite_differences(jac):
     assert r.nfev == (r.nit + 1) * per_step == len(seen)
     assert r.jac[1] == 0.0  # not estimated: the projected gradient of a fixed variable
     # through scipy (which does not remove fixed variables for a callable method)
-    rs = sp_minimize(loss_only, np.zeros(5), args=(D, C), method=nr.rmsprop,
-                     bounds=[(a, b) for a, b in zip(lb, ub)], options=o)
+    rs = sp_minimize(
+        loss_only,
+        np.zeros(5),
+        args=(D, C),
+        method=nr.rmsprop,
+        bounds=[(a, b) for a, b in zip(lb, ub, strict=False)],
+        options=o,
+    )
     assert rs.status == 0 and rs.x[1] == 0.5
 
 
 def test_all_variables_fixed():
-    r = nr.minimize(loss_only, np.zeros(2), args=(D[:2], C[:2]), bounds=[(1.0, 1.0)] * 2,
-                    options=dict(maxiter=5))
+    r = nr.minimize(
+        loss_only,
+        np.zeros(2),
+        args=(D[:2], C[:2]),
+        bounds=[(1.0, 1.0)] * 2,
+        options=dict(maxiter=5),
+    )
     assert r.status == 0 and r.nfev == 6 and np.array_equal(r.x, [1.0, 1.0])
 
 
 # ---------------------------------------------------------------- 3. one-element losses
-@pytest.mark.parametrize("wrap", [
-    lambda f: np.array([f]), lambda f: np.array(f), lambda f: np.array([[f]]),
-    lambda f: np.float32(f), lambda f: int(round(f * 1000)),
-], ids=["shape (1,)", "0-d", "shape (1, 1)", "float32", "int"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda f: np.array([f]),
+        lambda f: np.array(f),
+        lambda f: np.array([[f]]),
+        lambda f: np.float32(f),
+        lambda f: int(round(f * 1000)),
+    ],
+    ids=["shape (1,)", "0-d", "shape (1, 1)", "float32", "int"],
+)
 @pytest.mark.parametrize("form", ["pair", "callable", "2-point"])
 def test_one_element_loss_is_accepted(wrap, form):
     """Every scipy method takes a loss returned as a one-element array (``.item()``)."""
+
     def pair(x, d, c):
         f, g = quadratic(x, d, c)
         return wrap(f), g
 
     def lone(x, d, c):
         return wrap(loss_only(x, d, c))
-    fun, kw = {"pair": (pair, dict(jac=True)), "callable": (lone, dict(jac=grad_only)),
-               "2-point": (lone, dict(jac="2-point"))}[form]
+
+    fun, kw = {
+        "pair": (pair, dict(jac=True)),
+        "callable": (lone, dict(jac=grad_only)),
+        "2-point": (lone, dict(jac="2-point")),
+    }[form]
+
     def plain(f):
         return float(np.asarray(wrap(f)).item())
-    ref_fun = {"pair": lambda x, d, c: (plain(quadratic(x, d, c)[0]), quadratic(x, d, c)[1]),
-               "callable": lambda x, d, c: plain(loss_only(x, d, c)),
-               "2-point": lambda x, d, c: plain(loss_only(x, d, c))}[form]
-    o = dict(O, return_history=True)
+
+    ref_fun = {
+        "pair": lambda x, d, c: (plain(quadratic(x, d, c)[0]), quadratic(x, d, c)[1]),
+        "callable": lambda x, d, c: plain(loss_only(x, d, c)),
+        "2-point": lambda x, d, c: plain(loss_only(x, d, c)),
+    }[form]
+    o = dict(OPTIONS, return_history=True)
     r = nr.minimize(fun, np.zeros(5), args=(D, C), options=o, **kw)
     ref = nr.minimize(ref_fun, np.zeros(5), args=(D, C), options=o, **kw)
     _same(r, ref)
@@ -242,6 +282,7 @@ def test_loss_that_changes_shape_later_is_an_error():
     def fun(x):
         calls.append(1)
         return (1.0 if len(calls) < 3 else np.ones(3)), np.ones(2)
+
     with pytest.raises(ValueError, match="scalar.*one element"):
         nr.minimize(fun, np.zeros(2), jac=True, options=dict(maxiter=5))
 
@@ -257,10 +298,12 @@ def test_one_element_loss_in_the_compiled_loop():
     A = rng.normal(size=(64, 3))
     b = A @ np.array([0.5, -1.0, 2.0])
     o = dict(learning_rate=0.01, maxiter=100, batch_size=16, seed=1, return_history=True)
-    rc = nr.minimize(lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True,
-                     options=dict(o, compiled=True))
-    rp = nr.minimize(lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True,
-                     options=dict(o, compiled=False))
+    rc = nr.minimize(
+        lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True, options=dict(o, compiled=True)
+    )
+    rp = nr.minimize(
+        lsq_nb_array_loss, np.zeros(3), args=(A, b), jac=True, options=dict(o, compiled=False)
+    )
     ref = nr.minimize(lsq_nb, np.zeros(3), args=(A, b), jac=True, options=o)
     _same(rc, rp)
     _same(rc, ref)
@@ -278,56 +321,95 @@ def test_compiled_loop_rejects_a_loss_that_changes_size():
     A = rng.normal(size=(64, 3))
     b = A @ np.array([0.5, -1.0, 2.0])
     with pytest.raises(ValueError, match="scalar.*one element.*step 1"):
-        nr.minimize(lsq_nb_loss_grows, np.zeros(3), args=(A, b), jac=True,
-                    options=dict(compiled=True, maxiter=10))
+        nr.minimize(
+            lsq_nb_loss_grows,
+            np.zeros(3),
+            args=(A, b),
+            jac=True,
+            options=dict(compiled=True, maxiter=10),
+        )
 
 
 # ---------------------------------------------------------------- 4. maxiter, maxfev
-@pytest.mark.parametrize("maxiter, nit", [(None, 1000), (25.0, 25), (np.float64(7), 7),
-                                          (np.int32(9), 9)])
+@pytest.mark.parametrize(
+    "maxiter, nit", [(None, 1000), (25.0, 25), (np.float64(7), 7), (np.int32(9), 9)]
+)
 def test_maxiter_values_scipy_accepts(maxiter, nit):
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    options=dict(maxiter=maxiter, learning_rate=1e-4))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        options=dict(maxiter=maxiter, learning_rate=1e-4),
+    )
     assert r.nit == nit and r.status == 0
-    r = sp_minimize(quadratic, np.zeros(5), args=(D, C), jac=True, method=nr.rmsprop,
-                    options=dict(maxiter=maxiter, learning_rate=1e-4))
+    r = sp_minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        method=nr.rmsprop,
+        options=dict(maxiter=maxiter, learning_rate=1e-4),
+    )
     assert r.nit == nit
 
 
 def test_maxiter_inf_with_another_stopping_rule():
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    options=dict(maxiter=np.inf, gtol=1e-3, tol_momentum=0.0,
-                                 learning_rate=nr.schedules.ExponentialDecay(0.05, 300, 0.5)))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        options=dict(
+            maxiter=np.inf,
+            gtol=1e-3,
+            tol_momentum=0.0,
+            learning_rate=nr.schedules.ExponentialDecay(0.05, 300, 0.5),
+        ),
+    )
     assert r.status == 0 and "gtol" in r.message and r.nit > 0
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    options=dict(maxiter=math.inf, maxfev=50.0))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=math.inf, maxfev=50.0)
+    )
     assert r.status == 1 and r.nit == 50 and "maxfev=50" in r.message
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    options=dict(maxiter=100, maxfev=np.inf))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=100, maxfev=np.inf)
+    )
     assert r.status == 0 and r.nit == 100
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    options=dict(maxiter=30, maxfev=None))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=30, maxfev=None)
+    )
     assert r.nit == 30
 
     def stop_at_12(intermediate_result):
         if intermediate_result.nit == 12:
             raise StopIteration
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=stop_at_12,
-                    options=dict(maxiter=np.inf, disp=False))
+
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        callback=stop_at_12,
+        options=dict(maxiter=np.inf, disp=False),
+    )
     assert r.status == 99 and r.nit == 12
 
 
-@pytest.mark.parametrize("options, exc, match", [
-    (dict(maxiter=np.inf), ValueError, "maxiter=inf.*stopping rule"),
-    (dict(maxiter=2.5), TypeError, "maxiter"),
-    (dict(maxiter=-1.0), ValueError, "maxiter"),
-    (dict(maxiter=np.nan), ValueError, "maxiter"),
-    (dict(maxiter="10"), TypeError, "maxiter"),
-    (dict(maxiter=True), TypeError, "maxiter"),
-    (dict(maxfev=0), ValueError, "maxfev"),
-    (dict(maxfev=1.5), TypeError, "maxfev"),
-    (dict(maxfev=-np.inf), ValueError, "maxfev"),
-])
+@pytest.mark.parametrize(
+    "options, exc, match",
+    [
+        (dict(maxiter=np.inf), ValueError, "maxiter=inf.*stopping rule"),
+        (dict(maxiter=2.5), TypeError, "maxiter"),
+        (dict(maxiter=-1.0), ValueError, "maxiter"),
+        (dict(maxiter=np.nan), ValueError, "maxiter"),
+        (dict(maxiter="10"), TypeError, "maxiter"),
+        (dict(maxiter=True), TypeError, "maxiter"),
+        (dict(maxfev=0), ValueError, "maxfev"),
+        (dict(maxfev=1.5), TypeError, "maxfev"),
+        (dict(maxfev=-np.inf), ValueError, "maxfev"),
+    ],
+)
 def test_maxiter_maxfev_bad_values(options, exc, match):
     with pytest.raises(exc, match=match):
         nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=options)
@@ -337,6 +419,7 @@ def test_maxiter_maxfev_bad_values(options, exc, match):
 def test_stop_iteration_message_is_scipys():
     def cb(xk):
         raise StopIteration
+
     r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb)
     assert r.message == "`callback` raised `StopIteration`."
     assert (r.status, r.success, r.nit) == (99, False, 1)
@@ -346,14 +429,28 @@ def test_stop_iteration_message_is_scipys():
 
 
 def test_minimize_takes_scipys_keywords():
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, hess=lambda x, *a: np.eye(5),
-                    hessp=None, constraints=(), options=dict(maxiter=3))
+    r = nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        hess=lambda x, *a: np.eye(5),
+        hessp=None,
+        constraints=(),
+        options=dict(maxiter=3),
+    )
     assert r.nit == 3
-    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, constraints=[],
-                    options=dict(maxiter=3))
+    r = nr.minimize(
+        quadratic, np.zeros(5), args=(D, C), jac=True, constraints=[], options=dict(maxiter=3)
+    )
     with pytest.raises(ValueError, match="constraints"):
-        nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True,
-                    constraints={"type": "eq", "fun": lambda x: x[0]})
+        nr.minimize(
+            quadratic,
+            np.zeros(5),
+            args=(D, C),
+            jac=True,
+            constraints={"type": "eq", "fun": lambda x: x[0]},
+        )
     params = inspect.signature(nr.minimize).parameters
     sp_params = inspect.signature(sp_minimize).parameters
     assert set(params) == set(sp_params) - {"method"}
@@ -365,6 +462,7 @@ def test_intermediate_result_says_where_fun_was_evaluated():
 
     def cb(intermediate_result):
         got.append(intermediate_result)
+
     rng = np.random.default_rng(1)
     X = rng.normal(size=(10, 5))
     y = X @ C
@@ -372,15 +470,22 @@ def test_intermediate_result_says_where_fun_was_evaluated():
     def lsq(x, X, y):
         r = X @ x - y
         return 0.5 * (r @ r) / y.size, X.T @ r / y.size
-    r = nr.minimize(lsq, np.zeros(5), args=(X, y), jac=True, callback=cb,
-                    options=dict(maxiter=7, batch_size=4, seed=0, shuffle=False))
+
+    r = nr.minimize(
+        lsq,
+        np.zeros(5),
+        args=(X, y),
+        jac=True,
+        callback=cb,
+        options=dict(maxiter=7, batch_size=4, seed=0, shuffle=False),
+    )
     assert [g.nit for g in got] == list(range(1, 8))
     assert [g.epoch for g in got] == [1, 1, 1, 2, 2, 2, 3]
     assert [g.batch for g in got] == [0, 1, 2, 0, 1, 2, 0]
     assert [g.batch_size for g in got] == [4, 4, 2, 4, 4, 2, 4]
     assert [g.nfev for g in got] == list(range(1, 8))
     np.testing.assert_array_equal(got[0].x_eval, np.zeros(5))
-    for prev, cur in zip(got, got[1:]):
+    for prev, cur in zip(got, got[1:], strict=False):
         np.testing.assert_array_equal(cur.x_eval, prev.x)
         # fun is the minibatch loss at x_eval, not fun(x)
         rows = slice(4 * cur.batch, 4 * cur.batch + cur.batch_size)
@@ -397,8 +502,11 @@ def test_intermediate_result_says_where_fun_was_evaluated():
 
 def test_intermediate_result_is_documented_in_the_readme():
     import os
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "README.md"), encoding="utf-8").read()
+
+    readme = open(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+        encoding="utf-8",
+    ).read()
     assert "x_eval" in readme and "minibatch loss at the previous iterate" in readme
 
 
@@ -422,8 +530,7 @@ def test_callback_signature_with_unresolvable_annotations():
     cb = _UnresolvableSignature()
     with pytest.raises(NameError):
         inspect.signature(cb)
-    nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb,
-                options=dict(maxiter=3))
+    nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb, options=dict(maxiter=3))
     assert [r.nit for r in cb.results] == [1, 2, 3]
     assert all(isinstance(r, OptimizeResult) for r in cb.results)
 
@@ -432,17 +539,28 @@ def test_callback_with_type_checking_only_annotation():
     """The real case: on Python >= 3.14 annotations are evaluated lazily, and reading
     them with the default format raises NameError (scipy reads FORWARDREF)."""
     if sys.version_info < (3, 14):
-        pytest.skip("before Python 3.14 such an annotation fails at definition time "
-                    "(the class above simulates the 3.14 failure)")
+        pytest.skip(
+            "before Python 3.14 such an annotation fails at definition time "
+            "(the class above simulates the 3.14 failure)"
+        )
     ns = {}
-    exec(textwrap.dedent("""
+    exec(
+        textwrap.dedent("""
         from typing import TYPE_CHECKING
         if TYPE_CHECKING:
             from scipy.optimize import OptimizeResult
         seen = []
         def callback(intermediate_result: OptimizeResult) -> None:
             seen.append(intermediate_result.nit)
-    """), ns)
-    nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=ns["callback"],
-                options=dict(maxiter=3))
+    """),
+        ns,
+    )
+    nr.minimize(
+        quadratic,
+        np.zeros(5),
+        args=(D, C),
+        jac=True,
+        callback=ns["callback"],
+        options=dict(maxiter=3),
+    )
     assert ns["seen"] == [1, 2, 3]

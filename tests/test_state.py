@@ -6,9 +6,16 @@ import pytest
 import numba_rmsprop as nr
 
 CONFIG = dict(
-    learning_rate=nr.schedules.CosineDecay(0.01, decay_steps=40, warmup_target=0.02, warmup_steps=5),
-    momentum=0.9, centered=True, weight_decay=1e-2, global_clipnorm=1.0, use_ema=True,
-    ema_overwrite_frequency=3, gradient_accumulation_steps=3,
+    learning_rate=nr.schedules.CosineDecay(
+        0.01, decay_steps=40, warmup_target=0.02, warmup_steps=5
+    ),
+    momentum=0.9,
+    centered=True,
+    weight_decay=1e-2,
+    global_clipnorm=1.0,
+    use_ema=True,
+    ema_overwrite_frequency=3,
+    gradient_accumulation_steps=3,
 )
 
 
@@ -56,8 +63,16 @@ def test_state_dict_contents():
     opt = nr.RMSprop(momentum=0.5, centered=True, use_ema=True, gradient_accumulation_steps=2)
     opt.apply([np.ones_like(w)], [w])
     sd = opt.state_dict()
-    assert set(sd) == {"iterations", "n_variables", "learning_rate", "velocity/0", "momentum/0",
-                       "average_gradient/0", "average/0", "accumulator/0"}
+    assert set(sd) == {
+        "iterations",
+        "n_variables",
+        "learning_rate",
+        "velocity/0",
+        "momentum/0",
+        "average_gradient/0",
+        "average/0",
+        "accumulator/0",
+    }
     assert sd["iterations"] == 1
     np.testing.assert_array_equal(sd["accumulator/0"], 1.0)
     np.testing.assert_array_equal(sd["average/0"], 0.0)  # first EMA step copies w (still 0)
@@ -105,8 +120,11 @@ def test_moving_averages_reads_the_ema_without_touching_the_weights():
     b = np.zeros(3)
     opt = nr.RMSprop(learning_rate=0.05, use_ema=True, ema_momentum=0.9)
     for step in range(20):
-        opt.apply(grads_at(step, [w.shape, b.shape], np.float32)[:1]
-                  + [grads_at(step, [b.shape], np.float64)[0]], [w, b])
+        opt.apply(
+            grads_at(step, [w.shape, b.shape], np.float32)[:1]
+            + [grads_at(step, [b.shape], np.float64)[0]],
+            [w, b],
+        )
     trained = [w.copy(), b.copy()]
     avg_w, avg_b = opt.moving_averages()  # in build order
     sd = opt.state_dict()
@@ -139,8 +157,10 @@ def test_readme_documents_the_state_dict_keys_and_moving_averages():
 
     from numba_rmsprop.optimizer import STATE_KINDS
 
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "README.md"), encoding="utf-8").read()
+    readme = open(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+        encoding="utf-8",
+    ).read()
     for kind, _ in STATE_KINDS:
         assert f"`{kind}/i`" in readme, kind
     assert "moving_averages(" in readme

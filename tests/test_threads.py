@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 
-
 SCRIPT = textwrap.dedent(
     """
     import numpy as np
@@ -48,8 +47,9 @@ def test_concurrent_apply_matches_serial_and_never_aborts(forced_layer):
     if forced_layer:
         # A user who forces the unsafe layer still gets no abort: launches are serialised.
         env["NUMBA_THREADING_LAYER"] = forced_layer
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=env
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     layer = proc.stdout.split("LAYER")[-1].strip()
     if forced_layer:
@@ -62,8 +62,13 @@ def _run_script(code, **env_extra):
     env = dict(os.environ)
     env.pop("NUMBA_THREADING_LAYER", None)
     env.update(env_extra)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -74,15 +79,18 @@ def test_default_threshold_keeps_training_sized_variables_serial():
     from numba_rmsprop.engine import config
     from numba_rmsprop.engine.cpu.backend import CPUBackend
 
-    assert config.PARALLEL_THRESHOLD_BYTES == 32 << 20 or \
-        "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES" in os.environ
+    assert (
+        config.PARALLEL_THRESHOLD_BYTES == 32 << 20
+        or "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES" in os.environ
+    )
     assert not CPUBackend.use_parallel(784 * 128 * 4)
     assert not CPUBackend.use_parallel(config.PARALLEL_THRESHOLD_BYTES - 1)
     assert CPUBackend.use_parallel(config.PARALLEL_THRESHOLD_BYTES)
 
 
 def test_threadpoolctl_limits_the_package_threads():
-    out = _run_script("""
+    out = _run_script(
+        """
         import numpy as np
         import threadpoolctl                 # imported first: registered at import
         import numba, numba_rmsprop as nr
@@ -98,16 +106,21 @@ def test_threadpoolctl_limits_the_package_threads():
             opt.apply([np.ones(1000)], [x])
         assert _threads.num_threads() == full
         print("OK", full, info[0]["internal_api"])
-    """, NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1")
+    """,
+        NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1",
+    )
     assert "OK" in out
 
 
 def test_number_of_threads_knob():
-    out = _run_script("""
+    out = _run_script(
+        """
         import numba_rmsprop as nr
         from numba_rmsprop.engine import threads as _threads
         print("N", _threads.num_threads())
-    """, NUMBA_RMSPROP_NUM_THREADS="1")
+    """,
+        NUMBA_RMSPROP_NUM_THREADS="1",
+    )
     assert "N 1" in out
 
 
@@ -119,10 +132,14 @@ def test_tbb_from_the_wheel_is_used_when_installed():
         metadata.distribution("tbb")
     except metadata.PackageNotFoundError:
         pytest.skip("the tbb wheel is not installed")
-    out = _run_script("""
+    out = _run_script(
+        """
         import numpy as np, numba, numba_rmsprop as nr
         x = np.ones(1000)
         nr.RMSprop(0.01).apply([np.ones(1000)], [x])
         print("LAYER", numba.threading_layer())
-    """, NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1", LD_LIBRARY_PATH="")
+    """,
+        NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES="1",
+        LD_LIBRARY_PATH="",
+    )
     assert "LAYER tbb" in out

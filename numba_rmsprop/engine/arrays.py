@@ -37,12 +37,14 @@ def is_cuda_array(a: Any) -> bool:
         return False
     try:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
         if isinstance(a, FakeCUDAArray):
             return True
     except Exception:  # pragma: no cover - depends on numba-cuda layout
         pass
     try:
         from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
         return isinstance(a, DeviceNDArray)
     except Exception:  # pragma: no cover
         return False
@@ -71,7 +73,9 @@ def check_variable(x: Any, index: int) -> None:
         )
     check_float_dtype(x.dtype, f"variables[{index}]")
     if not x.flags.writeable:
-        raise ValueError(f"variables[{index}] is read-only; the optimizer updates variables in place.")
+        raise ValueError(
+            f"variables[{index}] is read-only; the optimizer updates variables in place."
+        )
 
 
 def as_gradient(g: Any, x: Any, index: int) -> np.ndarray:

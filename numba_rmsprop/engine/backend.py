@@ -31,7 +31,8 @@ Terms
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,13 +57,13 @@ class Backend(Protocol):
         name ``grads[index]``."""
 
     # -- allocation and views ---------------------------------------------------
-    def memory_order(self, x: Any) -> Optional[str]:
+    def memory_order(self, x: Any) -> str | None:
         """``"C"`` or ``"F"`` for a contiguous array, None for a strided view."""
 
     def flat(self, a: Any, order: str) -> Any:
         """A 1-D view (never a copy) of an array contiguous in ``order``."""
 
-    def full_like(self, x: Any, order: Optional[str], value: float) -> Any:
+    def full_like(self, x: Any, order: str | None, value: float) -> Any:
         """A new array of ``x``'s shape and dtype, filled with ``value``, in ``order``."""
 
     def use_parallel(self, nbytes: int) -> bool:
@@ -81,7 +82,7 @@ class Backend(Protocol):
     def prepare(self, slots: Sequence, spec) -> None:
         """Called once by ``build`` with every slot (state already allocated)."""
 
-    def full_gradients(self, grads: Any, slots: Sequence) -> Optional[list]:
+    def full_gradients(self, grads: Any, slots: Sequence) -> list | None:
         """``grads`` when they are one valid gradient per slot, in build order, that
         :meth:`execute_full` can take unchecked; else None (the caller then validates
         them and calls :meth:`execute`)."""

@@ -21,7 +21,8 @@ def clip_by_value(g, c):
 
 
 def clipnorm_denominator(sumsq, c):
-    """Keras's ``max(norm, c)`` for ``g * c / max(norm, c)``; a zero norm stays 0, NaN propagates."""
+    """Keras's ``max(norm, c)`` for ``g * c / max(norm, c)``; a zero norm stays 0, NaN
+    propagates."""
     norm = math.sqrt(sumsq) if sumsq > 0 else sumsq
     if norm != norm or norm > c:
         return norm

@@ -18,8 +18,9 @@ import os
 #: serial), and on TBB threads gained at most 1.2x there. From 32 MiB on a
 #: launch costs less than the pass itself and threads still win alone (the
 #: 10M-element update). Override with ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES``.
-PARALLEL_THRESHOLD_BYTES: int = int(os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES",
-                                                   32 << 20))
+PARALLEL_THRESHOLD_BYTES: int = int(
+    os.environ.get("NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES", 32 << 20)
+)
 
 #: Numba threading layer requested before the first parallel launch, unless the
 #: user already chose one with ``NUMBA_THREADING_LAYER``. ``"threadsafe"`` picks

@@ -28,8 +28,15 @@ def type_key(value):
     if isinstance(value, np.ndarray):
         f = value.flags
         layout = "C" if f.c_contiguous else "F" if f.f_contiguous else "A"
-        return (value.dtype.str, value.dtype.isnative, value.ndim, layout, f.writeable,
-                f.aligned, type(value) is np.ndarray)
+        return (
+            value.dtype.str,
+            value.dtype.isnative,
+            value.ndim,
+            layout,
+            f.writeable,
+            f.aligned,
+            type(value) is np.ndarray,
+        )
     if isinstance(value, int):
         return (int, -(1 << 63) <= value < (1 << 63))
     if isinstance(value, np.generic):
@@ -79,7 +86,7 @@ def entry_point(dispatcher, args, **replace):
     """
     if replace:
         names = list(inspect.signature(dispatcher.py_func).parameters)
-        args = tuple(replace.get(n, a) for n, a in zip(names, args))
+        args = tuple(replace.get(n, a) for n, a in zip(names, args, strict=False))
     key = EntryCache.key(dispatcher, args)
     entry = _ENTRIES.get(key)
     if entry is not None:

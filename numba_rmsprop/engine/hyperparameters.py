@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,10 @@ except ImportError:  # Python 3.10
     try:
         from typing_extensions import dataclass_transform
     except ImportError:  # pragma: no cover
+
         def dataclass_transform(**kwargs):
             return lambda cls: cls
+
 
 Check = Callable[[str, Any], Any]
 _MISSING = object()
@@ -65,8 +68,9 @@ def _interval(lo: float, hi: float, open_hi: bool) -> str:
     return f"in [{lo:g}, {hi:g}{')' if open_hi else ']'}"
 
 
-def real(lo: float = -math.inf, hi: float = math.inf, *, open_hi: bool = False,
-         optional: bool = False) -> Check:
+def real(
+    lo: float = -math.inf, hi: float = math.inf, *, open_hi: bool = False, optional: bool = False
+) -> Check:
     """A finite real number in ``[lo, hi]`` (``[lo, hi)`` with ``open_hi``), as a float."""
     what = "a finite real number " + _interval(lo, hi, open_hi) + (", or None" if optional else "")
 
@@ -79,6 +83,7 @@ def real(lo: float = -math.inf, hi: float = math.inf, *, open_hi: bool = False,
         if not (math.isfinite(value) and lo <= value and (value < hi if open_hi else value <= hi)):
             _fail(ValueError, name, what, value)
         return value
+
     check.what = what
     return check
 
@@ -96,6 +101,7 @@ def positive(*, optional: bool = False) -> Check:
         if not (math.isfinite(value) and value > 0):
             _fail(ValueError, name, what, value)
         return value
+
     check.what = what
     return check
 
@@ -112,6 +118,7 @@ def integer(lo: int, *, optional: bool = False) -> Check:
         if value < lo:
             _fail(ValueError, name, what, value)
         return int(value)
+
     check.what = what
     return check
 
@@ -144,6 +151,7 @@ def limit(lo: int) -> Check:
         if value < lo:
             _fail(ValueError, name, what, value)
         return value
+
     check.what = what
     return check
 
@@ -166,6 +174,7 @@ def one_of(*choices) -> Check:
         if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
             _fail(ValueError, name, what, value)
         return value
+
     check.what = what
     return check
 
@@ -196,8 +205,9 @@ def dask_client(name, value):
     return value
 
 
-dask_client.what = ('a dask.distributed.Client (e.g. Client("tcp://scheduler:8786")), '
-                    '"local" or None')
+dask_client.what = (
+    'a dask.distributed.Client (e.g. Client("tcp://scheduler:8786")), "local" or None'
+)
 
 
 # ------------------------------------------------------------------ declarations
@@ -227,9 +237,20 @@ class Hyperparameter:
         The type as the docstring names it (default: from the annotation).
     """
 
-    def __init__(self, default, *, check: Check, doc: str, kw_only: bool = False,
-                 option: bool = True, in_config: bool = True, get=None, set=None,
-                 to_config=None, type_doc: Optional[str] = None):
+    def __init__(
+        self,
+        default,
+        *,
+        check: Check,
+        doc: str,
+        kw_only: bool = False,
+        option: bool = True,
+        in_config: bool = True,
+        get=None,
+        set=None,
+        to_config=None,
+        type_doc: str | None = None,
+    ):
         self.type_doc = type_doc
         self.default = default
         self.check = check
@@ -258,7 +279,8 @@ class Hyperparameter:
         if self._set is None:
             raise AttributeError(
                 f"`{self.name}` is fixed once the optimizer is created; make a new one, "
-                f"e.g. RMSprop.from_config({{**opt.get_config(), {self.name!r}: ...}}).")
+                f"e.g. RMSprop.from_config({{**opt.get_config(), {self.name!r}: ...}})."
+            )
         self._set(obj, value)
 
     def config_value(self, obj):
@@ -269,13 +291,32 @@ class Hyperparameter:
         return f"hyperparameter({self.name}={self.default!r})"
 
 
-def hyperparameter(default: Any = _MISSING, *, check: Check, doc: str, kw_only: bool = False,
-                   option: bool = True, in_config: bool = True, get=None, set=None,
-                   to_config=None, type_doc: Optional[str] = None) -> Any:
+def hyperparameter(
+    default: Any = _MISSING,
+    *,
+    check: Check,
+    doc: str,
+    kw_only: bool = False,
+    option: bool = True,
+    in_config: bool = True,
+    get=None,
+    set=None,
+    to_config=None,
+    type_doc: str | None = None,
+) -> Any:
     """Declare a hyperparameter (see :class:`Hyperparameter`)."""
-    return Hyperparameter(default, check=check, doc=doc, kw_only=kw_only, option=option,
-                          in_config=in_config, get=get, set=set, to_config=to_config,
-                          type_doc=type_doc)
+    return Hyperparameter(
+        default,
+        check=check,
+        doc=doc,
+        kw_only=kw_only,
+        option=option,
+        in_config=in_config,
+        get=get,
+        set=set,
+        to_config=to_config,
+        type_doc=type_doc,
+    )
 
 
 @dataclass_transform(field_specifiers=(hyperparameter,))
@@ -346,16 +387,19 @@ def _make_init(cls, positional, keyword):
         params.append("*")
         params += [f"{h.name}=_defaults[{h.name!r}]" for h in keyword]
     names = [h.name for h in cls._hyperparameters]
-    src = (f"def __init__(self, {', '.join(params)}, **kwargs):\n"
-           f"    self._configure({{{', '.join(f'{n!r}: {n}' for n in names)}}}, kwargs)\n")
+    src = (
+        f"def __init__(self, {', '.join(params)}, **kwargs):\n"
+        f"    self._configure({{{', '.join(f'{n!r}: {n}' for n in names)}}}, kwargs)\n"
+    )
     ns: dict = {"_defaults": defaults}
     exec(src, ns)
     init = ns["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = f"Create a {cls.__name__}; see the class docstring for the arguments."
-    init.__annotations__ = {h.name: h.annotation for h in cls._hyperparameters
-                            if h.annotation is not None}
+    init.__annotations__ = {
+        h.name: h.annotation for h in cls._hyperparameters if h.annotation is not None
+    }
     init.__annotations__["return"] = "None"
     return init
 
@@ -363,15 +407,16 @@ def _make_init(cls, positional, keyword):
 def _type_text(annotation) -> str:
     text_ = str(annotation or "").replace("typing.", "")
     if text_.startswith("Optional[") and text_.endswith("]"):
-        return text_[len("Optional["):-1] + " or None"
+        return text_[len("Optional[") : -1] + " or None"
+    if text_.endswith(" | None"):
+        return text_[: -len(" | None")] + " or None"
     return text_
 
 
 def _parameters_doc(hyperparameters) -> str:
     lines = []
     for h in hyperparameters:
-        lines.append(f"{h.name} : {h.type_doc or _type_text(h.annotation)}, "
-                     f"default {h.default!r}")
+        lines.append(f"{h.name} : {h.type_doc or _type_text(h.annotation)}, default {h.default!r}")
         for line in h.doc.strip().splitlines():
             lines.append("    " + line.strip())
     return "\n    ".join(lines)

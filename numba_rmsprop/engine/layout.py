@@ -34,9 +34,9 @@ EMA_MOMENTUM = 8
 EMA_ONE_MINUS = 9
 # Set by every call.
 LEARNING_RATE = 10
-EMA_WEIGHT = 11       # weight of the old average: 0 on the first EMA step, else EMA_MOMENTUM
-EMA_NEW_WEIGHT = 12   # weight of the new value: 1 on the first EMA step, else EMA_ONE_MINUS
-CORRECTION = 13       # bias correction 1 - rho**t of the t-th update, in the dtype
+EMA_WEIGHT = 11  # weight of the old average: 0 on the first EMA step, else EMA_MOMENTUM
+EMA_NEW_WEIGHT = 12  # weight of the new value: 1 on the first EMA step, else EMA_ONE_MINUS
+CORRECTION = 13  # bias correction 1 - rho**t of the t-th update, in the dtype
 
 N_SLOTS = 14
 
@@ -76,7 +76,8 @@ def pack_call(P, learning_rate, ema_first, update_count) -> None:
     """This call's slots: the learning rate, the EMA weights and the bias correction.
 
     The learning rate arrives in float64 and is cast by the store, as NumPy
-    casts it. ``ema_first`` is None without EMA. With ``update_count`` ``t > 0`` the bias correction is
+    casts it. ``ema_first`` is None without EMA. With ``update_count`` ``t > 0`` the bias
+    correction is
     ``1 - rho**t`` computed in the dtype, as optax computes it (``rho`` cast
     first; ``pow`` of the dtype, the same C function in Python and Numba).
     """

@@ -23,7 +23,7 @@ variable's dtype (:func:`numba_rmsprop.engine.layout.pack_call`).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 
 class StepPlan(NamedTuple):
@@ -51,7 +51,7 @@ class StepPlan(NamedTuple):
     iteration: int
     update: bool
     learning_rate: float
-    ema_momentum: Optional[float]
+    ema_momentum: float | None
     ema_overwrite: bool
     update_count: int = 0
 
@@ -87,11 +87,24 @@ class Planner:
     arguments bound once (calls of the common configuration without
     accumulation, EMA or bias correction skip the counters entirely)."""
 
-    __slots__ = ("accumulation_steps", "use_ema", "ema_momentum", "overwrite_frequency",
-                 "bias_correction", "simple")
+    __slots__ = (
+        "accumulation_steps",
+        "use_ema",
+        "ema_momentum",
+        "overwrite_frequency",
+        "bias_correction",
+        "simple",
+    )
 
-    def __init__(self, *, accumulation_steps: Optional[int], use_ema: bool, ema_momentum: float,
-                 ema_overwrite_frequency: Optional[int], bias_correction: bool = False):
+    def __init__(
+        self,
+        *,
+        accumulation_steps: int | None,
+        use_ema: bool,
+        ema_momentum: float,
+        ema_overwrite_frequency: int | None,
+        bias_correction: bool = False,
+    ):
         self.accumulation_steps = accumulation_steps or 0
         self.use_ema = bool(use_ema)
         self.ema_momentum = float(ema_momentum)
@@ -108,22 +121,31 @@ class Planner:
         ema_mom = None
         if self.use_ema:
             ema_mom = 0.0 if first else self.ema_momentum
-        return StepPlan(iteration, update, learning_rate, ema_mom,
-                        overwrite if self.use_ema else False,
-                        update_count(iteration, n) if self.bias_correction and update else 0)
+        return StepPlan(
+            iteration,
+            update,
+            learning_rate,
+            ema_mom,
+            overwrite if self.use_ema else False,
+            update_count(iteration, n) if self.bias_correction and update else 0,
+        )
 
 
 def make_plan(
     iteration: int,
     learning_rate: float,
     *,
-    accumulation_steps: Optional[int],
+    accumulation_steps: int | None,
     use_ema: bool,
     ema_momentum: float,
-    ema_overwrite_frequency: Optional[int],
+    ema_overwrite_frequency: int | None,
     bias_correction: bool = False,
 ) -> StepPlan:
     """Plan call number ``iteration`` (0-based), given its learning rate."""
-    return Planner(accumulation_steps=accumulation_steps, use_ema=use_ema,
-                   ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
-                   bias_correction=bias_correction)(iteration, float(learning_rate))
+    return Planner(
+        accumulation_steps=accumulation_steps,
+        use_ema=use_ema,
+        ema_momentum=ema_momentum,
+        ema_overwrite_frequency=ema_overwrite_frequency,
+        bias_correction=bias_correction,
+    )(iteration, float(learning_rate))

@@ -54,10 +54,21 @@ import types
 import numpy as np
 
 from . import clipping
-from .layout import (CLIP_VALUE, CORRECTION, EMA_NEW_WEIGHT, EMA_WEIGHT, EPSILON,
-                      LEARNING_RATE, LOSS_SCALE, MOMENTUM, N_ACCUMULATE, ONE_MINUS_RHO,
-                      RHO, WEIGHT_DECAY)
 from .clipping import clip_by_value
+from .layout import (
+    CLIP_VALUE,
+    CORRECTION,
+    EMA_NEW_WEIGHT,
+    EMA_WEIGHT,
+    EPSILON,
+    LEARNING_RATE,
+    LOSS_SCALE,
+    MOMENTUM,
+    N_ACCUMULATE,
+    ONE_MINUS_RHO,
+    RHO,
+    WEIGHT_DECAY,
+)
 
 # ------------------------------------------------------------------ switches
 SCALE_LOSS = 0
@@ -185,8 +196,13 @@ def gradient_square(i, g, acc, s, sw):
 
 # ------------------------------------------------------------------ compiling
 _MATH = ("clip_by_value", "clipnorm_denominator", "global_clip_scale", "clip_factors")
-_RULE = ("effective_gradient", "update_element", "accumulate_element", "ema_element",
-         "gradient_square")
+_RULE = (
+    "effective_gradient",
+    "update_element",
+    "accumulate_element",
+    "ema_element",
+    "gradient_square",
+)
 
 
 def compile_with(jit) -> types.SimpleNamespace:
@@ -202,8 +218,9 @@ def compile_with(jit) -> types.SimpleNamespace:
     for module, names in ((clipping, _MATH), (None, _RULE)):
         for name in names:
             fn = getattr(module, name) if module is not None else globals()[name]
-            rebuilt = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__,
-                                         fn.__closure__)
+            rebuilt = types.FunctionType(
+                fn.__code__, shared, fn.__name__, fn.__defaults__, fn.__closure__
+            )
             rebuilt.__qualname__ = fn.__qualname__
             rebuilt.__module__ = fn.__module__
             rebuilt.__doc__ = fn.__doc__

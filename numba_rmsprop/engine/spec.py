@@ -8,13 +8,9 @@ build-time slots of the per-call scalars (:mod:`numba_rmsprop.engine.layout`).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from . import layout
-from . import clipping
-from . import rule
+from . import clipping, layout, rule
 
 _CLIP_OPTIONS = (("clipnorm", "norm"), ("global_clipnorm", "global"), ("clipvalue", "value"))
 
@@ -30,9 +26,9 @@ class Spec:
 
     def __init__(self, values: dict):
         vars(self).update({k: v for k, v in values.items() if k != "learning_rate"})
-        self.accumulation_steps: Optional[int] = values["gradient_accumulation_steps"]
-        self.clip_mode: Optional[str] = None
-        self.clip: Optional[float] = None
+        self.accumulation_steps: int | None = values["gradient_accumulation_steps"]
+        self.clip_mode: str | None = None
+        self.clip: float | None = None
         for option, mode in _CLIP_OPTIONS:
             if values[option] is not None:
                 self.clip_mode, self.clip = mode, values[option]

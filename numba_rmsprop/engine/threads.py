@@ -177,8 +177,7 @@ def run_chunks(kernel, m: int, *args) -> None:
         if _POOL is None or _POOL._max_workers < threads:
             from concurrent.futures import ThreadPoolExecutor
 
-            _POOL = ThreadPoolExecutor(max_workers=threads,
-                                       thread_name_prefix="numba_rmsprop")
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="numba_rmsprop")
         pool = _POOL
     nchunks = min(m, 4 * threads)
     bounds = [((c * m) // nchunks, ((c + 1) * m) // nchunks) for c in range(nchunks)]

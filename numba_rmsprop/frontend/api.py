@@ -47,7 +47,8 @@ Compiled objective
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
@@ -59,9 +60,20 @@ __all__ = ["minimize", "rmsprop"]
 
 
 # ===================================================================== public
-def rmsprop(fun: Callable, x0, args: tuple = (), jac=None, callback: Optional[Callable] = None,
-            *, bounds=None, constraints=(), tol: Optional[float] = None, hess=None, hessp=None,
-            **options: Any) -> OptimizeResult:
+def rmsprop(
+    fun: Callable,
+    x0,
+    args: tuple = (),
+    jac=None,
+    callback: Callable | None = None,
+    *,
+    bounds=None,
+    constraints=(),
+    tol: float | None = None,
+    hess=None,
+    hessp=None,
+    **options: Any,
+) -> OptimizeResult:
     """RMSprop as a ``method`` for :func:`scipy.optimize.minimize`.
 
     ``minimize(fun, x0, args, method=numba_rmsprop.rmsprop, jac=..., bounds=...,
@@ -77,10 +89,20 @@ def rmsprop(fun: Callable, x0, args: tuple = (), jac=None, callback: Optional[Ca
     return solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stacklevel=4)
 
 
-def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
-             tol: Optional[float] = None, callback: Optional[Callable] = None,
-             options: Optional[dict] = None, *, hess=None, hessp=None,
-             constraints=()) -> OptimizeResult:
+def minimize(
+    fun: Callable,
+    x0,
+    args: tuple = (),
+    jac=None,
+    bounds=None,
+    tol: float | None = None,
+    callback: Callable | None = None,
+    options: dict | None = None,
+    *,
+    hess=None,
+    hessp=None,
+    constraints=(),
+) -> OptimizeResult:
     """Minimize ``fun`` with RMSprop; a drop-in for ``scipy.optimize.minimize``.
 
     Parameters
@@ -116,7 +138,8 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         Box constraints (``None`` or ``±inf`` for no bound). ``x0`` is clipped
         into the box, and after every step ``x`` (and its EMA) is projected
         onto it. Finite-difference steps stay inside the box; variables fixed
-        by ``lb == ub`` are left out of them (their gradient is 0). ``gtol`` then tests the projected gradient (components that
+        by ``lb == ub`` are left out of them (their gradient is 0). ``gtol`` then
+        tests the projected gradient (components that
         push ``x`` past the bound it sits on count as 0).
     tol : float, optional
         Shorthand for ``options["gtol"]`` (as for scipy's gradient methods).
@@ -276,8 +299,9 @@ def minimize(fun: Callable, x0, args: tuple = (), jac=None, bounds=None,
         options = {}
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict; got {type(options).__name__}.")
-    return solve(fun, x0, args, jac, callback, bounds, constraints, tol, dict(options),
-                  stacklevel=3)
+    return solve(
+        fun, x0, args, jac, callback, bounds, constraints, tol, dict(options), stacklevel=3
+    )
 
 
 # ===================================================================== solver
@@ -290,8 +314,11 @@ def solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stack
 
     unknown = sorted(k for k in options if k not in RMSPROP_OPTIONS and k not in LOOP_OPTIONS)
     if unknown:
-        warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))}",
-                      OptimizeWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"Unknown solver options: {', '.join(map(str, unknown))}",
+            OptimizeWarning,
+            stacklevel=stacklevel,
+        )
     opt = RMSprop(**{k: options[k] for k in RMSPROP_OPTIONS if k in options})
     x = check_x0(x0)
     run = Run(fun, x, args, jac, callback, bounds, tol, opt, options)

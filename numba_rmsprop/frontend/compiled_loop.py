@@ -52,25 +52,58 @@ class CompiledLoop:
         fun.compile(fargs)
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))
-        sig = (ftype, typeof(self.S), typeof(self.T), typeof(self.P), typeof(self.cfg),
-               bsig[0], bsig[3], i64, i64, i64, typeof(lrs), i64, i64, i64,
-               typeof(self._hist), typeof(self.gbuf), typeof(self.xbuf))
+        sig = (
+            ftype,
+            typeof(self.S),
+            typeof(self.T),
+            typeof(self.P),
+            typeof(self.cfg),
+            bsig[0],
+            bsig[3],
+            i64,
+            i64,
+            i64,
+            typeof(lrs),
+            i64,
+            i64,
+            i64,
+            typeof(self._hist),
+            typeof(self.gbuf),
+            typeof(self.xbuf),
+        )
         entry = run_segment.compile(sig)
         LOOP_ENTRIES.put(key, entry)
         return entry
 
     def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, seg):
-        code, done, f = entry(self.pair_fun, self.S, self.T, self.P, self.cfg, seg.args,
-                              seg.order, seg.start,
-                              self.data.batch_size if self.batched else 1,
-                              seg.n_rows, lrs, lr_off, it0, nsteps, self._hist, self.gbuf,
-                              self.xbuf)
+        code, done, f = entry(
+            self.pair_fun,
+            self.S,
+            self.T,
+            self.P,
+            self.cfg,
+            seg.args,
+            seg.order,
+            seg.start,
+            self.data.batch_size if self.batched else 1,
+            seg.n_rows,
+            lrs,
+            lr_off,
+            it0,
+            nsteps,
+            self._hist,
+            self.gbuf,
+            self.xbuf,
+        )
         if code == BAD_LOSS:
-            raise ValueError(f"{LOSS_RULE}; the loss of step {it0 + done} has "
-                             "another number of elements.")
+            raise ValueError(
+                f"{LOSS_RULE}; the loss of step {it0 + done} has another number of elements."
+            )
         if code == BAD_GRAD:
-            raise ValueError(f"The gradient `fun` returned at step {it0 + done} does not have "
-                             f"{self.n} elements; expected shape ({self.n},).")
+            raise ValueError(
+                f"The gradient `fun` returned at step {it0 + done} does not have "
+                f"{self.n} elements; expected shape ({self.n},)."
+            )
         if code != OK:
             self.f_last = float(f)
             return code, done, done + 1
@@ -101,8 +134,10 @@ class CompiledLoop:
         if self.lr.fn is not None:
             return "a zero-argument callable `learning_rate` needs the Python loop"
         if self.batched and not self.data.data_is_auto:
-            return ("`data_args` differs from the automatic choice of data arrays, which "
-                    "the compiled loop uses")
+            return (
+                "`data_args` differs from the automatic choice of data arrays, which "
+                "the compiled loop uses"
+            )
         return None
 
     def _compiled_entry(self):
@@ -112,10 +147,13 @@ class CompiledLoop:
             return self._compile_loop()
         except Exception as exc:  # typing errors of the user's function or args
             text = str(exc).strip()
-            reason = (f"the loop around `fun` did not compile for these arguments "
-                      f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})")
+            reason = (
+                f"the loop around `fun` did not compile for these arguments "
+                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})"
+            )
         if self.compiled_opt is True:
             raise ValueError(f"compiled=True, but {reason}.")
-        warnings.warn(f"numba_rmsprop: using the Python loop: {reason}", RuntimeWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"numba_rmsprop: using the Python loop: {reason}", RuntimeWarning, stacklevel=4
+        )
         return None

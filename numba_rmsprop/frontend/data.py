@@ -58,7 +58,8 @@ def same_length(args: tuple, idx) -> int:
         raise ValueError(
             "With `batch_size`, every data array of `args` (numpy or dask array with "
             f"ndim >= 1) is sliced along axis 0, so they must have the same length; {desc} "
-            "rows. Pass `data_args` to name the per-sample arrays explicitly.")
+            "rows. Pass `data_args` to name the per-sample arrays explicitly."
+        )
     return next(iter(lengths.values()))
 
 
@@ -70,8 +71,10 @@ def positions(args: tuple, seq, name: str) -> list:
     idx = []
     for i in seq:
         if not _is_integer(i) or not -len(args) <= i < len(args):
-            raise ValueError(f"`{name}` entry {i!r} is not a position in `args` "
-                             f"(which has {len(args)} elements).")
+            raise ValueError(
+                f"`{name}` entry {i!r} is not a position in `args` "
+                f"(which has {len(args)} elements)."
+            )
         idx.append(int(i) % len(args))
     return sorted(set(idx))
 
@@ -81,6 +84,7 @@ def _positions(args: tuple, data_args) -> list:
     idx = positions(args, data_args, "data_args")
     for i in idx:
         if not _is_data(args[i]):
-            raise ValueError(f"`data_args` names args[{i}], which is not a numpy (or dask) "
-                             "array with ndim >= 1.")
+            raise ValueError(
+                f"`data_args` names args[{i}], which is not a numpy (or dask) array with ndim >= 1."
+            )
     return idx

@@ -11,8 +11,6 @@ table: the Python loop calls it every step.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ..schedules import LearningRateSchedule
@@ -27,9 +25,9 @@ class LearningRates:
     def __init__(self, learning_rate, dtype, maxiter):
         self.dtype = np.dtype(dtype)
         self.maxiter = maxiter  # an int, or math.inf
-        self.schedule: Optional[LearningRateSchedule] = None
+        self.schedule: LearningRateSchedule | None = None
         self.fn = None  # a zero-argument callable: evaluated per step, no table
-        self.const: Optional[np.ndarray] = None
+        self.const: np.ndarray | None = None
         self._blocks: dict = {}
         if isinstance(learning_rate, LearningRateSchedule):
             self.schedule = learning_rate
@@ -38,7 +36,7 @@ class LearningRates:
         else:
             self.const = np.full(LR_BLOCK, learning_rate, dtype=self.dtype)
 
-    def block(self, k: int) -> Optional[np.ndarray]:
+    def block(self, k: int) -> np.ndarray | None:
         """Learning rates of steps ``[k * LR_BLOCK, (k + 1) * LR_BLOCK)`` (None for ``fn``)."""
         if self.const is not None:
             return self.const

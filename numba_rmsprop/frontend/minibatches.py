@@ -20,15 +20,21 @@ only when a dask array shows up: dask arrays are recognised through
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import numpy as np
 
 from .data import Segment, data_positions, is_dask_array, same_length
 
 
-def make_batches(args: tuple, batch_size: Optional[int], data_args, shuffle: bool, seed,
-                 shuffle_buffer: Optional[int] = None, client=None):
+def make_batches(
+    args: tuple,
+    batch_size: int | None,
+    data_args,
+    shuffle: bool,
+    seed,
+    shuffle_buffer: int | None = None,
+    client=None,
+):
     """The batch source of a run: in memory, or streamed when ``args`` holds dask arrays."""
     lazy = [i for i, a in enumerate(args) if is_dask_array(a)]
     if not lazy:
@@ -39,7 +45,8 @@ def make_batches(args: tuple, batch_size: Optional[int], data_args, shuffle: boo
             f"{where} {'is a dask array' if len(lazy) == 1 else 'are dask arrays'}, which "
             "`minimize` streams in minibatches: pass options['batch_size'] (and optionally "
             "options['shuffle_buffer'], in rows). To use all the data at every step, load it "
-            "first: `np.asarray(a)` or `a.compute()`.")
+            "first: `np.asarray(a)` or `a.compute()`."
+        )
     from .stream import StreamedBatches
 
     return StreamedBatches(args, batch_size, data_args, shuffle, seed, shuffle_buffer, client)
@@ -67,7 +74,7 @@ class Minibatches:
 
     streamed = False
 
-    def __init__(self, args: tuple, batch_size: Optional[int], data_args, shuffle: bool, seed):
+    def __init__(self, args: tuple, batch_size: int | None, data_args, shuffle: bool, seed):
         self.args = args
         self.shuffle = shuffle
         self.batched = batch_size is not None
@@ -80,11 +87,11 @@ class Minibatches:
         if not self.data_idx:
             raise ValueError(
                 f"`batch_size={batch_size!r}` was given but `args` holds no data arrays "
-                "(numpy arrays with ndim >= 1) to slice into minibatches.")
+                "(numpy arrays with ndim >= 1) to slice into minibatches."
+            )
         self.n_samples = ns = same_length(args, self.data_idx)
         if batch_size > ns:
-            raise ValueError(f"`batch_size={batch_size}` is larger than the data "
-                             f"({ns} samples).")
+            raise ValueError(f"`batch_size={batch_size}` is larger than the data ({ns} samples).")
         self.batch_size = int(batch_size)
         self.n_batches = -(-ns // self.batch_size)
         self.rng = np.random.default_rng(seed)
@@ -112,8 +119,14 @@ class Minibatches:
         rest of the epoch); without batching, ``args`` whole."""
         if not self.batched:
             return Segment(self.args, None, 0, 1, sys.maxsize, 0)
-        return Segment(self.args, self.order(), self.rows(epoch_pos)[0], self.n_samples,
-                       self.n_batches - epoch_pos, epoch_pos)
+        return Segment(
+            self.args,
+            self.order(),
+            self.rows(epoch_pos)[0],
+            self.n_samples,
+            self.n_batches - epoch_pos,
+            epoch_pos,
+        )
 
     def evaluate_full(self, evaluate, dtype) -> tuple:
         """``(loss, gradient, calls)`` of the objective on all the data:

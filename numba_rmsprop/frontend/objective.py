@@ -15,7 +15,7 @@ does to its argument reaches another call or the run.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize._optimize import MemoizeJac
@@ -74,14 +74,16 @@ class Objective:
     def __init__(self, fun: Callable, jac, *, n: int, dtype, bounds=None, rel_step=None):
         if isinstance(jac, str):
             if jac not in FD_METHODS:
-                raise ValueError(f"`jac` must be True, a callable, None or one of {FD_METHODS}; "
-                                 f"got {jac!r}.")
+                raise ValueError(
+                    f"`jac` must be True, a callable, None or one of {FD_METHODS}; got {jac!r}."
+                )
         elif not (jac is None or isinstance(jac, (bool, np.bool_)) or callable(jac)):
-            raise TypeError(f"`jac` must be True, a callable, None or one of {FD_METHODS}; "
-                            f"got {jac!r}.")
+            raise TypeError(
+                f"`jac` must be True, a callable, None or one of {FD_METHODS}; got {jac!r}."
+            )
         self.n = n
         self.dtype = np.dtype(dtype)
-        self.pair_fun: Optional[Callable] = None
+        self.pair_fun: Callable | None = None
         if isinstance(fun, MemoizeJac) and (jac is True or _is_memo_derivative(jac, fun)):
             # scipy's dispatcher wrapped a (loss, grad) function: call it directly.
             self.pair_fun, self.mode = fun.fun, "pair"
@@ -95,9 +97,11 @@ class Objective:
         if self.mode == "pair":
             self.ev, self.cost = self.pair_fun, 1
         elif self.mode == "callable":
+
             def ev(x, *a):
                 xj = x.copy()  # fun and jac each get their own copy
                 return fun(x, *a), jac(xj, *a)
+
             self.ev, self.cost = ev, 1
         else:
             self.ev, n_free = finite_differences(fun, self.mode, rel_step, bounds, n)
@@ -114,7 +118,8 @@ class Objective:
         if not (shape == (n,) or (n == 1 and shape == ())):
             raise ValueError(
                 f"The gradient has shape {shape}; expected ({n},) to match x0's {n} "
-                "elements" + (" (from `jac`)" if self.mode == "callable" else "") + ".")
+                "elements" + (" (from `jac`)" if self.mode == "callable" else "") + "."
+            )
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"The gradient must be real; got dtype {arr.dtype}.")
         return np.ascontiguousarray(arr.reshape(n), dtype=self.dtype)
@@ -125,8 +130,10 @@ class Objective:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise ValueError(
                     "With jac=True, `fun` must return a pair (loss, gradient); got "
-                    f"{type(out).__name__}" + (f" of length {len(out)}"
-                                               if isinstance(out, (tuple, list)) else "") + ".")
+                    f"{type(out).__name__}"
+                    + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+                    + "."
+                )
         f, g = out
         return as_loss(f), self.coerce_grad(g)
 
@@ -157,32 +164,44 @@ def finite_differences(fun, method, rel_step, bounds, n):
         lb, ub = bounds
     free = np.flatnonzero(lb != ub)
     if free.size == n:
+
         def ev(x, *a):
             x0 = x.copy()  # fun may modify x
             f = fun(x, *a)
-            return f, approx_derivative(fun, x0, method=method, rel_step=rel_step, f0=f,
-                                        bounds=(lb, ub), args=a)
+            return f, approx_derivative(
+                fun, x0, method=method, rel_step=rel_step, f0=f, bounds=(lb, ub), args=a
+            )
+
         return ev, n
 
     sub_bounds = (lb[free], ub[free])
-    sub_step = rel_step if rel_step is None or np.ndim(rel_step) == 0 \
+    sub_step = (
+        rel_step
+        if rel_step is None or np.ndim(rel_step) == 0
         else np.broadcast_to(np.asarray(rel_step), (n,))[free]
+    )
 
     def ev(x, *a):
         x0 = x.copy()
         f = fun(x, *a)
         g = np.zeros_like(x0)
         if free.size:
+
             def on_free(z, *a):
                 full = x0.copy()  # a fresh array per evaluation
                 full[free] = z
                 return fun(full, *a)
-            g[free] = approx_derivative(on_free, x0[free], method=method, rel_step=sub_step,
-                                        f0=f, bounds=sub_bounds, args=a)
+
+            g[free] = approx_derivative(
+                on_free, x0[free], method=method, rel_step=sub_step, f0=f, bounds=sub_bounds, args=a
+            )
         return f, g
+
     return ev, int(free.size)
 
 
 def _is_memo_derivative(jac, memo) -> bool:
-    return getattr(jac, "__self__", None) is memo and \
-        getattr(jac, "__func__", None) is MemoizeJac.derivative
+    return (
+        getattr(jac, "__self__", None) is memo
+        and getattr(jac, "__func__", None) is MemoizeJac.derivative
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import math
 import sys
-from typing import Optional
 
 import numpy as np
 from scipy.optimize import Bounds
@@ -58,21 +57,36 @@ _TOL_NOT_MET = " before the requested tolerance was met."
 #: not met). Messages are formatted with :meth:`Run._message_fields`.
 STOPS = {
     "maxiter": (0, "Completed maxiter={maxiter} iterations."),
-    "maxiter, tol": (1, "Maximum number of iterations (maxiter={maxiter}) reached"
-                        + _TOL_NOT_MET),
+    "maxiter, tol": (1, "Maximum number of iterations (maxiter={maxiter}) reached" + _TOL_NOT_MET),
     "maxfev": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached."),
-    "maxfev, tol": (1, "Maximum number of function evaluations (maxfev={maxfev}) reached"
-                       + _TOL_NOT_MET),
-    GTOL: (0, "Optimization terminated successfully: gtol met (infinity norm of the "
-                "gradient average {gnorm:.3g} <= {gtol:g})."),
-    FTOL: (0, "Optimization terminated successfully: ftol met (the smoothed loss improved "
-                "by less than ftol={ftol:g} relative over patience={patience} steps)."),
-    NONFINITE_LOSS: (2, "Non-finite loss ({f_last}) at {step}; x is the last finite "
-                          "iterate, where it was evaluated."),
-    NONFINITE_GRAD: (2, "Non-finite gradient at {step}; x is the last finite iterate, "
-                          "where it was evaluated."),
-    OVERFLOW: (2, "The update of {step} produced non-finite parameters; it was undone, "
-                    "and x is the last finite iterate."),
+    "maxfev, tol": (
+        1,
+        "Maximum number of function evaluations (maxfev={maxfev}) reached" + _TOL_NOT_MET,
+    ),
+    GTOL: (
+        0,
+        "Optimization terminated successfully: gtol met (infinity norm of the "
+        "gradient average {gnorm:.3g} <= {gtol:g}).",
+    ),
+    FTOL: (
+        0,
+        "Optimization terminated successfully: ftol met (the smoothed loss improved "
+        "by less than ftol={ftol:g} relative over patience={patience} steps).",
+    ),
+    NONFINITE_LOSS: (
+        2,
+        "Non-finite loss ({f_last}) at {step}; x is the last finite "
+        "iterate, where it was evaluated.",
+    ),
+    NONFINITE_GRAD: (
+        2,
+        "Non-finite gradient at {step}; x is the last finite iterate, where it was evaluated.",
+    ),
+    OVERFLOW: (
+        2,
+        "The update of {step} produced non-finite parameters; it was undone, "
+        "and x is the last finite iterate.",
+    ),
     STOP_CALLBACK: (99, "`callback` raised `StopIteration`."),  # scipy's words
 }
 
@@ -89,10 +103,17 @@ def loop_options(options: dict, tol, callback) -> dict:
         o["maxiter"] = DEFAULT_MAXITER
     if o["maxfev"] == math.inf:
         o["maxfev"] = None
-    if o["maxiter"] == math.inf and o["gtol"] is None and o["ftol"] is None \
-            and o["maxfev"] is None and callback is None:
-        raise ValueError("`maxiter=inf` needs another stopping rule: `gtol` (or `tol`), "
-                         "`ftol`, a finite `maxfev`, or a callback that raises StopIteration.")
+    if (
+        o["maxiter"] == math.inf
+        and o["gtol"] is None
+        and o["ftol"] is None
+        and o["maxfev"] is None
+        and callback is None
+    ):
+        raise ValueError(
+            "`maxiter=inf` needs another stopping rule: `gtol` (or `tol`), "
+            "`ftol`, a finite `maxfev`, or a callback that raises StopIteration."
+        )
     return o
 
 
@@ -112,8 +133,11 @@ def check_x0(x0) -> np.ndarray:
         raise ValueError("`x0` is empty.")
     if not np.all(np.isfinite(x)):
         bad = np.flatnonzero(~np.isfinite(x))
-        raise ValueError(f"`x0` must be finite; x0[{bad[0]}] = {x[bad[0]]}"
-                         + (f" (and {bad.size - 1} more)" if bad.size > 1 else "") + ".")
+        raise ValueError(
+            f"`x0` must be finite; x0[{bad[0]}] = {x[bad[0]]}"
+            + (f" (and {bad.size - 1} more)" if bad.size > 1 else "")
+            + "."
+        )
     return x
 
 
@@ -125,7 +149,8 @@ def check_constraints(constraints) -> None:
     raise ValueError(
         "numba_rmsprop.rmsprop does not support `constraints` (only `bounds`, by "
         "projection). Use method='SLSQP', 'trust-constr' or 'COBYQA' for constrained "
-        "problems, or fold the constraints into the loss as penalties.")
+        "problems, or fold the constraints into the loss as penalties."
+    )
 
 
 def bounds_arrays(bounds, n: int):
@@ -138,8 +163,10 @@ def bounds_arrays(bounds, n: int):
         try:
             pairs = list(bounds)
         except TypeError:
-            raise TypeError("`bounds` must be a scipy.optimize.Bounds or a sequence of "
-                            f"(min, max) pairs; got {bounds!r}.") from None
+            raise TypeError(
+                "`bounds` must be a scipy.optimize.Bounds or a sequence of "
+                f"(min, max) pairs; got {bounds!r}."
+            ) from None
         if len(pairs) != n:
             raise ValueError(f"`bounds` has {len(pairs)} (min, max) pairs; x0 has {n} elements.")
         lb, ub = [], []
@@ -159,8 +186,9 @@ def bounds_arrays(bounds, n: int):
         raise ValueError("`bounds` contain NaN.")
     if (lb > ub).any():
         i = int(np.flatnonzero(lb > ub)[0])
-        raise ValueError(f"`bounds` are infeasible: lower bound {lb[i]} > upper bound {ub[i]} "
-                         f"for x[{i}].")
+        raise ValueError(
+            f"`bounds` are infeasible: lower bound {lb[i]} > upper bound {ub[i]} for x[{i}]."
+        )
     if np.isneginf(lb).all() and np.isposinf(ub).all():
         return None
     return lb, ub
@@ -180,7 +208,7 @@ def bounds_in_dtype(lb: np.ndarray, ub: np.ndarray, dt) -> tuple:
     return lo, hi
 
 
-def callback_kind(callback) -> Optional[str]:
+def callback_kind(callback) -> str | None:
     """``"result"`` for ``callback(intermediate_result)``, else ``"x"`` (as scipy decides)."""
     if callback is None:
         return None
@@ -190,7 +218,7 @@ def callback_kind(callback) -> Optional[str]:
     return "result" if names is not None and set(names) == {"intermediate_result"} else "x"
 
 
-def parameter_names(fn) -> Optional[tuple]:
+def parameter_names(fn) -> tuple | None:
     """The names of ``fn``'s parameters, without evaluating its annotations.
 
     As scipy reads a callback's signature (``_lib._util.wrapped_inspect_signature``):
@@ -214,13 +242,13 @@ def parameter_names(fn) -> Optional[tuple]:
         pass
     skip = 0
     if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
-        fn, skip = getattr(type(fn), "__call__", None), 1  # a callable object
+        fn, skip = (type(fn).__call__ if callable(fn) else None), 1  # a callable object
     if inspect.ismethod(fn):
         fn, skip = fn.__func__, 1
     code = getattr(fn, "__code__", None)
     if code is None:
         return None
-    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount][skip:]
+    return code.co_varnames[: code.co_argcount + code.co_kwonlyargcount][skip:]
 
 
 def is_numba_dispatcher(fun) -> bool:

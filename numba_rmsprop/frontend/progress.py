@@ -34,8 +34,13 @@ class Progress:
             tqdm = None
         self.bar = None
         if tqdm is not None:
-            self.bar = tqdm(total=total if total != math.inf else None, desc=desc, unit=unit, file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total if total != math.inf else None,
+                desc=desc,
+                unit=unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         self.done = 0
         self.last = -math.inf  # when the plain line was last written
         self.t_prev = time.monotonic()  # when the last segment ended

@@ -68,8 +68,12 @@ class PythonLoop:
                 f, g = out
                 if f.__class__ is not fl and f.__class__ is not f64:
                     f = as_loss(f)
-                if g.__class__ is not nd or g.dtype is not dt or g.shape != shp \
-                        or not g.flags.c_contiguous:
+                if (
+                    g.__class__ is not nd
+                    or g.dtype is not dt
+                    or g.shape != shp
+                    or not g.flags.c_contiguous
+                ):
                     g = coerce_grad(g)
             if hbuf is not None:
                 hbuf[j] = f
@@ -101,9 +105,18 @@ class PythonLoop:
         minibatch. Evaluating ``fun(x)`` on all data would double the cost.
         """
         evals = self.nev + j + 1
-        res = OptimizeResult(x=self.x.copy(), fun=float(f), jac=np.array(g), nit=it + 1,
-                             x_eval=self.bak.copy(), nfev=evals * self.cost, njev=evals,
-                             epoch=None, batch=None, batch_size=None)
+        res = OptimizeResult(
+            x=self.x.copy(),
+            fun=float(f),
+            jac=np.array(g),
+            nit=it + 1,
+            x_eval=self.bak.copy(),
+            nfev=evals * self.cost,
+            njev=evals,
+            epoch=None,
+            batch=None,
+            batch_size=None,
+        )
         if self.batched:
             mb = self.data
             res.epoch = mb.nepoch

@@ -10,7 +10,6 @@ one of two loops (:class:`~.python_loop.PythonLoop` or
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -18,12 +17,11 @@ from scipy.optimize import OptimizeResult
 from ..engine.entries import entry_point
 from ..optimizer import RMSprop
 from .compiled_loop import CompiledLoop
-from .learning_rates import LR_BLOCK, LearningRates
 from .data import Segment
+from .learning_rates import LR_BLOCK, LearningRates
 from .minibatches import make_batches
 from .objective import Objective
-from .options import (STOPS, bounds_arrays, bounds_in_dtype, callback_kind,
-                      loop_options)
+from .options import STOPS, bounds_arrays, bounds_in_dtype, callback_kind, loop_options
 from .progress import Progress
 from .python_loop import PY_SEGMENT_CALLBACK, PythonLoop
 from .state import C_BAK, FTOL, GTOL, OK, T_GNORM, make_state
@@ -63,12 +61,20 @@ class Run(PythonLoop, CompiledLoop):
         self.f_last = None  # the loss of the evaluation that stopped the run
 
         bnds = bounds_arrays(bounds, n)
-        self.obj = Objective(fun, jac, n=n, dtype=x.dtype, bounds=bnds,
-                             rel_step=o["finite_diff_rel_step"])
+        self.obj = Objective(
+            fun, jac, n=n, dtype=x.dtype, bounds=bnds, rel_step=o["finite_diff_rel_step"]
+        )
         self.ev, self.cost, self.pair_fun = self.obj.ev, self.obj.cost, self.obj.pair_fun
-        self.data = make_batches(args, o["batch_size"], o["data_args"], o["shuffle"], o["seed"],
-                                 o["shuffle_buffer"], o["client"])
-        self.seg: Optional[Segment] = None  # the current run of steps (_segment)
+        self.data = make_batches(
+            args,
+            o["batch_size"],
+            o["data_args"],
+            o["shuffle"],
+            o["seed"],
+            o["shuffle_buffer"],
+            o["client"],
+        )
+        self.seg: Segment | None = None  # the current run of steps (_segment)
         self.batched = self.data.batched
         self.lr = LearningRates(opt._learning_rate, x.dtype, self.maxiter)
         self._setup_state(x, bnds)
@@ -76,9 +82,16 @@ class Run(PythonLoop, CompiledLoop):
     def _setup_state(self, x0: np.ndarray, bnds):
         if bnds is not None:
             bnds = bounds_in_dtype(bnds[0], bnds[1], self.dtype.type)
-        state = make_state(self.opt._spec, x0, bnds, gtol=self.gtol, ftol=self.ftol,
-                             patience=self.patience, tol_momentum=self.tol_momentum,
-                             initial_velocity=self.opt.initial_velocity)
+        state = make_state(
+            self.opt._spec,
+            x0,
+            bnds,
+            gtol=self.gtol,
+            ftol=self.ftol,
+            patience=self.patience,
+            tol_momentum=self.tol_momentum,
+            initial_velocity=self.opt.initial_velocity,
+        )
         self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state[:6]
         self.bak = self.S[self.cfg[C_BAK]]  # x before the last step (step() writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
@@ -86,8 +99,10 @@ class Run(PythonLoop, CompiledLoop):
         self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
         self.xbuf = np.empty(self.n, dtype=self.dtype)  # the objective's copy of x in the
         # compiled loop, which step() also refreshes (one compiled step serves both loops)
-        self.step_ep = entry_point(step, (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0,
-                                             self.dtype.type(0), self.xbuf))
+        self.step_ep = entry_point(
+            step,
+            (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0, self.dtype.type(0), self.xbuf),
+        )
 
     # ------------------------------------------------------------ loops
 
@@ -137,15 +152,15 @@ class Run(PythonLoop, CompiledLoop):
                     elif entry is not None:
                         if bar is not None:
                             nsteps = bar.steps(nsteps)  # short enough to refresh the display
-                        code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off,
-                                                               seg)
+                        code, made, evals = self._run_compiled(entry, it, nsteps, lrs, lr_off, seg)
                     else:
                         if bar is not None:
                             nsteps = bar.steps(nsteps)
                         if self.callback is not None:
                             nsteps = min(nsteps, PY_SEGMENT_CALLBACK)
-                        code, made, evals = self._run_python(it, nsteps, lrs, lr_off, seg,
-                                                             first=False)
+                        code, made, evals = self._run_python(
+                            it, nsteps, lrs, lr_off, seg, first=False
+                        )
                     if history is not None:
                         history.append(self.hbuf[:evals].copy())
                     it += made
@@ -166,9 +181,11 @@ class Run(PythonLoop, CompiledLoop):
         if history is not None:
             res.history = np.concatenate(history) if history else np.zeros(0)
         if self.disp:
-            sys.stderr.write(f"{res.message}\n         Current function value: {res.fun:.6g}\n"
-                             f"         Iterations: {res.nit}\n"
-                             f"         Function evaluations: {res.nfev}\n")
+            sys.stderr.write(
+                f"{res.message}\n         Current function value: {res.fun:.6g}\n"
+                f"         Iterations: {res.nit}\n"
+                f"         Function evaluations: {res.nfev}\n"
+            )
             sys.stderr.flush()
         return res
 
@@ -187,11 +204,21 @@ class Run(PythonLoop, CompiledLoop):
             fun, jac = self.f_last, self.gbuf.copy()
         else:
             fun, jac, calls = self.data.evaluate_full(
-                lambda args: self.obj.check(self.ev(x.copy(), *args)), self.dtype)
+                lambda args: self.obj.check(self.ev(x.copy(), *args)), self.dtype
+            )
             nfev += calls * self.cost
             njev += calls
-        res = OptimizeResult(x=x, fun=fun, jac=jac, nit=self.it, nfev=nfev, njev=njev,
-                             status=status, success=status == 0, message=message)
+        res = OptimizeResult(
+            x=x,
+            fun=fun,
+            jac=jac,
+            nit=self.it,
+            nfev=nfev,
+            njev=njev,
+            status=status,
+            success=status == 0,
+            message=message,
+        )
         if self.batched:
             res.nepoch = self.data.nepoch
         return res
@@ -205,6 +232,13 @@ class Run(PythonLoop, CompiledLoop):
 
     def _message_fields(self) -> dict:
         it = self.it
-        return dict(maxiter=self.maxiter, maxfev=self.maxfev, gtol=self.gtol, ftol=self.ftol,
-                    patience=self.patience, gnorm=self.T[T_GNORM], f_last=self.f_last,
-                    step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})")
+        return dict(
+            maxiter=self.maxiter,
+            maxfev=self.maxfev,
+            gtol=self.gtol,
+            ftol=self.ftol,
+            patience=self.patience,
+            gnorm=self.T[T_GNORM],
+            f_last=self.f_last,
+            step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})",
+        )

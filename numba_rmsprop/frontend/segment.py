@@ -33,8 +33,10 @@ def _cut_parts(args, batched):
         cut = "args[{i}][batched[a:b]]"
     else:
         cut = "args[{i}][a:b]"
-    return [cut.format(i=i) if isinstance(t, types.Array) and t.ndim >= 1 else f"args[{i}]"
-            for i, t in enumerate(items)]
+    return [
+        cut.format(i=i) if isinstance(t, types.Array) and t.ndim >= 1 else f"args[{i}]"
+        for i, t in enumerate(items)
+    ]
 
 
 def impl_from_source(src: str):
@@ -47,8 +49,7 @@ def _call_source(args, batched):
     """Source of ``impl(fun, x, args, a, b, batched)``: ``fun(x, *batch)`` (see
     :func:`_cut_parts`)."""
     parts = "".join(", " + p for p in _cut_parts(args, batched))
-    return impl_from_source(
-        f"def impl(fun, x, args, a, b, batched):\n    return fun(x{parts})\n")
+    return impl_from_source(f"def impl(fun, x, args, a, b, batched):\n    return fun(x{parts})\n")
 
 
 def call_objective(fun, x, args, a, b, batched):  # pragma: no cover
@@ -130,14 +131,14 @@ def _as_gradient_ov(g, buf):
     Inlined and allocating nothing: loops compiled without reference
     counting use it too (see :func:`_segment_loop`).
     """
-    if (isinstance(g, types.Array) and g.dtype == buf.dtype and g.layout == "C"
-            and g.ndim == 1):
+    if isinstance(g, types.Array) and g.dtype == buf.dtype and g.layout == "C" and g.ndim == 1:
         return lambda g, buf: g
 
     def impl(g, buf):
         for i in range(buf.size):
             buf[i] = g[i]
         return buf
+
     return impl
 
 
@@ -153,7 +154,8 @@ def _as_loss_ov(f):
         first = "(" + "0, " * f.ndim + ")"
         return impl_from_source(
             "def impl(f):\n    if f.size != 1:\n        return False, np.nan\n"
-            f"    return True, np.float64(f[{first}])\n")
+            f"    return True, np.float64(f[{first}])\n"
+        )
     return lambda f: (True, np.float64(f))
 
 
@@ -167,12 +169,30 @@ def _drop(typingctx, value):
         if not context.enable_nrt:
             NRTContext(context, True).decref(builder, value, args[0])
         return context.get_dummy_value()
+
     return types.none(value), codegen
 
 
 @njit(nogil=True, **OPTS)
-def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
-                lrs, lr_off, it0, nsteps, hist, gbuf, xc):
+def run_segment(
+    fun,
+    S,
+    T,
+    P,
+    cfg,
+    args,
+    batched,
+    start,
+    batch_size,
+    n_samples,
+    lrs,
+    lr_off,
+    it0,
+    nsteps,
+    hist,
+    gbuf,
+    xc,
+):
     """Run up to ``nsteps`` optimizer calls with a compiled objective.
 
     ``fun`` is a first-class function (``numba.types.FunctionType``), so this
@@ -198,15 +218,67 @@ def run_segment(fun, S, T, P, cfg, args, batched, start, batch_size, n_samples,
     stop, ``gbuf`` holds that evaluation's gradient.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg,
-                         cfg[C_CLIP], args, batched, start, batch_size, n_samples, lrs, lr_off,
-                         it0, nsteps, hist, gbuf, xc)
+    return _segment_loop(
+        fun,
+        x,
+        v,
+        mg,
+        mom,
+        acc,
+        avg,
+        bak,
+        abak,
+        lb,
+        ub,
+        T,
+        P,
+        cfg,
+        cfg[C_CLIP],
+        args,
+        batched,
+        start,
+        batch_size,
+        n_samples,
+        lrs,
+        lr_off,
+        it0,
+        nsteps,
+        hist,
+        gbuf,
+        xc,
+    )
 
 
 @njit(_nrt=False, nogil=True, **OPTS)
-def _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, clip, args,
-                  batched, start, batch_size, n_samples, lrs, lr_off, it0, nsteps, hist, gbuf,
-                  xc):
+def _segment_loop(
+    fun,
+    x,
+    v,
+    mg,
+    mom,
+    acc,
+    avg,
+    bak,
+    abak,
+    lb,
+    ub,
+    T,
+    P,
+    cfg,
+    clip,
+    args,
+    batched,
+    start,
+    batch_size,
+    n_samples,
+    lrs,
+    lr_off,
+    it0,
+    nsteps,
+    hist,
+    gbuf,
+    xc,
+):
     """:func:`run_segment`'s loop on the rows of ``S``, compiled without reference
     counting (``_nrt=False``).
 
@@ -235,8 +307,27 @@ def _segment_loop(fun, x, v, mg, mom, acc, avg, bak, abak, lb, ub, T, P, cfg, cl
             code = BAD_GRAD
         else:
             g = as_gradient(out[1], gbuf)
-            code = step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
-                               clip, f, it0 + j, lrs[lr_off + j])
+            code = step_arrays(
+                x,
+                g,
+                v,
+                mg,
+                mom,
+                acc,
+                avg,
+                bak,
+                abak,
+                lb,
+                ub,
+                xc,
+                T,
+                P,
+                cfg,
+                clip,
+                f,
+                it0 + j,
+                lrs[lr_off + j],
+            )
             if code != OK:
                 copy_elements(gbuf, g)
         _drop(out)

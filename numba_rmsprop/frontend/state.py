@@ -28,28 +28,27 @@ Layout (:class:`RunState`)
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
-from ..engine import clipping
-from ..engine import layout
+from ..engine import clipping, layout
 
 # ---------------------------------------------------------------- layout
 # T: float64 tolerance parameters and state, then the gradient average.
-T_CLIP = 0        # clipnorm / global_clipnorm value
-T_GTOL = 1        # gtol
-T_GBETA = 2       # momentum of the gradient average
-T_GPOW = 3        # GBETA ** (number of averaged gradients), for the bias correction
-T_GNORM = 4       # last inf-norm of the (bias-corrected) gradient average
-T_FTOL = 5        # ftol
-T_FBETA = 6       # momentum of the loss average
-T_FPOW = 7        # FBETA ** (number of averaged losses)
-T_FAVG = 8        # loss average (biased)
-T_FBEST = 9       # best bias-corrected loss average so far
-T_FSINCE = 10     # steps since FBEST improved by more than ftol (relative)
-T_PATIENCE = 11   # patience
-T_FCOUNT = 12     # number of losses averaged
+T_CLIP = 0  # clipnorm / global_clipnorm value
+T_GTOL = 1  # gtol
+T_GBETA = 2  # momentum of the gradient average
+T_GPOW = 3  # GBETA ** (number of averaged gradients), for the bias correction
+T_GNORM = 4  # last inf-norm of the (bias-corrected) gradient average
+T_FTOL = 5  # ftol
+T_FBETA = 6  # momentum of the loss average
+T_FPOW = 7  # FBETA ** (number of averaged losses)
+T_FAVG = 8  # loss average (biased)
+T_FBEST = 9  # best bias-corrected loss average so far
+T_FSINCE = 10  # steps since FBEST improved by more than ftol (relative)
+T_PATIENCE = 11  # patience
+T_FCOUNT = 12  # number of losses averaged
 T_HEAD = 16
 
 # cfg positions
@@ -79,7 +78,7 @@ class RunState(NamedTuple):
     P: np.ndarray
     cfg: tuple
     x: np.ndarray
-    r_avg: Optional[int]
+    r_avg: int | None
     counters: np.ndarray
 
 
@@ -91,8 +90,9 @@ def _one(flags, what: str) -> bool:
     return bool(flags.flat[0]) if flags.size else False
 
 
-def make_state(spec, x0: np.ndarray, bounds, *, gtol, ftol, patience, tol_momentum,
-               initial_velocity) -> RunState:
+def make_state(
+    spec, x0: np.ndarray, bounds, *, gtol, ftol, patience, tol_momentum, initial_velocity
+) -> RunState:
     """Lay out a run of :func:`step` for an RMSprop ``spec`` from ``x0``.
 
     ``x0`` is one starting point ``(n,)``, or ``(k, n)`` for ``k`` runs; then
@@ -154,9 +154,19 @@ def make_state(spec, x0: np.ndarray, bounds, *, gtol, ftol, patience, tol_moment
         counters[..., 1] = spec.ema_overwrite_frequency
     first = counters.reshape(-1, 2)[0]
     cfg = (
-        int(first[0]), int(first[1]),
-        1, r_mg, r_mom, r_acc, r_avg, r_bak, r_lb, clip,
-        int(gtol is not None), int(ftol is not None), spec.switches,
+        int(first[0]),
+        int(first[1]),
+        1,
+        r_mg,
+        r_mom,
+        r_acc,
+        r_avg,
+        r_bak,
+        r_lb,
+        clip,
+        int(gtol is not None),
+        int(ftol is not None),
+        spec.switches,
     )
     P = layout.pack_constants(spec, dt, lead)
     return RunState(S=S, T=T, P=P, cfg=cfg, x=x, r_avg=r_avg, counters=counters)

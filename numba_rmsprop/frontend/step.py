@@ -25,13 +25,52 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..engine import config, layout, rule
-from ..engine.cpu.kernels import (accumulate_element, blocked_sumsq, cast, clip_factors,
-                                  load, pack_call, step_counters, update_count, update_element)
-from .state import (C_ACC, C_AVG, C_BAK, C_CLIP, C_FREQ, C_FTOL, C_GTOL, C_LB,
-                    C_MG, C_MOM, C_N, C_SWITCHES, C_V, FTOL, GTOL, NONFINITE_GRAD,
-                    NONFINITE_LOSS, OK, OVERFLOW, T_CLIP, T_FAVG, T_FBEST, T_FBETA, T_FCOUNT,
-                    T_FPOW, T_FSINCE, T_FTOL, T_GBETA, T_GNORM, T_GPOW, T_GTOL, T_HEAD,
-                    T_PATIENCE)
+from ..engine.cpu.kernels import (
+    accumulate_element,
+    blocked_sumsq,
+    cast,
+    clip_factors,
+    load,
+    pack_call,
+    step_counters,
+    update_count,
+    update_element,
+)
+from .state import (
+    C_ACC,
+    C_AVG,
+    C_BAK,
+    C_CLIP,
+    C_FREQ,
+    C_FTOL,
+    C_GTOL,
+    C_LB,
+    C_MG,
+    C_MOM,
+    C_N,
+    C_SWITCHES,
+    C_V,
+    FTOL,
+    GTOL,
+    NONFINITE_GRAD,
+    NONFINITE_LOSS,
+    OK,
+    OVERFLOW,
+    T_CLIP,
+    T_FAVG,
+    T_FBEST,
+    T_FBETA,
+    T_FCOUNT,
+    T_FPOW,
+    T_FSINCE,
+    T_FTOL,
+    T_GBETA,
+    T_GNORM,
+    T_GPOW,
+    T_GTOL,
+    T_HEAD,
+    T_PATIENCE,
+)
 
 OPTS = dict(error_model="numpy", cache=config.CACHE)
 
@@ -42,6 +81,7 @@ def is_none(t) -> bool:
 
 # ---------------------------------------------------------------- helpers
 # Each is a compile-time switch on whether a cfg entry is None.
+
 
 def _row(S, r):  # pragma: no cover - replaced by the overload in compiled code
     raise NotImplementedError
@@ -70,6 +110,7 @@ def _clamp_ov(v, lb, ub, i):
         if v > ub[i]:
             return ub[i]
         return v
+
     return impl
 
 
@@ -87,6 +128,7 @@ def _projected_ov(gi, xi, lb, ub, i):
         if (xi <= lb[i] and gi > 0) or (xi >= ub[i] and gi < 0):
             return 0.0
         return gi
+
     return impl
 
 
@@ -145,6 +187,7 @@ def _finish_avg_ov(avg, lb, ub, i):
         ai = avg[i]
         avg[i] = _clamp(ai, lb, ub, i)
         return abs(ai) < np.inf
+
     return impl
 
 
@@ -161,6 +204,7 @@ def _copy_elements_ov(dst, src):
     def impl(dst, src):
         for i in range(src.size):
             dst[i] = src[i]
+
     return impl
 
 
@@ -176,6 +220,7 @@ def _copy_element_ov(dst, src, i):
 
     def impl(dst, src, i):
         dst[i] = src[i]
+
     return impl
 
 
@@ -219,9 +264,18 @@ def rows(S, cfg):
     ``S`` of one run ``(rows, n)`` gives rows of ``n``; a vectorized state
     ``(rows, k, n)`` gives ``(k, n)`` blocks, every run's row at once.
     """
-    return (S[0], S[cfg[C_V]], _row(S, cfg[C_MG]), _row(S, cfg[C_MOM]), _row(S, cfg[C_ACC]),
-            _row(S, cfg[C_AVG]), S[cfg[C_BAK]], _row(S, _ema_bak(cfg[C_AVG], cfg[C_BAK])),
-            _row(S, cfg[C_LB]), _row(S, _after(cfg[C_LB])))
+    return (
+        S[0],
+        S[cfg[C_V]],
+        _row(S, cfg[C_MG]),
+        _row(S, cfg[C_MOM]),
+        _row(S, cfg[C_ACC]),
+        _row(S, cfg[C_AVG]),
+        S[cfg[C_BAK]],
+        _row(S, _ema_bak(cfg[C_AVG], cfg[C_BAK])),
+        _row(S, cfg[C_LB]),
+        _row(S, _after(cfg[C_LB])),
+    )
 
 
 @njit(inline="always", **OPTS)
@@ -338,8 +392,7 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cl
                 accumulate_element(i, x, g, acc, avg, s, sw, overwrite)
         else:
             for i in range(x.size):
-                update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True,
-                                overwrite)
+                update_element(i, x, g, v, mg, mom, acc, avg, s, sw, num, den, True, overwrite)
         finite = True
         for i in range(x.size):
             finite = finite & finish_element(x, avg, lb, ub, i)
@@ -363,5 +416,6 @@ def step(S, g, T, P, cfg, f, it, lr, xc):
     share one compiled :func:`step_arrays`.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg,
-                       cfg[C_CLIP], f, it, lr)
+    return step_arrays(
+        x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cfg[C_CLIP], f, it, lr
+    )

@@ -100,7 +100,6 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -143,8 +142,16 @@ class StreamedBatches:
     batched = True
     streamed = True
 
-    def __init__(self, args: tuple, batch_size: int, data_args, shuffle: bool, seed,
-                 shuffle_buffer: Optional[int], client):
+    def __init__(
+        self,
+        args: tuple,
+        batch_size: int,
+        data_args,
+        shuffle: bool,
+        seed,
+        shuffle_buffer: int | None,
+        client,
+    ):
         self.args = args
         self.shuffle = shuffle
         self.data_idx, self.data_is_auto = data_positions(args, data_args)
@@ -153,13 +160,13 @@ class StreamedBatches:
             raise ValueError(
                 f"args[{stray[0]}] is a dask array but not one of the data arrays sliced into "
                 "minibatches (numpy or dask arrays with ndim >= 1, or those `data_args` names); "
-                "load it first (`np.asarray(a)`) or name it in `data_args`.")
+                "load it first (`np.asarray(a)`) or name it in `data_args`."
+            )
         arrays = [args[i] for i in self.data_idx]
         self._check_rows(arrays)
         self.n_samples = n = int(arrays[0].shape[0])
         if batch_size > n:
-            raise ValueError(f"`batch_size={batch_size}` is larger than the data "
-                             f"({n} samples).")
+            raise ValueError(f"`batch_size={batch_size}` is larger than the data ({n} samples).")
         self.batch_size = bs = int(batch_size)
         self.n_batches = -(-n // bs)
         self.nepoch = 0
@@ -170,8 +177,7 @@ class StreamedBatches:
         self.sizes = sizes
         self.bounds = np.concatenate([[0], np.cumsum(sizes)])
         self.n_chunks = len(sizes)
-        self.row_bytes = row_bytes = sum(a.dtype.itemsize * math.prod(a.shape[1:])
-                                         for a in arrays)
+        self.row_bytes = row_bytes = sum(a.dtype.itemsize * math.prod(a.shape[1:]) for a in arrays)
         c_max = int(sizes.max())
         if shuffle_buffer is None:
             shuffle_buffer = max(DEFAULT_BUFFER_BYTES // max(row_bytes, 1), c_max + bs)
@@ -181,11 +187,14 @@ class StreamedBatches:
         if not self.fits and self.B < c_max + bs:
             hint = f"Raise it to at least {c_max + bs} rows (or to all {n})"
             if self.B > bs:
-                hint += (f", or rechunk every data array to at most {self.B - bs} rows along "
-                         f"axis 0, e.g. `a = a.rechunk({{0: {self.B - bs}}})`")
+                hint += (
+                    f", or rechunk every data array to at most {self.B - bs} rows along "
+                    f"axis 0, e.g. `a = a.rechunk({{0: {self.B - bs}}})`"
+                )
             raise ValueError(
                 f"`shuffle_buffer={self.B}` rows cannot hold the largest chunk ({c_max} rows) "
-                f"and a batch ({bs} rows) at once, as streaming needs. {hint}.")
+                f"and a batch ({bs} rows) at once, as streaming needs. {hint}."
+            )
         self.client = resolve_client(client)
         self.group_bytes = min(GROUP_BYTES, self.B * row_bytes // 4)
 
@@ -194,7 +203,7 @@ class StreamedBatches:
         self._orders = {}  # epoch -> its chunk order (epochs not begun yet, and the current)
         self._drawn = 0  # chunk orders drawn so far, one per epoch, in epoch order
         self._arrays = arrays
-        self._loader: Optional[Loader] = None
+        self._loader: Loader | None = None
         self._seceded = False  # left a dask worker's thread pool (see _start)
         self._bufs = None
         self._buf_args = None
@@ -212,21 +221,24 @@ class StreamedBatches:
     # ------------------------------------------------------------ checks
     def _check_rows(self, arrays) -> None:
         idx = self.data_idx
-        for i, a in zip(idx, arrays):
+        for i, a in zip(idx, arrays, strict=False):
             if is_dask_array(a) and any(math.isnan(c) for c in a.chunks[0]):
                 raise ValueError(
                     f"args[{i}] is a dask array with unknown chunk sizes along axis 0; call "
-                    f"`args[{i}] = args[{i}].compute_chunk_sizes()` first.")
-        same_length(dict(zip(idx, arrays)), idx)
-        lazy = [(i, a) for i, a in zip(idx, arrays) if is_dask_array(a)]
+                    f"`args[{i}] = args[{i}].compute_chunk_sizes()` first."
+                )
+        same_length(dict(zip(idx, arrays, strict=False)), idx)
+        lazy = [(i, a) for i, a in zip(idx, arrays, strict=False) if is_dask_array(a)]
         i0, a0 = lazy[0]
         for i, a in lazy[1:]:
             if tuple(a.chunks[0]) != tuple(a0.chunks[0]):
                 raise ValueError(
                     f"The dask arrays of `args` are streamed chunk by chunk, so they must be "
-                    f"chunked alike along axis 0; args[{i0}] has chunks {short_chunks(a0.chunks[0])} "
+                    "chunked alike along axis 0; "
+                    f"args[{i0}] has chunks {short_chunks(a0.chunks[0])} "
                     f"and args[{i}] has {short_chunks(a.chunks[0])}. Rechunk one like the other, "
-                    f"e.g. `{_rechunk_hint(i, i0)}`.")
+                    f"e.g. `{_rechunk_hint(i, i0)}`."
+                )
 
     # ------------------------------------------------------------ the interface
     def rows(self, pos: int) -> tuple:
@@ -251,14 +263,26 @@ class StreamedBatches:
         bs = self.batch_size
         if self.fits:
             order = self.perm if self.shuffle else 1
-            return Segment(self._buf_args, order, epoch_pos * bs, self.n_samples,
-                           self.n_batches - epoch_pos, epoch_pos)
+            return Segment(
+                self._buf_args,
+                order,
+                epoch_pos * bs,
+                self.n_samples,
+                self.n_batches - epoch_pos,
+                epoch_pos,
+            )
         first, end = self._round
         if epoch_pos >= end:
             self._next_round(epoch_pos)
             first, end = self._round
-        return Segment(self._buf_args, self._order, (epoch_pos - first) * bs,
-                       self._order.size, end - epoch_pos, epoch_pos)
+        return Segment(
+            self._buf_args,
+            self._order,
+            (epoch_pos - first) * bs,
+            self._order.size,
+            end - epoch_pos,
+            epoch_pos,
+        )
 
     def evaluate_full(self, evaluate, dtype) -> tuple:
         """``(loss, gradient, calls)`` on all the data (see the module docstring)."""
@@ -299,7 +323,7 @@ class StreamedBatches:
     # ------------------------------------------------------------ loading
     def _args_with(self, bufs) -> tuple:
         lst = list(self.args)
-        for i, b in zip(self.data_idx, bufs):
+        for i, b in zip(self.data_idx, bufs, strict=False):
             lst[i] = b
         return tuple(lst)
 
@@ -310,8 +334,9 @@ class StreamedBatches:
         worker thread: the task secedes from the worker's pool until ``close``.
         """
         if self._bufs is None:
-            self._bufs = [np.empty((self.B,) + tuple(a.shape[1:]), dtype=a.dtype)
-                          for a in self._arrays]
+            self._bufs = [
+                np.empty((self.B,) + tuple(a.shape[1:]), dtype=a.dtype) for a in self._arrays
+            ]
             self._buf_args = self._args_with(self._bufs)
             if not self.fits:
                 self._S = np.arange(self.B, dtype=np.int64)
@@ -392,7 +417,7 @@ class StreamedBatches:
         """Copy the next loaded chunk (which must be ``chunk``) to rows ``where`` of the buffer."""
         c, data = self._next_loaded()
         assert c == chunk, (c, chunk)
-        for buf, d in zip(self._bufs, data):
+        for buf, d in zip(self._bufs, data, strict=False):
             buf[where] = d
 
     # ------------------------------------------------------------ rounds
@@ -402,7 +427,7 @@ class StreamedBatches:
         m = self._m
         while self._t < self.n_chunks and B - m >= sizes[pi[self._t]]:  # refill
             k = int(sizes[pi[self._t]])
-            self._copy_next(S[m:m + k], pi[self._t])
+            self._copy_next(S[m : m + k], pi[self._t])
             m += k
             self._t += 1
         if self._t < self.n_chunks:
@@ -413,11 +438,11 @@ class StreamedBatches:
         if self.shuffle:
             js = self.rng.integers(0, np.arange(m, m - R, -1, dtype=np.int64))
             _draw_tail(S, m, js)
-            order = S[m - R:m].copy()
+            order = S[m - R : m].copy()
         else:
             order = S[:R].copy()
-            S[:m - R] = S[R:m].copy()
-            S[m - R:m] = order
+            S[: m - R] = S[R:m].copy()
+            S[m - R : m] = order
         self._m = m - R
         self._order = order
         self._round = (epoch_pos, epoch_pos + -(-R // bs))

@@ -136,8 +136,9 @@ class Loader:
                 break
             except queue.Empty:
                 if not self._thread.is_alive():
-                    raise RuntimeError("The chunk loader of the streamed run stopped "
-                                       "unexpectedly.") from None
+                    raise RuntimeError(
+                        "The chunk loader of the streamed run stopped unexpectedly."
+                    ) from None
         self.outstanding -= 1
         if kind == "error" and not discard:
             raise value
@@ -180,8 +181,10 @@ class Loader:
         from dask.optimization import cull
 
         if self._graphs is None:
-            self._graphs = [(dict(a.__dask_graph__()), a.__dask_keys__()) if is_dask_array(a)
-                            else None for a in self._arrays]
+            self._graphs = [
+                (dict(a.__dask_graph__()), a.__dask_keys__()) if is_dask_array(a) else None
+                for a in self._arrays
+            ]
         dsk, keys = {}, []
         for graph in self._graphs:
             if graph is not None:
@@ -200,7 +203,7 @@ class Loader:
             values = get_sync(dsk, keys)
         del dsk
         # values[array][i]: block chunks[i] of that array, as nested lists along axes 1..
-        values = iter([_assemble(v) for per_array in zip(*values) for v in per_array])
+        values = iter([_assemble(v) for per_array in zip(*values, strict=False) for v in per_array])
         out = []
         for c in chunks:
             s, e = int(self._bounds[c]), int(self._bounds[c + 1])
@@ -209,8 +212,10 @@ class Loader:
                 v = next(values) if is_dask_array(a) else a[s:e]
                 v = np.asarray(v)
                 if v.shape[0] != e - s:
-                    raise ValueError(f"chunk {c} of a data array has {v.shape[0]} rows, not "
-                                     f"the {e - s} its chunks along axis 0 promise.")
+                    raise ValueError(
+                        f"chunk {c} of a data array has {v.shape[0]} rows, not "
+                        f"the {e - s} its chunks along axis 0 promise."
+                    )
                 rows.append(v)
             out.append((c, rows))
         return out

@@ -41,7 +41,7 @@ state layouts; they run as two groups.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -52,10 +52,20 @@ from .options import is_device_array
 __all__ = ["minimize_many"]
 
 
-def minimize_many(fun: Callable, X0, args: tuple = (), jac=True, bounds=None,
-                  options: Optional[dict] = None, run_args: Sequence[int] = (),
-                  vectorized: bool = False, callback: Optional[Callable] = None, *,
-                  client=None, runs_per_task: Optional[int] = None) -> OptimizeResult:
+def minimize_many(
+    fun: Callable,
+    X0,
+    args: tuple = (),
+    jac=True,
+    bounds=None,
+    options: dict | None = None,
+    run_args: Sequence[int] = (),
+    vectorized: bool = False,
+    callback: Callable | None = None,
+    *,
+    client=None,
+    runs_per_task: int | None = None,
+) -> OptimizeResult:
     """Minimize ``k`` independent problems with RMSprop; ``X0`` has shape ``(k, n)``.
 
     Parameters
@@ -131,19 +141,34 @@ def minimize_many(fun: Callable, X0, args: tuple = (), jac=True, bounds=None,
     if client is not None:  # dask is imported only here
         from . import dask as _dask
 
-        return _dask.minimize_many(fun, X0, args, jac, bounds, dict(options), run_args,
-                                   bool(vectorized), callback, client, runs_per_task)
+        return _dask.minimize_many(
+            fun,
+            X0,
+            args,
+            jac,
+            bounds,
+            dict(options),
+            run_args,
+            bool(vectorized),
+            callback,
+            client,
+            runs_per_task,
+        )
     if runs_per_task is not None:
-        raise ValueError("`runs_per_task` splits the runs into tasks of a Dask cluster: it "
-                         "needs `client` (a dask.distributed.Client).")
+        raise ValueError(
+            "`runs_per_task` splits the runs into tasks of a Dask cluster: it "
+            "needs `client` (a dask.distributed.Client)."
+        )
     if is_device_array(X0):
         if not vectorized:
-            raise ValueError("A CUDA `X0` needs `vectorized=True`: the objective is device "
-                             "code that evaluates every run at once.")
+            raise ValueError(
+                "A CUDA `X0` needs `vectorized=True`: the objective is device "
+                "code that evaluates every run at once."
+            )
         from . import cuda as _many_cuda
 
-        return _many_cuda.minimize_many(fun, X0, args, jac, bounds, dict(options),
-                                        tuple(run_args), callback)
-    batch = Batch(fun, X0, args, jac, bounds, dict(options), run_args, bool(vectorized),
-                   callback)
+        return _many_cuda.minimize_many(
+            fun, X0, args, jac, bounds, dict(options), tuple(run_args), callback
+        )
+    batch = Batch(fun, X0, args, jac, bounds, dict(options), run_args, bool(vectorized), callback)
     return batch.solve()

@@ -9,7 +9,6 @@ and runs them in one of three modes: the compiled loop
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 
@@ -17,17 +16,22 @@ import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ..frontend.api import solve
-from ..frontend.learning_rates import LR_BLOCK, LearningRates
 from ..frontend.minibatches import Minibatches
-from ..frontend.options import (LOOP_OPTIONS, RMSPROP_OPTIONS, bounds_arrays, bounds_in_dtype,
-                                callback_kind, is_numba_dispatcher, loop_options)
-from ..frontend.state import make_state
+from ..frontend.options import (
+    LOOP_OPTIONS,
+    RMSPROP_OPTIONS,
+    bounds_arrays,
+    bounds_in_dtype,
+    callback_kind,
+    is_numba_dispatcher,
+    loop_options,
+)
 from ..optimizer import RMSprop
 from ..schedules import LearningRateSchedule
 from .compiled import CompiledRuns, NoCompile
-from .segments import Segments
 from .options import check_run_args, check_X0, run_options, split_options
-from .results import Results, State, stack_results
+from .results import GroupStates, Results, stack_results
+from .segments import Segments
 from .vectorized import VectorizedRuns
 
 
@@ -39,11 +43,12 @@ class Group:
         self.opt = opt  # run ``runs[0]``'s optimizer: the shared configuration
 
 
-class Batch(Segments, CompiledRuns, VectorizedRuns):
+class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
     """One ``minimize_many`` call: checks, groups, the loops and the result."""
 
-    def __init__(self, fun, X0, args, jac, bounds, options, run_args, vectorized, callback,
-                 device=False):
+    def __init__(
+        self, fun, X0, args, jac, bounds, options, run_args, vectorized, callback, device=False
+    ):
         X = check_X0(X0)
         self.device = device
         self.k, self.n = k, n = X.shape
@@ -53,11 +58,15 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
         self.cb_kind = callback_kind(callback)
         self.bounds_spec = bounds
         self.run_pos = check_run_args(args, run_args, k)
-        unknown = sorted(k_ for k_ in options if k_ not in RMSPROP_OPTIONS
-                         and k_ not in LOOP_OPTIONS)
+        unknown = sorted(
+            k_ for k_ in options if k_ not in RMSPROP_OPTIONS and k_ not in LOOP_OPTIONS
+        )
         if unknown:
-            warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))}",
-                          OptimizeWarning, stacklevel=3)
+            warnings.warn(
+                f"Unknown solver options: {', '.join(map(str, unknown))}",
+                OptimizeWarning,
+                stacklevel=3,
+            )
         self.shared, self.per_run = split_options(options, k)
         self.options0 = run_options(self.shared, self.per_run, 0)
         self.X0 = X
@@ -69,8 +78,7 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
         self.loop = loop_options(self.options0, None, callback)
         bnds = bounds_arrays(bounds, n)
         self.bounds64 = bnds
-        self.bounds = None if bnds is None else bounds_in_dtype(bnds[0], bnds[1],
-                                                                   self.dtype.type)
+        self.bounds = None if bnds is None else bounds_in_dtype(bnds[0], bnds[1], self.dtype.type)
         self.groups = self._groups()
         self._limits()
         self._data()
@@ -103,24 +111,30 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
         """``"compiled"``, ``"vectorized"`` or ``"each"`` (one ``nr.minimize`` per run)."""
         if self.vectorized:
             if not (self.jac is True or (callable(self.jac) and self.jac is not True)):
-                raise ValueError("With `vectorized=True`, `jac` must be True (`fun` returns "
-                                 "(f, G)) or a callable jac(X, *args) -> G; finite "
-                                 "differences need vectorized=False.")
+                raise ValueError(
+                    "With `vectorized=True`, `jac` must be True (`fun` returns "
+                    "(f, G)) or a callable jac(X, *args) -> G; finite "
+                    "differences need vectorized=False."
+                )
             if self.shared.get("data_args") is not None:
                 raise ValueError("`data_args` is not supported with vectorized=True.")
             return "vectorized"
         lr = self.options0.get("learning_rate", 0.001)
-        if (is_numba_dispatcher(self.fun) and self.jac is True
-                and self.options0.get("compiled", "auto") is not False
-                and self.shared.get("data_args") is None
-                and (isinstance(lr, LearningRateSchedule) or not callable(lr))):
+        if (
+            is_numba_dispatcher(self.fun)
+            and self.jac is True
+            and self.options0.get("compiled", "auto") is not False
+            and self.shared.get("data_args") is None
+            and (isinstance(lr, LearningRateSchedule) or not callable(lr))
+        ):
             return "compiled"
         if self.callback is not None:
-            raise ValueError("A `callback` needs vectorized=True or an @njit `fun` with "
-                             "jac=True.")
+            raise ValueError("A `callback` needs vectorized=True or an @njit `fun` with jac=True.")
         if self.options0.get("compiled") is True:
-            raise ValueError("compiled=True, but `fun` is not a numba-compiled (@njit) "
-                             "function with jac=True (or `data_args` is given).")
+            raise ValueError(
+                "compiled=True, but `fun` is not a numba-compiled (@njit) "
+                "function with jac=True (or `data_args` is given)."
+            )
         return "each"
 
     @staticmethod
@@ -151,25 +165,21 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
             groups.append(Group(runs, opt))
         return groups
 
-    def _values(self, name, runs=None, default=None):
-        """Option ``name`` per run (an array over ``runs``), or its shared value."""
-        if name in self.per_run:
-            v = self.per_run[name]
-            v = v if runs is None else [v[int(r)] for r in runs]
-            return np.asarray(v, dtype=np.float64)
-        return self.shared.get(name, default)
-
     def _limits(self) -> None:
         """Each run's ``maxiter`` and ``maxfev``, and its last step (``limit``)."""
         k = self.k
         maxiter = np.full(k, float(self.loop["maxiter"]))
         maxfev = np.full(k, math.inf if self.loop["maxfev"] is None else float(self.loop["maxfev"]))
         if "maxiter" in self.per_run:
-            maxiter = np.asarray([LOOP_OPTIONS["maxiter"][1]("maxiter", v)
-                                  for v in self.per_run["maxiter"]], dtype=np.float64)
+            maxiter = np.asarray(
+                [LOOP_OPTIONS["maxiter"][1]("maxiter", v) for v in self.per_run["maxiter"]],
+                dtype=np.float64,
+            )
         if "maxfev" in self.per_run:
-            maxfev = np.asarray([LOOP_OPTIONS["maxfev"][1]("maxfev", v)
-                                 for v in self.per_run["maxfev"]], dtype=np.float64)
+            maxfev = np.asarray(
+                [LOOP_OPTIONS["maxfev"][1]("maxfev", v) for v in self.per_run["maxfev"]],
+                dtype=np.float64,
+            )
         self.maxiter, self.maxfev = maxiter, maxfev
         self.cost = 1  # jac=True or a callable jac: one evaluation per step
         self.limit = np.minimum(maxiter, np.floor(maxfev / self.cost))
@@ -177,21 +187,30 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
     def _data(self) -> None:
         """Minibatches: validated on run 0's arguments; one order per seed."""
         o = self.options0
-        self.data = Minibatches(self._run_arguments(0), o.get("batch_size"), o.get("data_args"),
-                                self.loop["shuffle"], None)
+        self.data = Minibatches(
+            self._run_arguments(0),
+            o.get("batch_size"),
+            o.get("data_args"),
+            self.loop["shuffle"],
+            None,
+        )
         self.batched = self.data.batched
         self._seeds = None
         if not self.batched:
             return
         if self.vectorized and "seed" in self.per_run:
-            raise ValueError("With vectorized=True every run draws the same minibatches: "
-                             "give one `seed`, not one per run.")
+            raise ValueError(
+                "With vectorized=True every run draws the same minibatches: "
+                "give one `seed`, not one per run."
+            )
         seeds = self.per_run.get("seed")
         if seeds is None:
             seed = o.get("seed")
             if isinstance(seed, np.random.Generator):
-                raise TypeError("`seed` must be an integer (or one per run) in "
-                                "minimize_many: one Generator cannot be every run's.")
+                raise TypeError(
+                    "`seed` must be an integer (or one per run) in "
+                    "minimize_many: one Generator cannot be every run's."
+                )
             self._seeds = seed
         else:
             self._seeds = list(seeds)
@@ -212,14 +231,19 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
         states = [self._state(group) for group in self.groups]
         if self.mode == "compiled" and run_group is None:
             try:
-                self._entries = [self._compile(g, st) for g, st in zip(self.groups, states)]
+                self._entries = [
+                    self._compile(g, st) for g, st in zip(self.groups, states, strict=False)
+                ]
             except NoCompile as exc:
                 if self.options0.get("compiled", "auto") is True:
                     raise ValueError(f"compiled=True, but {exc}.") from None
-                warnings.warn(f"numba_rmsprop: minimize_many runs each run's nr.minimize: "
-                              f"{exc}", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"numba_rmsprop: minimize_many runs each run's nr.minimize: {exc}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 return self._solve_each(compiled=False)
-        for group, state in zip(self.groups, states):
+        for group, state in zip(self.groups, states, strict=False):
             if run_group is not None:
                 run_group(self, group, state)
             elif self.mode == "compiled":
@@ -233,47 +257,18 @@ class Batch(Segments, CompiledRuns, VectorizedRuns):
         results = []
         for i in range(self.k):
             o = dict(run_options(self.shared, self.per_run, i), **forced)
-            results.append(solve(self.fun, self.X0[i], self._run_arguments(i), self.jac, None,
-                                  self.bounds_spec, (), None, o, stacklevel=4))
+            results.append(
+                solve(
+                    self.fun,
+                    self.X0[i],
+                    self._run_arguments(i),
+                    self.jac,
+                    None,
+                    self.bounds_spec,
+                    (),
+                    None,
+                    o,
+                    stacklevel=4,
+                )
+            )
         return stack_results(results, self.n, self.dtype)
-
-    def _state(self, group: Group):
-        """The group's state arrays (``make_state`` over its runs), per-run values filled in."""
-        runs = group.runs
-        spec = copy.copy(group.opt._spec)
-        for name in self.per_run:
-            if name in RMSPROP_OPTIONS and name != "learning_rate":
-                setattr(spec, name, self._values(name, runs))
-        if "gradient_accumulation_steps" in self.per_run:
-            spec.accumulation_steps = self._values("gradient_accumulation_steps", runs)
-        for option, mode in (("clipnorm", "norm"), ("global_clipnorm", "global"),
-                             ("clipvalue", "value")):
-            if option in self.per_run:
-                spec.clip = self._values(option, runs)
-        loop = self.loop
-        gtol = loop["gtol"]
-        if "gtol" in self.per_run or "tol" in self.per_run:
-            gtol = self._values("gtol" if "gtol" in self.per_run else "tol", runs)
-        ftol = self._values("ftol", runs) if "ftol" in self.per_run else loop["ftol"]
-        patience = self._values("patience", runs) if "patience" in self.per_run \
-            else loop["patience"]
-        tol_momentum = self._values("tol_momentum", runs) if "tol_momentum" in self.per_run \
-            else loop["tol_momentum"]
-        initial_velocity = self._values("initial_velocity", runs) \
-            if "initial_velocity" in self.per_run else group.opt.initial_velocity
-        st = make_state(spec, self.X0[runs], self.bounds, gtol=gtol, ftol=ftol,
-                          patience=patience, tol_momentum=tol_momentum,
-                          initial_velocity=initial_velocity)
-        if "learning_rate" in self.per_run:
-            lrs = self._values("learning_rate", runs).astype(self.dtype)
-            lr_table = np.broadcast_to(lrs[:, None], (runs.size, LR_BLOCK))
-            learning = None
-        else:
-            learning = LearningRates(group.opt._learning_rate, self.dtype, self.limit.max())
-            if learning.fn is not None:
-                raise ValueError("A zero-argument callable `learning_rate` is not supported by "
-                                 "minimize_many; use a schedule.")
-            lr_table = None
-        inner = self.mode == "vectorized" and not self.device
-        return State(st, runs, lr_table, learning, runs_inner=inner)
-

@@ -49,25 +49,45 @@ class CompiledRuns:
             left[active] = np.minimum(limit[active] - it, nsteps).astype(np.int64)
             H = np.full((m, nsteps), np.nan) if res.history is not None else None
             _threads.run_chunks(
-                entry, active.size, self.fun, st.S, st.T, st.P, st.cfg, st.counters, args,
-                marker, order,
-                start, self.data.batch_size if self.batched else 1,
-                self.data.n_samples if self.batched else 1, LR, lr_off, it, left, active,
-                runs, codes, made, flast, H, G)
+                entry,
+                active.size,
+                self.fun,
+                st.S,
+                st.T,
+                st.P,
+                st.cfg,
+                st.counters,
+                args,
+                marker,
+                order,
+                start,
+                self.data.batch_size if self.batched else 1,
+                self.data.n_samples if self.batched else 1,
+                LR,
+                lr_off,
+                it,
+                left,
+                active,
+                runs,
+                codes,
+                made,
+                flast,
+                H,
+                G,
+            )
             for q in active:
                 r = int(runs[q])
                 res.nit[r] = it + made[q]
                 res.nev[r] += made[q] + (1 if codes[q] != OK else 0)
                 if H is not None:
-                    res.history[r].append(H[q, :made[q] + (1 if codes[q] != OK else 0)].copy())
+                    res.history[r].append(H[q, : made[q] + (1 if codes[q] != OK else 0)].copy())
                 if codes[q] != OK:
                     res.finish(r, int(codes[q]), float(flast[q]), G[q])
             active = active[codes[active] == OK]  # runs at their limit drop out above
             it += nsteps
             if self.batched:
                 epoch_pos = (epoch_pos + nsteps) % self.data.n_batches
-            if self.callback is not None and self._call_back(st, group, runs, active, flast,
-                                                             codes):
+            if self.callback is not None and self._call_back(st, group, runs, active, flast, codes):
                 break
         res.store(st, runs, self)
         self._compiled_finals(st, runs)
@@ -85,12 +105,15 @@ class CompiledRuns:
         Xall = np.zeros((self.k, self.n), self.dtype)
         Xall[runs[need]] = res.x[runs[need]]
         final = self._compile_final(Xall, runs[need], F, Gall, ok)
-        _threads.run_chunks(final, need.size, self.fun, Xall, self.args,
-                            self._marker(), runs[need], F, Gall, ok)
+        _threads.run_chunks(
+            final, need.size, self.fun, Xall, self.args, self._marker(), runs[need], F, Gall, ok
+        )
         for r in runs[need]:
             if not ok[r]:
-                raise ValueError(f"The final evaluation of run {r} returned a loss or "
-                                 f"gradient of the wrong size (n = {self.n}).")
+                raise ValueError(
+                    f"The final evaluation of run {r} returned a loss or "
+                    f"gradient of the wrong size (n = {self.n})."
+                )
             res.set_final(int(r), float(F[r]), Gall[r])
 
     def _compile(self, group, st):
@@ -101,23 +124,43 @@ class CompiledRuns:
         picked = self._picked_types()
         order0 = None
         if self.batched:
-            order0 = 1 if not self.data.shuffle else np.zeros((1, self.data.n_samples),
-                                                             dtype=np.int64)
+            order0 = (
+                1 if not self.data.shuffle else np.zeros((1, self.data.n_samples), dtype=np.int64)
+            )
         i64 = types.int64
-        bsig = (picked, i64, i64, typeof(order0[0] if isinstance(order0, np.ndarray)
-                                         else order0))
+        bsig = (picked, i64, i64, typeof(order0[0] if isinstance(order0, np.ndarray) else order0))
         batch_arguments.compile(bsig)
         batch_types = batch_arguments.overloads[bsig].signature.return_type
         ftype = self._function_type(typeof(st.S[0, 0].copy()), batch_types)
         LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
         H = np.zeros((1, 1)) if self.res.history is not None else None
-        sig = (ftype, typeof(st.S), typeof(st.T), typeof(st.P), typeof(st.cfg),
-               typeof(st.counters), typeof(self.args), typeof(marker), typeof(order0), i64, i64,
-               i64, typeof(LR), i64, i64, typeof(np.zeros(1, np.int64)),
-               typeof(np.zeros(1, np.int64)), typeof(np.zeros(1, np.int64)),
-               typeof(np.zeros(1, np.int64)), typeof(np.zeros(1, np.int64)),
-               typeof(np.zeros(1)), typeof(H), typeof(np.zeros((1, self.n), self.dtype)), i64,
-               i64)
+        sig = (
+            ftype,
+            typeof(st.S),
+            typeof(st.T),
+            typeof(st.P),
+            typeof(st.cfg),
+            typeof(st.counters),
+            typeof(self.args),
+            typeof(marker),
+            typeof(order0),
+            i64,
+            i64,
+            i64,
+            typeof(LR),
+            i64,
+            i64,
+            typeof(np.zeros(1, np.int64)),
+            typeof(np.zeros(1, np.int64)),
+            typeof(np.zeros(1, np.int64)),
+            typeof(np.zeros(1, np.int64)),
+            typeof(np.zeros(1, np.int64)),
+            typeof(np.zeros(1)),
+            typeof(H),
+            typeof(np.zeros((1, self.n), self.dtype)),
+            i64,
+            i64,
+        )
         return many_segment.compile(sig)
 
     def _function_type(self, x_type, arg_types):
@@ -131,7 +174,8 @@ class CompiledRuns:
             text = str(exc).strip()
             raise NoCompile(
                 "`fun` did not compile for the runs' arguments "
-                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})") from None
+                f"({type(exc).__name__}: {text.splitlines()[0] if text else ''})"
+            ) from None
         ret = self.fun.overloads[fargs].signature.return_type
         return types.FunctionType(ret(*fargs))
 
@@ -148,8 +192,18 @@ class CompiledRuns:
 
         ftype = self._function_type(typeof(X[0]), self._picked_types())
         i64 = types.int64
-        sig = (ftype, typeof(X), typeof(self.args), typeof(self._marker()), typeof(runs),
-               typeof(F), typeof(G), typeof(ok), i64, i64)
+        sig = (
+            ftype,
+            typeof(X),
+            typeof(self.args),
+            typeof(self._marker()),
+            typeof(runs),
+            typeof(F),
+            typeof(G),
+            typeof(ok),
+            i64,
+            i64,
+        )
         return many_final.compile(sig)
 
     def _marker(self) -> tuple:

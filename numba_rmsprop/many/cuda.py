@@ -34,20 +34,48 @@ import threading
 
 import numpy as np
 
-from ..frontend.state import (C_ACC, C_AVG, C_BAK, C_CLIP, C_FTOL, C_GTOL, C_LB, C_MG, C_MOM, C_SWITCHES, C_V, FTOL, GTOL, NONFINITE_GRAD, NONFINITE_LOSS, OK, OVERFLOW, T_CLIP, T_GBETA, T_GNORM, T_GPOW, T_GTOL, T_HEAD)
-from ..frontend.step import loss_plateau
-from ..engine import layout
+from ..engine import layout, rule
 from ..engine import plan as _plan
-from ..engine import rule
 from ..engine.cuda import kernels as cuda_kernels
 from ..engine.cuda.arrays import as_device
 from ..engine.cuda.driver import SIM, cuda, require_cuda
+from ..frontend.state import (
+    C_ACC,
+    C_AVG,
+    C_BAK,
+    C_CLIP,
+    C_FTOL,
+    C_GTOL,
+    C_LB,
+    C_MG,
+    C_MOM,
+    C_SWITCHES,
+    C_V,
+    FTOL,
+    GTOL,
+    NONFINITE_GRAD,
+    NONFINITE_LOSS,
+    OK,
+    OVERFLOW,
+    T_CLIP,
+    T_GBETA,
+    T_GNORM,
+    T_GPOW,
+    T_GTOL,
+    T_HEAD,
+)
+from ..frontend.step import loss_plateau
 from .batch import Batch
-
 
 # Stop codes as the CPU loops use them.
 _OK, _NONFINITE_LOSS, _NONFINITE_GRAD, _GTOL, _FTOL, _OVERFLOW = (
-    OK, NONFINITE_LOSS, NONFINITE_GRAD, GTOL, FTOL, OVERFLOW)
+    OK,
+    NONFINITE_LOSS,
+    NONFINITE_GRAD,
+    GTOL,
+    FTOL,
+    OVERFLOW,
+)
 
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
@@ -61,8 +89,11 @@ if cuda is not None:
     _loss_plateau = _dev(loss_plateau.py_func)
 
     def _make_load():
-        src = ("def load(P):\n    return ("
-               + ", ".join(f"P[{i}]" for i in range(layout.N_SLOTS)) + ",)\n")
+        src = (
+            "def load(P):\n    return ("
+            + ", ".join(f"P[{i}]" for i in range(layout.N_SLOTS))
+            + ",)\n"
+        )
         ns: dict = {}
         exec(src, ns)
         return _dev(ns["load"])
@@ -146,18 +177,27 @@ def _kernel(cfg, bounds: bool, per_run_lr: bool, dtype):
         with _LOCK:
             k = _KERNELS.get(key)
             if k is None:
-                k = _KERNELS[key] = _make_step_kernel(cfg, bounds, per_run_lr,
-                                                      np.dtype(dtype).type)
+                k = _KERNELS[key] = _make_step_kernel(cfg, bounds, per_run_lr, np.dtype(dtype).type)
     return k
 
 
 def _make_step_kernel(cfg, HAS_BOUNDS, PER_RUN_LR, DTYPE):
     """The fused step of every active run for one layout (``cfg`` of ``make_state``)."""
-    R_V, R_MG, R_MOM, R_ACC, R_AVG, R_BAK, R_LB = (cfg[C_V], cfg[C_MG], cfg[C_MOM],
-                                                   cfg[C_ACC], cfg[C_AVG], cfg[C_BAK],
-                                                   cfg[C_LB])
-    HAS_MG, HAS_MOM, HAS_ACC, HAS_AVG = (R_MG is not None, R_MOM is not None,
-                                         R_ACC is not None, R_AVG is not None)
+    R_V, R_MG, R_MOM, R_ACC, R_AVG, R_BAK, R_LB = (
+        cfg[C_V],
+        cfg[C_MG],
+        cfg[C_MOM],
+        cfg[C_ACC],
+        cfg[C_AVG],
+        cfg[C_BAK],
+        cfg[C_LB],
+    )
+    HAS_MG, HAS_MOM, HAS_ACC, HAS_AVG = (
+        R_MG is not None,
+        R_MOM is not None,
+        R_ACC is not None,
+        R_AVG is not None,
+    )
     R_MG, R_MOM, R_ACC, R_AVG = (R_MG or 0, R_MOM or 0, R_ACC or 0, R_AVG or 0)
     R_LB = R_LB or 0
     CLIP = cfg[C_CLIP]
@@ -298,6 +338,7 @@ def _make_step_kernel(cfg, HAS_BOUNDS, PER_RUN_LR, DTYPE):
 
 
 if cuda is not None:
+
     @cuda.jit(device=True)
     def _block_min(sh, t, nt):
         step = nt // 2
@@ -331,11 +372,14 @@ def minimize_many(fun, X0, args, jac, bounds, options, run_args, callback):
     """``numba_rmsprop.minimize_many`` for a CUDA ``X0`` (see the module docstring)."""
     require_cuda()
     if options.get("batch_size") is not None:
-        raise ValueError("`batch_size` is not supported with a CUDA `X0`: pass the batch's "
-                         "rows from the objective, or use a host X0.")
+        raise ValueError(
+            "`batch_size` is not supported with a CUDA `X0`: pass the batch's "
+            "rows from the objective, or use a host X0."
+        )
     X = as_device(X0)
-    batch = Batch(fun, X.copy_to_host(), args, jac, bounds, options, run_args, True, callback,
-                   device=True)
+    batch = Batch(
+        fun, X.copy_to_host(), args, jac, bounds, options, run_args, True, callback, device=True
+    )
     return batch.solve(run_group)
 
 
@@ -354,18 +398,24 @@ def _as_device_result(a, what):
     try:
         return as_device(a)
     except TypeError:
-        raise TypeError(f"With a CUDA X0 the vectorized `fun` must return device arrays; "
-                        f"{what} is a {type(a).__name__}.") from None
+        raise TypeError(
+            f"With a CUDA X0 the vectorized `fun` must return device arrays; "
+            f"{what} is a {type(a).__name__}."
+        ) from None
 
 
 def _check(f, G, m, n, dt):
     f, G = _as_device_result(f, "the loss"), _as_device_result(G, "the gradient")
     if tuple(f.shape) != (m,):
-        raise ValueError(f"The vectorized `fun` must return losses of shape ({m},) for the "
-                         f"{m} active runs; got shape {tuple(f.shape)}.")
+        raise ValueError(
+            f"The vectorized `fun` must return losses of shape ({m},) for the "
+            f"{m} active runs; got shape {tuple(f.shape)}."
+        )
     if tuple(G.shape) != (m, n):
-        raise ValueError(f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
-                         f"active runs of {n} parameters; got shape {tuple(G.shape)}.")
+        raise ValueError(
+            f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
+            f"active runs of {n} parameters; got shape {tuple(G.shape)}."
+        )
     if np.dtype(G.dtype) != dt:
         raise TypeError(f"The gradient must have X0's dtype {dt}; got {np.dtype(G.dtype)}.")
     if not G.is_c_contiguous():
@@ -381,8 +431,10 @@ def _evaluate(batch, X, ids_d, m):
     out = batch.fun(X, *lst)
     if batch.jac is True:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise ValueError("With jac=True and vectorized=True, `fun` must return a pair "
-                             f"(f, G); got {type(out).__name__}.")
+            raise ValueError(
+                "With jac=True and vectorized=True, `fun` must return a pair "
+                f"(f, G); got {type(out).__name__}."
+            )
         f, G = out
     else:
         f, G = out, batch.jac(_copy(X), *lst)
@@ -404,8 +456,9 @@ def run_group(batch, group, st) -> None:
     S, T = cuda.to_device(st.S), cuda.to_device(st.T)
     P, counters = cuda.to_device(st.P), cuda.to_device(st.counters)
     per_run_lr = st.learning is None
-    lr_runs = cuda.to_device(np.ascontiguousarray(st.lr_table[:, 0]) if per_run_lr
-                             else np.zeros(1, dt))
+    lr_runs = cuda.to_device(
+        np.ascontiguousarray(st.lr_table[:, 0]) if per_run_lr else np.zeros(1, dt)
+    )
     kernel = _kernel(st.cfg, batch.bounds is not None, per_run_lr, dt)
     threads = _threads_for(n)
     active = np.arange(m, dtype=np.int64)
@@ -434,7 +487,7 @@ def run_group(batch, group, st) -> None:
             if res.history is not None or stop.any() or batch.callback is not None:
                 fh = np.asarray(as_device(f).copy_to_host(), dtype=np.float64)
                 if res.history is not None:
-                    for q, fq in zip(sel, fh):
+                    for q, fq in zip(sel, fh, strict=False):
                         res.history[int(q)].append(np.array([fq]))
                 if stop.any():
                     Gh = G.copy_to_host()

@@ -72,10 +72,10 @@ import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ..engine import threads as _threads
-from .batch import Batch
-from .options import is_device_array
 from ..engine.hyperparameters import integer
 from ..frontend.data import positions
+from .batch import Batch
+from .options import is_device_array
 
 #: Blocks per worker thread with the default ``runs_per_task``: enough for
 #: runs that stop early (blocks of unequal cost) to even out across threads.
@@ -91,35 +91,45 @@ THREADS_PER_TASK = 1
 MAX_SCATTERS = 4
 
 
-def minimize_many(fun, X0, args, jac, bounds, options, run_args, vectorized, callback, client,
-                  runs_per_task) -> OptimizeResult:
+def minimize_many(
+    fun, X0, args, jac, bounds, options, run_args, vectorized, callback, client, runs_per_task
+) -> OptimizeResult:
     """:func:`numba_rmsprop.minimize_many` with ``client`` (see the module docstring)."""
     _check_client(client)
     runs_per_task = integer(1, optional=True)("runs_per_task", runs_per_task)
     if callback is not None:
-        raise ValueError("`callback` is not supported with `client`: the runs step on the "
-                         "workers. Leave it out (`disp=True` shows the blocks' progress).")
+        raise ValueError(
+            "`callback` is not supported with `client`: the runs step on the "
+            "workers. Leave it out (`disp=True` shows the blocks' progress)."
+        )
     if is_device_array(X0):
-        raise ValueError("A CUDA `X0` cannot be sent to a Dask cluster: pass a NumPy `X0` "
-                         "(the blocks run on the workers' CPUs), or run on this GPU without "
-                         "`client`.")
+        raise ValueError(
+            "A CUDA `X0` cannot be sent to a Dask cluster: pass a NumPy `X0` "
+            "(the blocks run on the workers' CPUs), or run on this GPU without "
+            "`client`."
+        )
     loader = options.get("client")
     if loader is not None and not (isinstance(loader, str) and loader == "local"):
-        raise ValueError("`options['client']` (who loads streamed dask arrays) cannot go to "
-                         "the workers with `client`: leave it out (runs on a worker load "
-                         "their chunks in the worker).")
+        raise ValueError(
+            "`options['client']` (who loads streamed dask arrays) cannot go to "
+            "the workers with `client`: leave it out (runs on a worker load "
+            "their chunks in the worker)."
+        )
     rows = {j: args[j] for j in _positions(args, run_args)}
     lazy = {j: a for j, a in rows.items() if _is_dask(a)}
     # The local call's checks, on the same inputs; dask rows stand in by their shape.
-    batch = Batch(fun, X0, _stand_ins(args, lazy), jac, bounds, options, run_args,
-                     vectorized, None)
+    batch = Batch(fun, X0, _stand_ins(args, lazy), jac, bounds, options, run_args, vectorized, None)
     if batch.mode == "each":
         batch.check_each()
     seed = batch.options0.get("seed")
-    if isinstance(seed, (np.random.Generator, np.random.BitGenerator)) \
-            and batch.options0.get("batch_size") is not None:
-        raise TypeError("`seed` must be an integer (or one per run) with `client`: one "
-                        "Generator cannot be shared by runs on different workers.")
+    if (
+        isinstance(seed, (np.random.Generator, np.random.BitGenerator))
+        and batch.options0.get("batch_size") is not None
+    ):
+        raise TypeError(
+            "`seed` must be an integer (or one per run) with `client`: one "
+            "Generator cannot be shared by runs on different workers."
+        )
     _check_pickles(fun, "fun")
     if callable(jac) and jac is not True:
         _check_pickles(jac, "jac")
@@ -146,12 +156,15 @@ def _check_client(client) -> None:
     dist = sys.modules.get("distributed")  # a Client exists only once it is imported
     if dist is None or not isinstance(client, dist.Client):
         raise TypeError(
-            "`client` must be a dask.distributed.Client (Client(\"tcp://scheduler:8786\") for "
+            '`client` must be a dask.distributed.Client (Client("tcp://scheduler:8786") for '
             "a cluster, Client(LocalCluster()) on this machine) or None (run here); got "
-            f"{client!r}.")
+            f"{client!r}."
+        )
     if client.asynchronous:
-        raise ValueError("`client` must be a synchronous Client: minimize_many waits for "
-                         "its blocks (use Client(..., asynchronous=False)).")
+        raise ValueError(
+            "`client` must be a synchronous Client: minimize_many waits for "
+            "its blocks (use Client(..., asynchronous=False))."
+        )
     if client.status in ("closing", "closed"):
         raise ValueError(f"`client` is {client.status}.")
 
@@ -167,7 +180,8 @@ def _check_pickles(obj, name: str) -> None:
             f"`{name}` cannot be sent to the Dask workers: it does not pickle "
             f"({type(exc).__name__}: {exc}). Define it at the top level of a module the "
             "workers can import (or of the script you run), without references to objects "
-            "that do not pickle (locks, open files, clients, GPU handles).") from None
+            "that do not pickle (locks, open files, clients, GPU handles)."
+        ) from None
 
 
 def _positions(args, run_args) -> tuple:
@@ -220,8 +234,11 @@ def run_block(fun, X0, args, jac, bounds, options, run_args, vectorized, after=N
         warnings.simplefilter("always")
         res = Batch(fun, X0, args, jac, bounds, options, run_args, vectorized, None).solve()
     quiet = (OptimizeWarning, DeprecationWarning, PendingDeprecationWarning)  # the caller
-    return res, [(w.category, str(w.message)) for w in caught  # warned of unknown options
-                 if not issubclass(w.category, quiet)]
+    return res, [
+        (w.category, str(w.message))
+        for w in caught  # warned of unknown options
+        if not issubclass(w.category, quiet)
+    ]
 
 
 class _Run:
@@ -235,6 +252,7 @@ class _Run:
 
     def solve(self) -> OptimizeResult:
         from distributed import as_completed
+
         try:
             from distributed.client import FutureCancelledError as Cancelled
         except ImportError:  # pragma: no cover - older distributed
@@ -253,10 +271,13 @@ class _Run:
             f = self._submit(i, after)
             pending[f] = (i, self.generation)
             return f
+
         try:
             warm = submit(0)  # the warm-up: the other blocks wait for it (a dependency)
-            flow = as_completed([warm] + [submit(i, warm) for i in range(1, len(self.blocks))],
-                                loop=self.client.loop)
+            flow = as_completed(
+                [warm] + [submit(i, warm) for i in range(1, len(self.blocks))],
+                loop=self.client.loop,
+            )
             del warm
             for f in flow:
                 i, generation = pending.pop(f)
@@ -271,16 +292,19 @@ class _Run:
                                 f"minimize_many: block {i} was cancelled by the cluster "
                                 f"({exc}) after {MAX_SCATTERS} scatters of the shared "
                                 "arguments: workers keep dying with their last copy (or the "
-                                "cluster was restarted).") from exc
+                                "cluster was restarted)."
+                            ) from exc
                         self._scatter()
                     flow.add(submit(i))
                     continue
                 except ModuleNotFoundError as exc:
                     if hasattr(exc, "add_note"):  # Python >= 3.11
-                        exc.add_note("numba_rmsprop: the blocks of minimize_many run on the "
-                                     "Dask workers, which must be able to import the modules "
-                                     "`fun` refers to (install them there, or define `fun` "
-                                     "in the script you run).")
+                        exc.add_note(
+                            "numba_rmsprop: the blocks of minimize_many run on the "
+                            "Dask workers, which must be able to import the modules "
+                            "`fun` refers to (install them there, or define `fun` "
+                            "in the script you run)."
+                        )
                     raise
                 del f  # its result is here: the cluster may forget it
                 if bar is not None:
@@ -309,11 +333,15 @@ class _Run:
         can take the last copy with it (``solve`` then scatters again).
         """
         b = self.batch
-        shared = [j for j in range(len(self.args)) if j not in b.run_pos
-                  and not _is_dask(self.args[j])]
-        futures = self.client.scatter([self.args[j] for j in shared], broadcast=True,
-                                      hash=False) if shared else []
-        self.shared = dict(zip(shared, futures))
+        shared = [
+            j for j in range(len(self.args)) if j not in b.run_pos and not _is_dask(self.args[j])
+        ]
+        futures = (
+            self.client.scatter([self.args[j] for j in shared], broadcast=True, hash=False)
+            if shared
+            else []
+        )
+        self.shared = dict(zip(shared, futures, strict=False))
         self.generation = getattr(self, "generation", -1) + 1
 
     def _submit(self, i, after=None):
@@ -332,10 +360,20 @@ class _Run:
         options = dict(b.shared, disp=False)
         for name, values in b.per_run.items():
             options[name] = values[s:e]
-        return self.client.submit(run_block, self.fun, b.X0[s:e], args, self.jac, self.bounds,
-                                  options, b.run_pos, self.vectorized, after,
-                                  key=f"{self.name}-{self.generation}-{i}",
-                                  pure=False)
+        return self.client.submit(
+            run_block,
+            self.fun,
+            b.X0[s:e],
+            args,
+            self.jac,
+            self.bounds,
+            options,
+            b.run_pos,
+            self.vectorized,
+            after,
+            key=f"{self.name}-{self.generation}-{i}",
+            pure=False,
+        )
 
 
 def join(results) -> OptimizeResult:
@@ -346,8 +384,7 @@ def join(results) -> OptimizeResult:
         if isinstance(value, np.ndarray):
             out[name] = np.concatenate(parts)
         elif isinstance(value, list):
-            out[name] = [np.array(v) if isinstance(v, np.ndarray) else v
-                         for p in parts for v in p]
+            out[name] = [np.array(v) if isinstance(v, np.ndarray) else v for p in parts for v in p]
         else:  # pragma: no cover - every field of a batched result is one of the above
             raise TypeError(f"Cannot join the field {name!r} of the blocks' results.")
     return out

@@ -16,20 +16,42 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..engine import rule
-from ..engine.cpu.kernels import (accumulate_element, step_counters, load, pack_call, segment_accumulate,
-                                  segment_update, update_count, update_element)
-from ..frontend.segment import (as_gradient, as_loss, call_objective, gradient_size,
-                                impl_from_source, run_segment)
+from ..engine.cpu.kernels import (
+    accumulate_element,
+    load,
+    pack_call,
+    segment_accumulate,
+    segment_update,
+    step_counters,
+    update_count,
+    update_element,
+)
+from ..frontend.segment import (
+    as_gradient,
+    as_loss,
+    call_objective,
+    gradient_size,
+    impl_from_source,
+    run_segment,
+)
 from ..frontend.state import C_CLIP, C_FTOL, C_GTOL, C_SWITCHES, OK, OVERFLOW
-from ..frontend.step import (OPTS, copy_element, copy_elements, finish_element,
-                             finite_and_backup, is_none, rows, step_arrays)
-
+from ..frontend.step import (
+    OPTS,
+    copy_element,
+    copy_elements,
+    finish_element,
+    finite_and_backup,
+    is_none,
+    rows,
+    step_arrays,
+)
 
 # ``minimize_many`` (numba_rmsprop.many): k independent runs of one layout,
 # state arrays with a leading run axis (make_state with a (k, n) x0). Each
 # run is exactly one ``minimize`` run: the compiled loop calls run_segment
 # per run; the vectorized loop (many_step) steps all runs in one pass, or
 # calls step_arrays per run with the run's own views, scalars and counters.
+
 
 def _pick(args, marker, r):  # pragma: no cover
     raise NotImplementedError
@@ -40,8 +62,10 @@ def _pick_ov(args, marker, r):
     """``args`` with ``args[j][r]`` where ``marker[j]`` is not None (the run's own rows)."""
     items = args.types if isinstance(args, types.BaseTuple) else ()
     marks = marker.types if isinstance(marker, types.BaseTuple) else ()
-    parts = "".join((f"args[{j}], " if is_none(m) else f"args[{j}][r], ")
-                    for j, m in zip(range(len(items)), marks))
+    parts = "".join(
+        (f"args[{j}], " if is_none(m) else f"args[{j}][r], ")
+        for j, m in zip(range(len(items)), marks, strict=False)
+    )
     return impl_from_source(f"def impl(args, marker, r):\n    return ({parts})\n")
 
 
@@ -59,17 +83,44 @@ def _row_of(a, r):  # pragma: no cover
 def _row_of_ov(a, r):
     """Row ``r`` of a per-run table, or its only row; ``a`` itself when not an array."""
     if isinstance(a, types.Array) and a.ndim == 2:
+
         def impl(a, r):
             if a.shape[0] == 1:
                 return a[0]
             return a[r]
+
         return impl
     return lambda a, r: a
 
 
 @njit(nogil=True, **OPTS)
-def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_size,
-                 n_samples, LR, lr_off, it0, left, runs, ids, codes, made, flast, H, G, lo, hi):
+def many_segment(
+    fun,
+    S,
+    T,
+    P,
+    cfg,
+    counters,
+    args,
+    marker,
+    order,
+    start,
+    batch_size,
+    n_samples,
+    LR,
+    lr_off,
+    it0,
+    left,
+    runs,
+    ids,
+    codes,
+    made,
+    flast,
+    H,
+    G,
+    lo,
+    hi,
+):
     """:func:`run_segment` for each run in ``runs[lo:hi]``.
 
     Releases the GIL: :func:`numba_rmsprop.engine.threads.run_chunks` runs chunks
@@ -89,10 +140,25 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
     for q in range(lo, hi):
         r = runs[q]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
-        code, done, f = run_segment(fun, S[r], T[r], P[r], cfg_r, _pick(args, marker, ids[r]),
-                                    _row_of(order, r), start, batch_size, n_samples,
-                                    _row_of(LR, r), lr_off, it0, left[r], _row_of(H, r), G[r],
-                                    xc)
+        code, done, f = run_segment(
+            fun,
+            S[r],
+            T[r],
+            P[r],
+            cfg_r,
+            _pick(args, marker, ids[r]),
+            _row_of(order, r),
+            start,
+            batch_size,
+            n_samples,
+            _row_of(LR, r),
+            lr_off,
+            it0,
+            left[r],
+            _row_of(H, r),
+            G[r],
+            xc,
+        )
         codes[r] = code
         made[r] = done
         flast[r] = f
@@ -102,6 +168,7 @@ def many_segment(fun, S, T, P, cfg, counters, args, marker, order, start, batch_
 # shape ``(rows, k, n)`` (make_state's ``(k, rows, n)`` transposed), so that
 # each state row of all runs is one contiguous block of ``k * n`` elements
 # and a step of every run can be one pass over it.
+
 
 @njit(inline="always", **OPTS)
 def _rate_of(LR, r, lr_off):
@@ -127,8 +194,9 @@ def _update_runs(x, g, v, mg, mom, acc, avg, P, sw, update, overwrite, n):
             s = load(P[r])
             base = np.uint64(r) * un
             for i in range(un):
-                update_element(base + i, x, g, v, mg, mom, acc, avg, s, sw, None, None, True,
-                                overwrite)
+                update_element(
+                    base + i, x, g, v, mg, mom, acc, avg, s, sw, None, None, True, overwrite
+                )
 
 
 @njit(_nrt=False, **OPTS)  # per-run views of P, without reference counts
@@ -143,8 +211,9 @@ def _pack_rows(P, LR, lr_off, first, t, avg):
 
 
 @njit(**OPTS)
-def _flat_update(X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, update,
-                 overwrite, codes):
+def _flat_update(
+    X, G, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, P, same, sw, update, overwrite, codes
+):
     """The RMSprop call of every run, the ``(k, n)`` rows taken as flat arrays (``x``
     already backed up): update (or accumulation) and projection, each one pass over
     ``k * n`` elements; a run whose update overflowed is rolled back alone. Returns
@@ -233,8 +302,9 @@ def _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same):
     if sw[rule.BIAS_CORRECTION] is not None and update:
         t = update_count(it, counters[0, 0])
     _pack_rows(P, LR, lr_off, first, t, avg)
-    return _flat_update(x, G, v, mg, mom, acc, avg, bak, abak, lb, ub, P, same, sw, update,
-                        overwrite, codes)
+    return _flat_update(
+        x, G, v, mg, mom, acc, avg, bak, abak, lb, ub, P, same, sw, update, overwrite, codes
+    )
 
 
 def _finite_at(a, i):  # pragma: no cover
@@ -250,8 +320,30 @@ def _finite_at_ov(a, i):
 
 
 @njit(_nrt=False, **OPTS)  # allocates nothing; its per-run views then cost no atomics
-def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counters, f, it,
-               LR, lr_off, runs, codes, xc):
+def _run_steps(
+    X,
+    V,
+    MG,
+    MOM,
+    ACC,
+    AVG,
+    BAK,
+    ABAK,
+    LB,
+    UB,
+    G,
+    T,
+    P,
+    cfg,
+    counters,
+    f,
+    it,
+    LR,
+    lr_off,
+    runs,
+    codes,
+    xc,
+):
     """:func:`step_arrays` for each run ``runs[j]`` on row ``runs[j]`` of each ``(k, n)``
     state row (:func:`rows`; None when off); returns how many stopped.
 
@@ -286,8 +378,27 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
         else:
             lb = LB[r]
             ub = UB[r]
-        code = step_arrays(X[r], G[j], V[r], mg, mom, acc, avg, BAK[r], abak, lb, ub, xc,
-                           T[r], P[r], cfg_r, cfg[C_CLIP], f[j], it, _rate_of(LR, r, lr_off))
+        code = step_arrays(
+            X[r],
+            G[j],
+            V[r],
+            mg,
+            mom,
+            acc,
+            avg,
+            BAK[r],
+            abak,
+            lb,
+            ub,
+            xc,
+            T[r],
+            P[r],
+            cfg_r,
+            cfg[C_CLIP],
+            f[j],
+            it,
+            _rate_of(LR, r, lr_off),
+        )
         codes[j] = code
         if code != OK:
             stops += 1
@@ -295,8 +406,9 @@ def _run_steps(X, V, MG, MOM, ACC, AVG, BAK, ABAK, LB, UB, G, T, P, cfg, counter
 
 
 @njit(**OPTS)
-def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_counters,
-              same_scalars):
+def many_step(
+    S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_counters, same_scalars
+):
     """One vectorized step of the runs ``runs`` of a ``(rows, k, n)`` state, with losses
     ``f`` and gradients ``G`` (row ``j`` for run ``runs[j]``); ``codes[j]`` receives run
     ``runs[j]``'s stop code. Returns how many stopped.
@@ -308,15 +420,42 @@ def many_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_co
     serves them all); otherwise, or when a run stops before its update,
     :func:`step_arrays` steps each run on its own views (:func:`_run_steps`).
     """
-    if (same_counters and runs.size == S.shape[1] and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0
-            and cfg[C_CLIP] is None):
+    if (
+        same_counters
+        and runs.size == S.shape[1]
+        and cfg[C_FTOL] == 0
+        and cfg[C_GTOL] == 0
+        and cfg[C_CLIP] is None
+    ):
         stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same_scalars)
         if stops >= 0:
             return stops
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
     xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
-    return _run_steps(x, v, mg, mom, acc, avg, bak, abak, lb, ub, G, T, P, cfg, counters, f, it,
-                      LR, lr_off, runs, codes, xc)
+    return _run_steps(
+        x,
+        v,
+        mg,
+        mom,
+        acc,
+        avg,
+        bak,
+        abak,
+        lb,
+        ub,
+        G,
+        T,
+        P,
+        cfg,
+        counters,
+        f,
+        it,
+        LR,
+        lr_off,
+        runs,
+        codes,
+        xc,
+    )
 
 
 @njit(nogil=True, **OPTS)

@@ -9,11 +9,9 @@ from ..engine.hyperparameters import _is_integer
 from ..frontend.data import positions
 from ..optimizer import RMSprop
 
-
 #: Options that may hold one value per run.
 PER_RUN_OPTIONS = tuple(
-    h.name for h in RMSprop._hyperparameters
-    if h.option and not isinstance(h.default, bool)
+    h.name for h in RMSprop._hyperparameters if h.option and not isinstance(h.default, bool)
 ) + ("maxiter", "maxfev", "gtol", "tol", "ftol", "patience", "tol_momentum", "seed")
 
 
@@ -33,8 +31,7 @@ def check_X0(X0) -> np.ndarray:
     dt = np.float32 if a.dtype == np.float32 else np.float64
     X = np.array(a, dtype=dt, order="C")
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"`X0` must have at least one run and one parameter; got shape "
-                         f"{X.shape}.")
+        raise ValueError(f"`X0` must have at least one run and one parameter; got shape {X.shape}.")
     if not np.all(np.isfinite(X)):
         r, i = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"`X0` must be finite; X0[{r}, {i}] = {X[r, i]}.")
@@ -50,7 +47,8 @@ def check_run_args(args: tuple, run_args, k: int) -> tuple:
         if rows != (k,):
             raise ValueError(
                 f"`run_args` names args[{j}], which must hold one row per run: axis 0 of "
-                f"length {k} (X0 has {k} runs); got shape {shape}.")
+                f"length {k} (X0 has {k} runs); got shape {shape}."
+            )
     return tuple(idx)
 
 
@@ -58,23 +56,34 @@ def split_options(options: dict, k: int) -> tuple:
     """``(shared, per_run)``: the options, and those given as ``k`` per-run values."""
     shared, per_run = {}, {}
     for name, value in options.items():
-        if (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim)) \
-                and name not in ("data_args", "finite_diff_rel_step"):
+        if (
+            isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim)
+        ) and name not in ("data_args", "finite_diff_rel_step"):
             if name not in PER_RUN_OPTIONS:
                 raise ValueError(
                     f"`options[{name!r}]` is shared by every run; only numeric options "
-                    f"take one value per run ({', '.join(PER_RUN_OPTIONS)}).")
-            values = list(np.asarray(value, dtype=object).reshape(-1)) \
-                if isinstance(value, np.ndarray) else list(value)
+                    f"take one value per run ({', '.join(PER_RUN_OPTIONS)})."
+                )
+            values = (
+                list(np.asarray(value, dtype=object).reshape(-1))
+                if isinstance(value, np.ndarray)
+                else list(value)
+            )
             if np.ndim(value) != 1 or len(values) != k:
-                raise ValueError(f"`options[{name!r}]` must be one number or a sequence of "
-                                 f"{k} numbers (one per run); got {len(values)} values.")
+                raise ValueError(
+                    f"`options[{name!r}]` must be one number or a sequence of "
+                    f"{k} numbers (one per run); got {len(values)} values."
+                )
             for i, v in enumerate(values):
-                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) \
-                        or (name == "seed" and not _is_integer(v)):
+                if (
+                    isinstance(v, (bool, np.bool_))
+                    or not isinstance(v, (int, float, np.number))
+                    or (name == "seed" and not _is_integer(v))
+                ):
                     raise TypeError(
                         f"`options[{name!r}][{i}]` must be a number; got {v!r}. A per-run "
-                        "sequence holds numbers only (leave the option out to turn it off).")
+                        "sequence holds numbers only (leave the option out to turn it off)."
+                    )
             per_run[name] = values
         else:
             shared[name] = value

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ..frontend.options import STOPS
-from ..frontend.state import NONFINITE_GRAD, NONFINITE_LOSS, OVERFLOW, FTOL, GTOL, T_GNORM
+from ..frontend.learning_rates import LR_BLOCK, LearningRates
+from ..frontend.options import RMSPROP_OPTIONS, STOPS
+from ..frontend.state import (
+    FTOL,
+    GTOL,
+    NONFINITE_GRAD,
+    NONFINITE_LOSS,
+    OVERFLOW,
+    T_GNORM,
+    make_state,
+)
 
 
 class State:
@@ -82,8 +92,7 @@ class Results:
             raw = code in (NONFINITE_LOSS, NONFINITE_GRAD, OVERFLOW)
             self.x[r] = st.row(q, 0) if raw or st.r_avg is None else st.row(q, st.r_avg)
             self.gnorm[r] = st.T[q, T_GNORM]
-            self.reuse[r] = raw or (code in (GTOL, FTOL) and not batch.batched
-                                    and st.r_avg is None)
+            self.reuse[r] = raw or (code in (GTOL, FTOL) and not batch.batched and st.r_avg is None)
             if self.reuse[r]:
                 self.fun[r] = self.f_last[r]
 
@@ -103,9 +112,17 @@ class Results:
             status[r] = st_
             messages.append(msg.format(**_fields(batch, r, self)))
         cost = batch.cost
-        res = OptimizeResult(x=self.x, fun=self.fun, jac=self.jac, nit=self.nit,
-                             nfev=(self.nev + self.extra) * cost, njev=self.nev + self.extra,
-                             status=status, success=status == 0, message=messages)
+        res = OptimizeResult(
+            x=self.x,
+            fun=self.fun,
+            jac=self.jac,
+            nit=self.nit,
+            nfev=(self.nev + self.extra) * cost,
+            njev=self.nev + self.extra,
+            status=status,
+            success=status == 0,
+            message=messages,
+        )
         if batch.batched:
             res.nepoch = self.nepoch
         if self.history is not None:
@@ -123,20 +140,29 @@ def _stop_key(batch, r, code):
 
 def _fields(batch, r, res) -> dict:
     """The values run ``r``'s message names (its own options)."""
+
     def val(name):
         if name in batch.per_run:
             return batch.per_run[name][r]
         return batch.loop[name]
 
-    gtol = batch.per_run["tol"][r] if "tol" in batch.per_run and "gtol" not in batch.per_run \
+    gtol = (
+        batch.per_run["tol"][r]
+        if "tol" in batch.per_run and "gtol" not in batch.per_run
         else val("gtol")
+    )
     maxiter, maxfev = batch.maxiter[r], batch.maxfev[r]
     it, nev = int(res.nit[r]), int(res.nev[r])
-    return dict(maxiter=int(maxiter) if math.isfinite(maxiter) else maxiter,
-                maxfev=int(maxfev) if math.isfinite(maxfev) else None, gtol=gtol,
-                ftol=val("ftol"), patience=val("patience"), gnorm=res.gnorm[r],
-                f_last=res.f_last[r],
-                step=f"step {it} (0-based optimizer call {it}, evaluation {nev})")
+    return dict(
+        maxiter=int(maxiter) if math.isfinite(maxiter) else maxiter,
+        maxfev=int(maxfev) if math.isfinite(maxfev) else None,
+        gtol=gtol,
+        ftol=val("ftol"),
+        patience=val("patience"),
+        gnorm=res.gnorm[r],
+        f_last=res.f_last[r],
+        step=f"step {it} (0-based optimizer call {it}, evaluation {nev})",
+    )
 
 
 def stack_results(results, n, dtype) -> OptimizeResult:
@@ -150,9 +176,77 @@ def stack_results(results, n, dtype) -> OptimizeResult:
         njev=np.array([r.njev for r in results], dtype=np.int64),
         status=np.array([r.status for r in results], dtype=np.int64),
         success=np.array([r.success for r in results], dtype=bool),
-        message=[r.message for r in results])
+        message=[r.message for r in results],
+    )
     if all("nepoch" in r for r in results):
         res.nepoch = np.array([r.nepoch for r in results], dtype=np.int64)
     if all("history" in r for r in results):
         res.history = [r.history for r in results]
     return res
+
+
+class GroupStates:
+    """The state arrays of a group of runs, per-run values filled in, for :class:`~.batch.Batch`."""
+
+    def _values(self, name, runs=None, default=None):
+        """Option ``name`` per run (an array over ``runs``), or its shared value."""
+        if name in self.per_run:
+            v = self.per_run[name]
+            v = v if runs is None else [v[int(r)] for r in runs]
+            return np.asarray(v, dtype=np.float64)
+        return self.shared.get(name, default)
+
+    def _state(self, group):
+        """The group's state arrays (``make_state`` over its runs), per-run values filled in."""
+        runs = group.runs
+        spec = copy.copy(group.opt._spec)
+        for name in self.per_run:
+            if name in RMSPROP_OPTIONS and name != "learning_rate":
+                setattr(spec, name, self._values(name, runs))
+        if "gradient_accumulation_steps" in self.per_run:
+            spec.accumulation_steps = self._values("gradient_accumulation_steps", runs)
+        for option in ("clipnorm", "global_clipnorm", "clipvalue"):
+            if option in self.per_run:
+                spec.clip = self._values(option, runs)
+        loop = self.loop
+        gtol = loop["gtol"]
+        if "gtol" in self.per_run or "tol" in self.per_run:
+            gtol = self._values("gtol" if "gtol" in self.per_run else "tol", runs)
+        ftol = self._values("ftol", runs) if "ftol" in self.per_run else loop["ftol"]
+        patience = (
+            self._values("patience", runs) if "patience" in self.per_run else loop["patience"]
+        )
+        tol_momentum = (
+            self._values("tol_momentum", runs)
+            if "tol_momentum" in self.per_run
+            else loop["tol_momentum"]
+        )
+        initial_velocity = (
+            self._values("initial_velocity", runs)
+            if "initial_velocity" in self.per_run
+            else group.opt.initial_velocity
+        )
+        st = make_state(
+            spec,
+            self.X0[runs],
+            self.bounds,
+            gtol=gtol,
+            ftol=ftol,
+            patience=patience,
+            tol_momentum=tol_momentum,
+            initial_velocity=initial_velocity,
+        )
+        if "learning_rate" in self.per_run:
+            lrs = self._values("learning_rate", runs).astype(self.dtype)
+            lr_table = np.broadcast_to(lrs[:, None], (runs.size, LR_BLOCK))
+            learning = None
+        else:
+            learning = LearningRates(group.opt._learning_rate, self.dtype, self.limit.max())
+            if learning.fn is not None:
+                raise ValueError(
+                    "A zero-argument callable `learning_rate` is not supported by "
+                    "minimize_many; use a schedule."
+                )
+            lr_table = None
+        inner = self.mode == "vectorized" and not self.device
+        return State(st, runs, lr_table, learning, runs_inner=inner)

@@ -84,8 +84,9 @@ class Segments:
         act[runs[still]] = True
         try:
             if self.cb_kind == "result":
-                self.callback(intermediate_result=OptimizeResult(
-                    x=X, fun=fun, nit=res.nit.copy(), active=act))
+                self.callback(
+                    intermediate_result=OptimizeResult(x=X, fun=fun, nit=res.nit.copy(), active=act)
+                )
             else:
                 self.callback(X)
         except StopIteration:

@@ -33,9 +33,25 @@ class VectorizedRuns:
         a = self.args
         data_idx = self.data.data_idx if self.batched else []
         codes = np.zeros(m, dtype=np.int64)
-        step = entry_point(many_step, (st.S, np.zeros((1, n), self.dtype), st.T, st.P, st.cfg,
-                                          st.counters, np.zeros(1), 0, self._lr_for(st, 0), 0,
-                                          active, codes, st.same_counters, st.same_scalars))
+        step = entry_point(
+            many_step,
+            (
+                st.S,
+                np.zeros((1, n), self.dtype),
+                st.T,
+                st.P,
+                st.cfg,
+                st.counters,
+                np.zeros(1),
+                0,
+                self._lr_for(st, 0),
+                0,
+                active,
+                codes,
+                st.same_counters,
+                st.same_scalars,
+            ),
+        )
         dt = self.dtype
         fun, jac = self.fun, self.jac
         pair = jac is True
@@ -58,8 +74,10 @@ class VectorizedRuns:
             nsteps = min(nsteps, int(limit[active].min()) - it)  # up to the next limit
             for j in range(nsteps):
                 if batched:  # the minibatch, shared by every run
-                    s_, e_ = start + j * self.data.batch_size, min(
-                        start + (j + 1) * self.data.batch_size, self.data.n_samples)
+                    s_, e_ = (
+                        start + j * self.data.batch_size,
+                        min(start + (j + 1) * self.data.batch_size, self.data.n_samples),
+                    )
                     idx = None if isinstance(perm, int) else perm[0, s_:e_]
                     for i in data_idx:
                         lst[i] = a[i][s_:e_] if idx is None else a[i][idx]
@@ -77,8 +95,9 @@ class VectorizedRuns:
                 else:
                     f, G = out, jac(X.copy(), *lst)
                 f, G = check_vectorized(f, G, ma, n, dt)
-                n_stop = step(S, G, T, P, cfg, counters, f, it, LR, lr_off + j, active, codes,
-                              *same)
+                n_stop = step(
+                    S, G, T, P, cfg, counters, f, it, LR, lr_off + j, active, codes, *same
+                )
                 if history is not None:
                     history.append((sel, f.copy()))
                 it += 1
@@ -104,11 +123,10 @@ class VectorizedRuns:
                 epoch_pos = (epoch_pos + nsteps) % self.data.n_batches
         if history is not None:
             for sel_, f in history:
-                for q, fq in zip(sel_, f):
+                for q, fq in zip(sel_, f, strict=False):
                     res.history[int(q)].append(np.array([fq]))
         res.store(st, runs, self)
         self._vectorized_finals(st, runs)
-
 
     def _vectorized_finals(self, st, runs) -> None:
         """``fun`` and ``jac`` on all data at the returned ``x`` (as nr.minimize does), for
@@ -133,27 +151,40 @@ class VectorizedRuns:
 
 def vectorized_pair(out, m):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise ValueError("With jac=True and vectorized=True, `fun` must return a pair (f, G) "
-                         f"of shapes ({m},) and ({m}, n); got {type(out).__name__}.")
+        raise ValueError(
+            "With jac=True and vectorized=True, `fun` must return a pair (f, G) "
+            f"of shapes ({m},) and ({m}, n); got {type(out).__name__}."
+        )
     return out
 
 
 def check_vectorized(f, G, m, n, dt):
     """``f`` as ``(m,)`` float64 and ``G`` as a C-contiguous ``(m, n)`` array of ``dt``."""
-    if (f.__class__ is np.ndarray and G.__class__ is np.ndarray and f.dtype == np.float64
-            and G.dtype == dt and f.shape == (m,) and G.shape == (m, n)
-            and G.flags.c_contiguous and f.flags.c_contiguous):
+    if (
+        f.__class__ is np.ndarray
+        and G.__class__ is np.ndarray
+        and f.dtype == np.float64
+        and G.dtype == dt
+        and f.shape == (m,)
+        and G.shape == (m, n)
+        and G.flags.c_contiguous
+        and f.flags.c_contiguous
+    ):
         return f, G
     f = np.asarray(f)
     if f.shape != (m,):
-        raise ValueError(f"The vectorized `fun` must return losses of shape ({m},) for the "
-                         f"{m} active runs; got shape {f.shape}.")
+        raise ValueError(
+            f"The vectorized `fun` must return losses of shape ({m},) for the "
+            f"{m} active runs; got shape {f.shape}."
+        )
     if f.dtype.kind not in "fiub":
         raise TypeError(f"The vectorized losses must be real; got dtype {f.dtype}.")
     G = np.asarray(G)
     if G.shape != (m, n):
-        raise ValueError(f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
-                         f"active runs of {n} parameters; got shape {G.shape}.")
+        raise ValueError(
+            f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
+            f"active runs of {n} parameters; got shape {G.shape}."
+        )
     if G.dtype.kind not in "fiub":
         raise TypeError(f"The vectorized gradient must be real; got dtype {G.dtype}.")
     return np.ascontiguousarray(f, dtype=np.float64), np.ascontiguousarray(G, dtype=dt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -71,24 +71,34 @@ class Checkpoints:
         n = int(np.asarray(state["n_variables"]))
         if n != len(slots):
             raise ValueError(f"`state` holds {n} variables; this optimizer has {len(slots)}.")
-        expected = {f"{kind}/{s.index}": s for s in slots for kind, attr in STATE_KINDS
-                    if getattr(s, attr) is not None}
+        expected = {
+            f"{kind}/{s.index}": s
+            for s in slots
+            for kind, attr in STATE_KINDS
+            if getattr(s, attr) is not None
+        }
         extra = {k for k in state if "/" in k} - set(expected)
         missing = set(expected) - set(state)
         if missing or extra:
             raise ValueError(
                 "`state` does not match this optimizer's configuration: "
-                f"missing {sorted(missing)}, unexpected {sorted(extra)}.")
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}."
+            )
         for key, s in expected.items():
             a = np.asarray(state[key])
             if a.shape != s.shape or a.dtype != s.dtype:
-                raise ValueError(f"`state[{key!r}]` has shape {a.shape} and dtype {a.dtype}; "
-                                 f"expected {s.shape} and {s.dtype}.")
+                raise ValueError(
+                    f"`state[{key!r}]` has shape {a.shape} and dtype {a.dtype}; "
+                    f"expected {s.shape} and {s.dtype}."
+                )
 
     def _restore(self, state: dict) -> None:
         self._iterations = int(np.asarray(state["iterations"]))
-        if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule) \
-                and not callable(self._learning_rate):
+        if (
+            "learning_rate" in state
+            and not isinstance(self._learning_rate, LearningRateSchedule)
+            and not callable(self._learning_rate)
+        ):
             self._learning_rate = float(np.asarray(state["learning_rate"]))
         for slot in self._slots:
             for kind, attr in STATE_KINDS:
@@ -116,7 +126,8 @@ class Checkpoints:
                         f"Cannot pickle an optimizer whose state lives on a {self._backend.name} "
                         "device. Save `opt.get_config()` and `opt.state_dict()` (host NumPy "
                         "arrays) instead, and restore with `RMSprop.from_config(config)` and "
-                        "`load_state_dict(state)` before building on the device arrays.")
+                        "`load_state_dict(state)` before building on the device arrays."
+                    )
                 state["variables"] = [s.var for s in self._slots]
                 state["decay"] = [s.decay for s in self._slots]
                 state["state"] = self._host_state()
@@ -142,6 +153,8 @@ class Checkpoints:
         self._pending_state = state["pending_state"]
         if "variables" in state:
             variables = state["variables"]
-            self._exclude_ids |= {id(v) for v, d in zip(variables, state["decay"]) if not d}
+            self._exclude_ids |= {
+                id(v) for v, d in zip(variables, state["decay"], strict=False) if not d
+            }
             self.build(variables)
             self._restore(state["state"])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,11 +21,12 @@ from ..schedules import LearningRateSchedule, deserialize, serialize
 if TYPE_CHECKING:  # the class these build; imported for annotations only
     from .rmsprop import RMSprop
 
-LearningRate = Union[float, LearningRateSchedule, Callable[[], float]]
+LearningRate = float | LearningRateSchedule | Callable[[], float]
 
 #: Built-in schedules, whose __call__ is vectorised over step arrays.
 VECTORISED_SCHEDULES = frozenset(
-    getattr(_schedules, name) for name in _schedules.__all__
+    getattr(_schedules, name)
+    for name in _schedules.__all__
     if isinstance(getattr(_schedules, name), type)
     and issubclass(getattr(_schedules, name), LearningRateSchedule)
     and getattr(_schedules, name) is not LearningRateSchedule
@@ -45,21 +47,28 @@ def check_learning_rate(name: str, value: Any) -> LearningRate:
         except TypeError:
             raise TypeError(
                 f"`{name}` must be a zero-argument callable; for step-dependent rates use a "
-                "numba_rmsprop.schedules.LearningRateSchedule.") from None
+                "numba_rmsprop.schedules.LearningRateSchedule."
+            ) from None
         except ValueError:  # builtins without a signature: accept
             pass
         return value
-    raise TypeError(f"`{name}` must be a real number >= 0, a LearningRateSchedule or a "
-                    f"zero-argument callable; got {value!r}.")
+    raise TypeError(
+        f"`{name}` must be a real number >= 0, a LearningRateSchedule or a "
+        f"zero-argument callable; got {value!r}."
+    )
 
 
-def set_learning_rate(opt: "RMSprop", value: LearningRate) -> None:
-    if isinstance(opt._learning_rate, LearningRateSchedule) and not isinstance(
-            value, LearningRateSchedule) and not callable(value):
+def set_learning_rate(opt: RMSprop, value: LearningRate) -> None:
+    if (
+        isinstance(opt._learning_rate, LearningRateSchedule)
+        and not isinstance(value, LearningRateSchedule)
+        and not callable(value)
+    ):
         raise TypeError(
             "This optimizer was created with a `LearningRateSchedule` as its "
             "`learning_rate`, hence its learning rate is not settable. Create it with "
-            "a float `learning_rate` if you need to set it.")
+            "a float `learning_rate` if you need to set it."
+        )
     opt._learning_rate = check_learning_rate("learning_rate", value)
 
 
@@ -77,8 +86,10 @@ class StepSchedule(LearningRateSchedule):
         return self.fn(step)
 
     def get_config(self):
-        raise TypeError(f"the learning-rate function {self.fn!r} cannot be serialized; "
-                        "use a numba_rmsprop.schedules schedule for get_config().")
+        raise TypeError(
+            f"the learning-rate function {self.fn!r} cannot be serialized; "
+            "use a numba_rmsprop.schedules schedule for get_config()."
+        )
 
 
 def step_schedule(learning_rate):

@@ -9,23 +9,35 @@ lives in the element rule (:mod:`numba_rmsprop.engine.rule`), which the backends
 :mod:`numba_rmsprop.engine.backend`) compile into their kernels.
 """
 
-
 from __future__ import annotations
 
 import threading
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..engine import plan as _plan
-from ..engine.hyperparameters import (Configurable, boolean, hyperparameter, integer, one_of,
-                                      positive, real, text)
+from ..engine.hyperparameters import (
+    Configurable,
+    boolean,
+    hyperparameter,
+    integer,
+    one_of,
+    positive,
+    real,
+    text,
+)
 from ..engine.spec import Spec
 from ..schedules import LearningRateSchedule, deserialize
 from .checkpoints import Checkpoints
 from .flavors import Flavors
-from .learning_rate import (VECTORISED_SCHEDULES, LearningRate, check_learning_rate,
-                            learning_rate_config, set_learning_rate)
+from .learning_rate import (
+    VECTORISED_SCHEDULES,
+    LearningRate,
+    check_learning_rate,
+    learning_rate_config,
+    set_learning_rate,
+)
 from .slots import Slot, Variables
 
 _LR_BLOCK = 256
@@ -53,92 +65,135 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
     _IGNORED_KEYWORDS = {"decay": "Argument `decay` is no longer supported and will be ignored."}
 
     learning_rate: LearningRate = hyperparameter(
-        0.001, check=check_learning_rate, type_doc="float, LearningRateSchedule or callable",
-        get=lambda opt: opt._current_learning_rate(opt._iterations), set=set_learning_rate,
+        0.001,
+        check=check_learning_rate,
+        type_doc="float, LearningRateSchedule or callable",
+        get=lambda opt: opt._current_learning_rate(opt._iterations),
+        set=set_learning_rate,
         to_config=learning_rate_config,
         doc="""A real number >= 0, a schedule from ``numba_rmsprop.schedules`` (called with
         the raw call count), or a zero-argument callable. Reading it gives the rate
-        the next call uses; it is settable unless it is a schedule.""")
+        the next call uses; it is settable unless it is a schedule.""",
+    )
     rho: float = hyperparameter(
-        0.9, check=real(0.0, 1.0),
-        doc="Discount factor of the mean square (and of the mean gradient when centered).")
+        0.9,
+        check=real(0.0, 1.0),
+        doc="Discount factor of the mean square (and of the mean gradient when centered).",
+    )
     momentum: float = hyperparameter(
-        0.0, check=real(0.0),
-        doc="Momentum (>= 0); 0 disables the momentum buffer.")
+        0.0, check=real(0.0), doc="Momentum (>= 0); 0 disables the momentum buffer."
+    )
     epsilon: float = hyperparameter(
-        1e-7, check=real(0.0),
-        doc="Added to the mean square inside the square root (see ``epsilon_in_sqrt``).")
+        1e-7,
+        check=real(0.0),
+        doc="Added to the mean square inside the square root (see ``epsilon_in_sqrt``).",
+    )
     centered: bool = hyperparameter(
-        False, check=boolean,
-        doc="Normalise by the estimated variance ``v - mg**2`` instead of the mean square.")
-    weight_decay: Optional[float] = hyperparameter(
-        None, check=real(0.0, optional=True),
+        False,
+        check=boolean,
+        doc="Normalise by the estimated variance ``v - mg**2`` instead of the mean square.",
+    )
+    weight_decay: float | None = hyperparameter(
+        None,
+        check=real(0.0, optional=True),
         doc="""Weight decay: decoupled, ``x -= x * weight_decay * lr`` before each update
-        (see ``decoupled_weight_decay``).""")
-    clipnorm: Optional[float] = hyperparameter(
-        None, check=positive(optional=True),
-        doc="Clip each gradient to this L2 norm.")
-    clipvalue: Optional[float] = hyperparameter(
-        None, check=positive(optional=True),
-        doc="Clip each gradient element to ``[-clipvalue, clipvalue]``.")
-    global_clipnorm: Optional[float] = hyperparameter(
-        None, check=positive(optional=True),
+        (see ``decoupled_weight_decay``).""",
+    )
+    clipnorm: float | None = hyperparameter(
+        None, check=positive(optional=True), doc="Clip each gradient to this L2 norm."
+    )
+    clipvalue: float | None = hyperparameter(
+        None,
+        check=positive(optional=True),
+        doc="Clip each gradient element to ``[-clipvalue, clipvalue]``.",
+    )
+    global_clipnorm: float | None = hyperparameter(
+        None,
+        check=positive(optional=True),
         doc="""Clip all gradients of a call together to this global L2 norm. At most one of
-        ``clipnorm``, ``clipvalue`` and ``global_clipnorm`` may be set.""")
+        ``clipnorm``, ``clipvalue`` and ``global_clipnorm`` may be set.""",
+    )
     use_ema: bool = hyperparameter(
-        False, check=boolean,
-        doc="Keep an exponential moving average (EMA) of the variables.")
-    ema_momentum: float = hyperparameter(
-        0.99, check=real(0.0, 1.0),
-        doc="EMA momentum.")
-    ema_overwrite_frequency: Optional[int] = hyperparameter(
-        None, check=integer(1, optional=True),
-        doc="Overwrite the variables with their EMA every this many (accumulated) steps.")
-    loss_scale_factor: Optional[float] = hyperparameter(
-        None, check=positive(optional=True),
-        doc="Gradients are divided by it (see :meth:`scale_loss`).")
-    gradient_accumulation_steps: Optional[int] = hyperparameter(
-        None, check=integer(2, optional=True),
-        doc="Update every N-th call with the mean of the N gradients (N >= 2).")
-    name: str = hyperparameter(
-        "rmsprop", check=text, option=False,
-        doc="The optimizer's name.")
+        False, check=boolean, doc="Keep an exponential moving average (EMA) of the variables."
+    )
+    ema_momentum: float = hyperparameter(0.99, check=real(0.0, 1.0), doc="EMA momentum.")
+    ema_overwrite_frequency: int | None = hyperparameter(
+        None,
+        check=integer(1, optional=True),
+        doc="Overwrite the variables with their EMA every this many (accumulated) steps.",
+    )
+    loss_scale_factor: float | None = hyperparameter(
+        None,
+        check=positive(optional=True),
+        doc="Gradients are divided by it (see :meth:`scale_loss`).",
+    )
+    gradient_accumulation_steps: int | None = hyperparameter(
+        None,
+        check=integer(2, optional=True),
+        doc="Update every N-th call with the mean of the N gradients (N >= 2).",
+    )
+    name: str = hyperparameter("rmsprop", check=text, option=False, doc="The optimizer's name.")
     device: str = hyperparameter(
-        "auto", check=one_of("auto", "cpu", "cuda"), kw_only=True, option=False,
+        "auto",
+        check=one_of("auto", "cpu", "cuda"),
+        kw_only=True,
+        option=False,
         in_config=False,
         get=lambda opt: opt._backend.name if opt._backend is not None else opt._device,
         doc="""Where the state lives: ``"cpu"``, ``"cuda"``, or ``"auto"`` (the device of the
         variables given to :meth:`build`). Reading it gives the device in use once
-        built.""")
+        built.""",
+    )
     initial_velocity: float = hyperparameter(
-        0.0, check=real(0.0), kw_only=True,
+        0.0,
+        check=real(0.0),
+        kw_only=True,
         doc="""Initial value of the mean square ``v`` (TF1 and optax's ``initial_scale``:
-        1.0 in TF1).""")
+        1.0 in TF1).""",
+    )
     epsilon_in_sqrt: bool = hyperparameter(
-        True, check=boolean, kw_only=True,
+        True,
+        check=boolean,
+        kw_only=True,
         doc="""``sqrt(v + epsilon)`` (Keras, TF1, optax's default); False: ``sqrt(v) + epsilon``
-        (torch).""")
+        (torch).""",
+    )
     learning_rate_in_momentum: bool = hyperparameter(
-        True, check=boolean, kw_only=True,
+        True,
+        check=boolean,
+        kw_only=True,
         doc="""With momentum, the buffer accumulates ``lr * g / denominator`` (Keras, TF1,
         optax); False: it accumulates ``g / denominator`` and the step is
         ``lr * buffer`` (torch; a changed learning rate then scales the whole
-        buffer).""")
+        buffer).""",
+    )
     decoupled_weight_decay: bool = hyperparameter(
-        True, check=boolean, kw_only=True,
+        True,
+        check=boolean,
+        kw_only=True,
         doc="""Keras's decoupled ``x -= x * weight_decay * lr``; False: L2 decay, the
-        gradient becomes ``g + weight_decay * x`` (torch).""")
+        gradient becomes ``g + weight_decay * x`` (torch).""",
+    )
     nesterov: bool = hyperparameter(
-        False, check=boolean, kw_only=True,
+        False,
+        check=boolean,
+        kw_only=True,
         doc="""Nesterov momentum (optax): the step is ``direction + momentum * buffer``.
-        Needs ``momentum > 0``.""")
+        Needs ``momentum > 0``.""",
+    )
     bias_correction: bool = hyperparameter(
-        False, check=boolean, kw_only=True,
+        False,
+        check=boolean,
+        kw_only=True,
         doc="""Divide the mean square (and mean gradient) of the t-th update by
-        ``1 - rho**t`` (optax).""")
+        ``1 - rho**t`` (optax).""",
+    )
     maximize: bool = hyperparameter(
-        False, check=boolean, kw_only=True,
-        doc="Maximize the objective: the gradient is negated first (torch).")
+        False,
+        check=boolean,
+        kw_only=True,
+        doc="Maximize the objective: the gradient is negated first (torch).",
+    )
 
     # ------------------------------------------------------------ construction
 
@@ -147,7 +202,8 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         if sum(values[c] is not None for c in clips) > 1:
             raise ValueError(
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
-                + ", ".join(f"{c}={values[c]}" for c in clips))
+                + ", ".join(f"{c}={values[c]}" for c in clips)
+            )
         if values["nesterov"] and values["momentum"] == 0:
             raise ValueError("`nesterov=True` needs `momentum` > 0; got momentum=0.")
 
@@ -158,17 +214,19 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
             require_cuda()
         self._spec = Spec(values)
         self._planner = _plan.Planner(
-            accumulation_steps=values["gradient_accumulation_steps"], use_ema=values["use_ema"],
+            accumulation_steps=values["gradient_accumulation_steps"],
+            use_ema=values["use_ema"],
             ema_momentum=values["ema_momentum"],
             ema_overwrite_frequency=values["ema_overwrite_frequency"],
-            bias_correction=values["bias_correction"])
+            bias_correction=values["bias_correction"],
+        )
         self._iterations = 0
         self._slots: list[Slot] = []
         self._by_id: dict[int, Slot] = {}
         self._backend = None
         self._exclude_vars: list = []  # kept (not only their ids) for pickling
         self._exclude_ids: set[int] = set()
-        self._pending_state: Optional[dict] = None
+        self._pending_state: dict | None = None
         self._lr_table = None
         self._lock = threading.Lock()
 
@@ -207,12 +265,16 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         The values are bit-identical to scalar calls (same code path).
         """
         table = self._lr_table
-        if table is None or table[0] is not schedule or not table[1] <= iteration < table[1] + len(table[2]):
+        if (
+            table is None
+            or table[0] is not schedule
+            or not table[1] <= iteration < table[1] + len(table[2])
+        ):
             values = schedule(np.arange(iteration, iteration + _LR_BLOCK, dtype=np.int64))
             table = self._lr_table = (schedule, iteration, values.tolist())
         return table[2][iteration - table[1]]
 
-    def apply(self, grads: Sequence, variables: Optional[Sequence] = None) -> int:
+    def apply(self, grads: Sequence, variables: Sequence | None = None) -> int:
         """Update ``variables`` in place from ``grads``; returns the new ``iterations``.
 
         ``variables`` defaults to those the optimizer was built with; on the
@@ -255,7 +317,7 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         if variables is not None:
             if len(variables) != len(slots):
                 return None
-            for x, s in zip(variables, slots):
+            for x, s in zip(variables, slots, strict=False):
                 if x is not s.var:
                     return None
         return self._backend.full_gradients(grads, slots)
@@ -265,7 +327,7 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         pairs = list(grads_and_vars)
         if not pairs:
             return self._iterations
-        grads, variables = zip(*pairs)
+        grads, variables = zip(*pairs, strict=False)
         return self.apply(list(grads), list(variables))
 
     def scale_loss(self, loss):
@@ -275,7 +337,7 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         return loss
 
     @classmethod
-    def from_config(cls, config: Mapping, custom_objects: Optional[dict] = None) -> "RMSprop":
+    def from_config(cls, config: Mapping, custom_objects: dict | None = None) -> RMSprop:
         """Create an optimizer from :meth:`get_config` output (Keras's configs work too)."""
         config = dict(config)
         if isinstance(config.get("learning_rate"), Mapping):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Slot:
     var: Any
     shape: tuple
     dtype: np.dtype
-    order: Optional[str]
+    order: str | None
     size: int
     parallel: bool
     decay: bool
@@ -64,15 +65,20 @@ class Variables:
         """The variables the optimizer was built with."""
         return [s.var for s in self._slots]
 
-    def exclude_from_weight_decay(self, var_list: Optional[Iterable] = None,
-                                  var_names: Optional[Iterable[str]] = None) -> None:
+    def exclude_from_weight_decay(
+        self, var_list: Iterable | None = None, var_names: Iterable[str] | None = None
+    ) -> None:
         """Exclude variables (by identity) from weight decay; call before :meth:`build`."""
         if self.built:
-            raise ValueError("`exclude_from_weight_decay()` can only be configured before "
-                             "the optimizer is built.")
+            raise ValueError(
+                "`exclude_from_weight_decay()` can only be configured before "
+                "the optimizer is built."
+            )
         if var_names:
-            raise TypeError("`var_names` is not supported: arrays have no names. "
-                            "Pass the arrays themselves as `var_list`.")
+            raise TypeError(
+                "`var_names` is not supported: arrays have no names. "
+                "Pass the arrays themselves as `var_list`."
+            )
         self._exclude_vars = list(var_list or ())
         self._exclude_ids = {id(v) for v in self._exclude_vars}
 
@@ -106,8 +112,10 @@ class Variables:
             raise ValueError("`variables` mixes host (NumPy) and CUDA device arrays.")
         device = devices.pop()
         if self._device != "auto" and device != self._device:
-            raise ValueError(f"This optimizer was created with device={self._device!r} but "
-                             f"the variables are {device} arrays.")
+            raise ValueError(
+                f"This optimizer was created with device={self._device!r} but "
+                f"the variables are {device} arrays."
+            )
         if device == "cuda":
             from ..engine.cuda import backend as _cuda
 
@@ -120,9 +128,16 @@ class Variables:
         order = backend.memory_order(x)
         shape, dtype = shape_dtype(x)
         size = int(np.prod(shape, dtype=np.int64))
-        slot = Slot(index=i, var=x, shape=shape, dtype=dtype, order=order, size=size,
-                     parallel=backend.use_parallel(size * dtype.itemsize),
-                     decay=self._weight_decay is not None and id(x) not in self._exclude_ids)
+        slot = Slot(
+            index=i,
+            var=x,
+            shape=shape,
+            dtype=dtype,
+            order=order,
+            size=size,
+            parallel=backend.use_parallel(size * dtype.itemsize),
+            decay=self._weight_decay is not None and id(x) not in self._exclude_ids,
+        )
         slot.xf = backend.flat(x, order) if order is not None else None
         for _, attr in STATE_KINDS:
             if self._needs(attr):
@@ -155,11 +170,13 @@ class Variables:
             if not self.built:
                 raise ValueError(
                     "When passing `grads` without `variables`, the optimizer must already be "
-                    "built on a list of variables. Call `optimizer.build(variables)` first.")
+                    "built on a list of variables. Call `optimizer.build(variables)` first."
+                )
             if len(grads) != len(self._slots):
                 raise ValueError(
                     f"Received {len(grads)} gradients, but the optimizer tracks "
-                    f"{len(self._slots)} variables.")
+                    f"{len(self._slots)} variables."
+                )
             slots = self._slots
         else:
             if isinstance(variables, np.ndarray) or _arrays.is_cuda_array(variables):
@@ -171,7 +188,7 @@ class Variables:
                 # Check the gradients against the variables before building,
                 # so that a failed first call leaves the optimizer unbuilt.
                 backend = self._backend_for(variables)
-                for i, (x, g) in enumerate(zip(variables, grads)):
+                for i, (x, g) in enumerate(zip(variables, grads, strict=False)):
                     backend.check_variable(x, i)
                     if g is not None:
                         backend.as_gradient(g, x, i)
@@ -183,7 +200,7 @@ class Variables:
                 raise ValueError("`variables` contains the same variable more than once.")
         backend = self._backend
         pairs, skipped = [], []
-        for i, (slot, g) in enumerate(zip(slots, grads)):
+        for i, (slot, g) in enumerate(zip(slots, grads, strict=False)):
             if g is None:
                 skipped.append(slot.index)
                 continue
@@ -192,8 +209,9 @@ class Variables:
         if not pairs:
             raise ValueError("No gradients provided for any variable.")
         if skipped:
-            warnings.warn(f"Gradients do not exist for variables {skipped} (by build index).",
-                          stacklevel=3)
+            warnings.warn(
+                f"Gradients do not exist for variables {skipped} (by build index).", stacklevel=3
+            )
         ema_slots = []
         if self._use_ema:
             given = {id(s) for s, _ in pairs}
@@ -208,10 +226,11 @@ class Variables:
             raise ValueError(
                 f"Unknown variable: variables[{i}] (shape {getattr(x, 'shape', None)}). This "
                 "optimizer can only be called for the variables it was built with. When "
-                "working with new variables, create a new optimizer.")
+                "working with new variables, create a new optimizer."
+            )
         return slot
 
-    def finalize_variable_values(self, variables: Optional[Sequence] = None) -> None:
+    def finalize_variable_values(self, variables: Sequence | None = None) -> None:
         """With ``use_ema``, copy each variable's moving average into it, in place."""
         if not self._use_ema or not self.built:
             return
@@ -220,7 +239,7 @@ class Variables:
         for slot in slots:
             self._backend.copy_into(slot.var, slot.avg)
 
-    def moving_averages(self, variables: Optional[Sequence] = None) -> list:
+    def moving_averages(self, variables: Sequence | None = None) -> list:
         """With ``use_ema``, copies of the moving averages, one per variable.
 
         In the order of ``variables`` (default: the order they were built
@@ -233,8 +252,9 @@ class Variables:
         if not self.built:
             raise ValueError("The optimizer is not built yet; it has no moving averages.")
         if not self._use_ema:
-            raise ValueError("This optimizer keeps no moving averages: create it with "
-                             "use_ema=True.")
+            raise ValueError(
+                "This optimizer keeps no moving averages: create it with use_ema=True."
+            )
         variables = self.variables if variables is None else list(variables)
         slots = [self._slot_of(x, i) for i, x in enumerate(variables)]
         with self._lock:

@@ -30,8 +30,14 @@ This package is pure Python + NumPy and does not depend on the rest of
 """
 
 from .base import LearningRateSchedule
-from .decays import (CosineDecay, CosineDecayRestarts, ExponentialDecay, InverseTimeDecay,
-                     PiecewiseConstantDecay, PolynomialDecay)
+from .decays import (
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
+)
 from .serialization import deserialize, serialize
 
 __all__ = [

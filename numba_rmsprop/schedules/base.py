@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-Number = Union[int, float]
-StepLike = Union[int, float, np.integer, np.floating, npt.ArrayLike]
-ScheduleValue = Union[float, np.ndarray]
+Number = int | float
+StepLike = int | float | np.integer | np.floating | npt.ArrayLike
+ScheduleValue = float | np.ndarray
 
 
 # --------------------------------------------------------------------------
@@ -30,7 +31,7 @@ def _check_number(
     positive: bool = False,
     nonnegative: bool = False,
     allow_none: bool = False,
-) -> Optional[Number]:
+) -> Number | None:
     """Validate a finite real scalar and return it as a Python int/float."""
     if value is None and allow_none:
         return None
@@ -53,9 +54,7 @@ def _check_number(
     else:
         value = as_float
         if not math.isfinite(value):
-            raise ValueError(
-                f"Argument `{name}` must be finite. Received: {name}={value!r}"
-            )
+            raise ValueError(f"Argument `{name}` must be finite. Received: {name}={value!r}")
     if positive and not value > 0:
         raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value!r}")
     if nonnegative and not value >= 0:
@@ -72,29 +71,21 @@ def _check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _check_name(value: Any) -> Optional[str]:
+def _check_name(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise TypeError(
-            f"Argument `name` must be a string or None. Received: name={value!r}"
-        )
+        raise TypeError(f"Argument `name` must be a string or None. Received: name={value!r}")
     return value
 
 
-def _check_number_list(value: Any, name: str) -> List[Number]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(
-        value, (Sequence, np.ndarray)
-    ):
-        raise TypeError(
-            f"Argument `{name}` must be a list of numbers. Received: {name}={value!r}"
-        )
+def _check_number_list(value: Any, name: str) -> list[Number]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"Argument `{name}` must be a list of numbers. Received: {name}={value!r}")
     if isinstance(value, np.ndarray) and value.ndim != 1:
-        raise ValueError(
-            f"Argument `{name}` must be one-dimensional. Received: {name}={value!r}"
-        )
+        raise ValueError(f"Argument `{name}` must be one-dimensional. Received: {name}={value!r}")
     return [_check_number(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
-def _prepare_step(step: StepLike) -> Tuple[np.ndarray, bool, bool]:
+def _prepare_step(step: StepLike) -> tuple[np.ndarray, bool, bool]:
     """Return ``(steps as float64 array, is_scalar, is_integer_dtype)``."""
     if isinstance(step, (bool, np.bool_)):
         raise TypeError(f"Argument `step` must be an integer, not a bool. Received: step={step!r}")
@@ -171,7 +162,7 @@ class LearningRateSchedule:
             "`__call__(self, step)` (or `_evaluate`)."
         )
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a JSON-compatible dict."""
         raise NotImplementedError(
             f"Learning rate schedule '{type(self).__name__}' must override "
@@ -179,12 +170,10 @@ class LearningRateSchedule:
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "LearningRateSchedule":
+    def from_config(cls, config: Mapping[str, Any]) -> LearningRateSchedule:
         """Instantiate a schedule from the output of :meth:`get_config`."""
         if not isinstance(config, Mapping):
-            raise TypeError(
-                f"Argument `config` must be a dict. Received: config={config!r}"
-            )
+            raise TypeError(f"Argument `config` must be a dict. Received: config={config!r}")
         return cls(**config)
 
     def __repr__(self) -> str:

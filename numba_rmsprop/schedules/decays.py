@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .base import (LearningRateSchedule, Number, _check_bool, _check_name, _check_number,
-                   _check_number_list)
+from .base import (
+    LearningRateSchedule,
+    Number,
+    _check_bool,
+    _check_name,
+    _check_number,
+    _check_number_list,
+)
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -35,7 +42,7 @@ class ExponentialDecay(LearningRateSchedule):
         decay_steps: Number,
         decay_rate: float,
         staircase: bool = False,
-        name: Optional[str] = "ExponentialDecay",
+        name: str | None = "ExponentialDecay",
     ) -> None:
         self.initial_learning_rate = _check_number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _check_number(decay_steps, "decay_steps", positive=True)
@@ -49,7 +56,7 @@ class ExponentialDecay(LearningRateSchedule):
             p = np.floor(p)
         return float(self.initial_learning_rate) * np.power(float(self.decay_rate), p)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "decay_steps": self.decay_steps,
@@ -84,7 +91,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self,
         boundaries: Sequence[Number],
         values: Sequence[Number],
-        name: Optional[str] = "PiecewiseConstant",
+        name: str | None = "PiecewiseConstant",
     ) -> None:
         boundaries = _check_number_list(boundaries, "boundaries")
         values = _check_number_list(values, "values")
@@ -115,7 +122,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         idx = np.searchsorted(bounds, step, side="left")
         return self._v[idx]
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "boundaries": list(self.boundaries),
             "values": list(self.values),
@@ -153,7 +160,7 @@ class PolynomialDecay(LearningRateSchedule):
         end_learning_rate: float = 0.0001,
         power: float = 1.0,
         cycle: bool = False,
-        name: Optional[str] = "PolynomialDecay",
+        name: str | None = "PolynomialDecay",
     ) -> None:
         self.initial_learning_rate = _check_number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _check_number(decay_steps, "decay_steps", positive=True)
@@ -174,7 +181,7 @@ class PolynomialDecay(LearningRateSchedule):
         p = step / decay_steps
         return (lr0 - lr_end) * np.power(1.0 - p, float(self.power)) + lr_end
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "decay_steps": self.decay_steps,
@@ -210,7 +217,7 @@ class InverseTimeDecay(LearningRateSchedule):
         decay_steps: Number,
         decay_rate: float,
         staircase: bool = False,
-        name: Optional[str] = "InverseTimeDecay",
+        name: str | None = "InverseTimeDecay",
     ) -> None:
         self.initial_learning_rate = _check_number(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _check_number(decay_steps, "decay_steps", positive=True)
@@ -224,7 +231,7 @@ class InverseTimeDecay(LearningRateSchedule):
             p = np.floor(p)
         return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate) * p)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "decay_steps": self.decay_steps,
@@ -267,8 +274,8 @@ class CosineDecay(LearningRateSchedule):
         initial_learning_rate: float,
         decay_steps: Number,
         alpha: float = 0.0,
-        name: Optional[str] = "CosineDecay",
-        warmup_target: Optional[float] = None,
+        name: str | None = "CosineDecay",
+        warmup_target: float | None = None,
         warmup_steps: Number = 0,
     ) -> None:
         self.initial_learning_rate = _check_number(initial_learning_rate, "initial_learning_rate")
@@ -278,7 +285,9 @@ class CosineDecay(LearningRateSchedule):
         self.warmup_target = _check_number(warmup_target, "warmup_target", allow_none=True)
         self.warmup_steps = _check_number(warmup_steps, "warmup_steps", nonnegative=True)
 
-    def _decay_function(self, step: np.ndarray, decay_steps: float, decay_from_lr: float) -> np.ndarray:
+    def _decay_function(
+        self, step: np.ndarray, decay_steps: float, decay_from_lr: float
+    ) -> np.ndarray:
         completed_fraction = step / decay_steps
         cosine_decayed = 0.5 * (1.0 + np.cos(np.pi * completed_fraction))
         alpha = float(self.alpha)
@@ -301,7 +310,7 @@ class CosineDecay(LearningRateSchedule):
         warm = (target - lr0) * (step / warmup_steps) + lr0
         return np.where(step < warmup_steps, warm, decayed)
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "decay_steps": self.decay_steps,
@@ -359,10 +368,12 @@ class CosineDecayRestarts(LearningRateSchedule):
         t_mul: float = 2.0,
         m_mul: float = 1.0,
         alpha: float = 0.0,
-        name: Optional[str] = "SGDRDecay",
+        name: str | None = "SGDRDecay",
     ) -> None:
         self.initial_learning_rate = _check_number(initial_learning_rate, "initial_learning_rate")
-        self.first_decay_steps = _check_number(first_decay_steps, "first_decay_steps", positive=True)
+        self.first_decay_steps = _check_number(
+            first_decay_steps, "first_decay_steps", positive=True
+        )
         self._t_mul = _check_number(t_mul, "t_mul", positive=True)
         self._m_mul = _check_number(m_mul, "m_mul", nonnegative=True)
         self.alpha = _check_number(alpha, "alpha")
@@ -421,7 +432,7 @@ class CosineDecayRestarts(LearningRateSchedule):
         decayed = (1.0 - alpha) * cosine_decayed + alpha
         return lr0 * decayed
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "first_decay_steps": self.first_decay_steps,

@@ -3,13 +3,20 @@ dicts, in this package's form and in Keras's own."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .base import LearningRateSchedule
-from .decays import (CosineDecay, CosineDecayRestarts, ExponentialDecay, InverseTimeDecay,
-                     PiecewiseConstantDecay, PolynomialDecay)
+from .decays import (
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
+)
 
-_BUILTIN_SCHEDULES: Dict[str, type] = {
+_BUILTIN_SCHEDULES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         ExponentialDecay,
@@ -22,7 +29,7 @@ _BUILTIN_SCHEDULES: Dict[str, type] = {
 }
 
 
-def serialize(schedule: LearningRateSchedule) -> Dict[str, Any]:
+def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
     """Serialize a schedule to ``{"class_name": ..., "config": ...}``.
 
     Parameters
@@ -37,8 +44,7 @@ def serialize(schedule: LearningRateSchedule) -> Dict[str, Any]:
     """
     if not isinstance(schedule, LearningRateSchedule):
         raise TypeError(
-            "Argument `schedule` must be a LearningRateSchedule. "
-            f"Received: schedule={schedule!r}"
+            f"Argument `schedule` must be a LearningRateSchedule. Received: schedule={schedule!r}"
         )
     return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
 
@@ -56,7 +62,7 @@ def _unwrap_keras_value(value: Any) -> Any:
 
 def deserialize(
     config: Mapping[str, Any],
-    custom_objects: Optional[Mapping[str, Callable[..., LearningRateSchedule]]] = None,
+    custom_objects: Mapping[str, Callable[..., LearningRateSchedule]] | None = None,
 ) -> LearningRateSchedule:
     """Instantiate a schedule from its serialized form.
 
@@ -86,7 +92,8 @@ def deserialize(
         raise ValueError(f"Argument `config` has no 'class_name' key. Received: config={config!r}")
     if "config" not in config or not isinstance(config["config"], Mapping):
         raise ValueError(
-            f"Argument `config` must have a dict under the 'config' key. Received: config={config!r}"
+            "Argument `config` must have a dict under the 'config' key. "
+            f"Received: config={config!r}"
         )
     class_name = config["class_name"]
     registered_name = config.get("registered_name")

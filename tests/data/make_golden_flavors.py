@@ -83,8 +83,15 @@ CASES = {
         {"momentum": 0.9, "nesterov": True},
         {"bias_correction": True},
         {"bias_correction": True, "centered": True, "eps": 1e-4},
-        {"centered": True, "momentum": 0.9, "nesterov": True, "bias_correction": True,
-         "initial_scale": 0.5, "eps_in_sqrt": False, "decay": 0.8},
+        {
+            "centered": True,
+            "momentum": 0.9,
+            "nesterov": True,
+            "bias_correction": True,
+            "initial_scale": 0.5,
+            "eps_in_sqrt": False,
+            "decay": 0.8,
+        },
         {"momentum": 0.9, "nesterov": True, "schedule": True},
     ],
     "tf1": [
@@ -132,7 +139,7 @@ def run_torch(case, dtype, x0, grads):
     traj = [[] for _ in params]
     lrs = []
     for t in range(STEPS):
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=False):
             p.grad = torch.tensor(g[t], dtype=p.dtype)
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
@@ -151,8 +158,9 @@ def run_optax(case, dtype, x0, grads):
     assert jax.config.jax_enable_x64 == (dtype == "float64")
     kwargs, schedule = split(case)
     if schedule:
-        lr = optax.exponential_decay(schedule["lr0"], transition_steps=1,
-                                     decay_rate=schedule["gamma"])
+        lr = optax.exponential_decay(
+            schedule["lr0"], transition_steps=1, decay_rate=schedule["gamma"]
+        )
         lrs = [float(lr(jnp.asarray(t, jnp.int32))) for t in range(STEPS)]
     else:
         lr = LEARNING_RATE
@@ -178,6 +186,7 @@ def run_tf1(case, dtype, x0, grads):
     variables = [tf.Variable(x, dtype=dtype) for x in x0]
     step = {"t": 0}
     if schedule:
+
         def lr():
             return schedule["lr0"] * schedule["gamma"] ** step["t"]
     else:
@@ -187,8 +196,9 @@ def run_tf1(case, dtype, x0, grads):
     lrs = []
     for t in range(STEPS):
         lrs.append(float(np.float32(lr() if callable(lr) else lr)))  # TF1's float32 tensor
-        opt.apply_gradients([(tf.constant(g[t], dtype=dtype), v)
-                             for g, v in zip(grads, variables)])
+        opt.apply_gradients(
+            [(tf.constant(g[t], dtype=dtype), v) for g, v in zip(grads, variables, strict=False)]
+        )
         step["t"] += 1
         for j, v in enumerate(variables):
             traj[j].append(v.numpy().copy())
@@ -224,11 +234,12 @@ def record(framework, dtypes=DTYPES):
                 assert np.all(np.isfinite(np.stack(t))), (framework, case, dtype)
             p = f"case{index}/"
             out[p + "config"] = json.dumps(
-                {"kwargs": like_kwargs(framework, kwargs, schedule), "schedule": schedule})
+                {"kwargs": like_kwargs(framework, kwargs, schedule), "schedule": schedule}
+            )
             out[p + "dtype"] = dtype
             out[p + "n_vars"] = len(x0)
             out[p + "lr"] = np.asarray(lrs, dtype=np.float64)
-            for j, (x, g, t) in enumerate(zip(x0, grads, traj)):
+            for j, (x, g, t) in enumerate(zip(x0, grads, traj, strict=False)):
                 out[p + f"x0_{j}"] = x
                 out[p + f"grads_{j}"] = g
                 out[p + f"traj_{j}"] = np.stack(t)
@@ -247,10 +258,10 @@ def main(argv):
         parts = {}
         for dtype in DTYPES:
             tmp = path + f".{dtype}.npz"
-            env = dict(os.environ, JAX_ENABLE_X64="1" if dtype == "float64" else "0",
-                       JAX_PLATFORMS="cpu")
-            subprocess.run([sys.executable, __file__, framework, dtype, tmp], env=env,
-                           check=True)
+            env = dict(
+                os.environ, JAX_ENABLE_X64="1" if dtype == "float64" else "0", JAX_PLATFORMS="cpu"
+            )
+            subprocess.run([sys.executable, __file__, framework, dtype, tmp], env=env, check=True)
             with np.load(tmp) as f:
                 parts[dtype] = dict(f)
             os.remove(tmp)

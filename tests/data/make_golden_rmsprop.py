@@ -55,30 +55,41 @@ DTYPES = ("float32", "float64")
 SHAPES = [(3, 4), (5,), ()]
 
 # Schedules: (class name, kwargs).
-COSINE_WARMUP = ("CosineDecay", dict(initial_learning_rate=0.0, decay_steps=16,
-                                     alpha=0.1, warmup_target=0.05,
-                                     warmup_steps=4))
-EXPONENTIAL = ("ExponentialDecay", dict(initial_learning_rate=0.05,
-                                        decay_steps=3, decay_rate=0.7,
-                                        staircase=True))
-PIECEWISE = ("PiecewiseConstantDecay", dict(boundaries=[3, 7, 11],
-                                            values=[0.05, 0.02, 0.01, 0.004]))
-POLYNOMIAL = ("PolynomialDecay", dict(initial_learning_rate=0.05,
-                                      decay_steps=5, end_learning_rate=0.005,
-                                      power=2.0, cycle=True))
-INVERSE_TIME = ("InverseTimeDecay", dict(initial_learning_rate=0.05,
-                                         decay_steps=2, decay_rate=0.5))
-RESTARTS = ("CosineDecayRestarts", dict(initial_learning_rate=0.05,
-                                        first_decay_steps=3, t_mul=2.0,
-                                        m_mul=0.8, alpha=0.05))
+COSINE_WARMUP = (
+    "CosineDecay",
+    dict(initial_learning_rate=0.0, decay_steps=16, alpha=0.1, warmup_target=0.05, warmup_steps=4),
+)
+EXPONENTIAL = (
+    "ExponentialDecay",
+    dict(initial_learning_rate=0.05, decay_steps=3, decay_rate=0.7, staircase=True),
+)
+PIECEWISE = (
+    "PiecewiseConstantDecay",
+    dict(boundaries=[3, 7, 11], values=[0.05, 0.02, 0.01, 0.004]),
+)
+POLYNOMIAL = (
+    "PolynomialDecay",
+    dict(initial_learning_rate=0.05, decay_steps=5, end_learning_rate=0.005, power=2.0, cycle=True),
+)
+INVERSE_TIME = ("InverseTimeDecay", dict(initial_learning_rate=0.05, decay_steps=2, decay_rate=0.5))
+RESTARTS = (
+    "CosineDecayRestarts",
+    dict(initial_learning_rate=0.05, first_decay_steps=3, t_mul=2.0, m_mul=0.8, alpha=0.05),
+)
 
 
-def spec(name, lr=0.05, steps=16, exclude=(), zero=(), grad_factor=1.0,
-         **opt_kwargs):
+def spec(name, lr=0.05, steps=16, exclude=(), zero=(), grad_factor=1.0, **opt_kwargs):
     """``zero``: (step, var) pairs whose gradient is set to all zeros;
     ``grad_factor``: multiplies every gradient (for loss_scale_factor)."""
-    return dict(name=name, lr=lr, steps=steps, exclude=list(exclude),
-                zero=list(zero), grad_factor=grad_factor, kwargs=opt_kwargs)
+    return dict(
+        name=name,
+        lr=lr,
+        steps=steps,
+        exclude=list(exclude),
+        zero=list(zero),
+        grad_factor=grad_factor,
+        kwargs=opt_kwargs,
+    )
 
 
 SPECS = [
@@ -96,8 +107,7 @@ SPECS = [
     spec("clipvalue", clipvalue=0.5),
     spec("loss_scale_factor", loss_scale_factor=128.0, grad_factor=128.0),
     spec("use_ema", use_ema=True, ema_momentum=0.8),
-    spec("use_ema_overwrite", use_ema=True, ema_momentum=0.7,
-         ema_overwrite_frequency=3),
+    spec("use_ema_overwrite", use_ema=True, ema_momentum=0.7, ema_overwrite_frequency=3),
     spec("accumulate2", gradient_accumulation_steps=2),
     spec("accumulate3", steps=18, gradient_accumulation_steps=3),
     # Every schedule alone.
@@ -108,33 +118,75 @@ SPECS = [
     spec("cosine_warmup", lr=COSINE_WARMUP, steps=24),
     spec("cosine_restarts", lr=RESTARTS, steps=24),
     # Schedules combined with the other options.
-    spec("exponential_momentum_clipvalue", lr=EXPONENTIAL, momentum=0.9,
-         clipvalue=1.0),
-    spec("polynomial_centered_accumulate2", lr=POLYNOMIAL, steps=20,
-         centered=True, gradient_accumulation_steps=2),
-    spec("restarts_ema_overwrite_accumulate3", lr=RESTARTS, steps=24,
-         use_ema=True, ema_momentum=0.6, ema_overwrite_frequency=2,
-         gradient_accumulation_steps=3),
-    spec("inverse_time_clipnorm_weight_decay", lr=INVERSE_TIME, clipnorm=2.0,
-         weight_decay=0.3, exclude=[2]),
-    spec("piecewise_global_clipnorm_wd_accumulate2", lr=PIECEWISE,
-         global_clipnorm=1.5, weight_decay=0.2, exclude=[0],
-         gradient_accumulation_steps=2),
-    spec("cosine_loss_scale_accumulate2_clipnorm",
-         lr=("CosineDecay", dict(initial_learning_rate=0.05, decay_steps=12,
-                                 alpha=0.2)),
-         loss_scale_factor=64.0, grad_factor=64.0,
-         gradient_accumulation_steps=2, clipnorm=1.0),
-    spec("ema_accumulate2_overwrite2", use_ema=True, ema_momentum=0.5,
-         ema_overwrite_frequency=2, gradient_accumulation_steps=2),
+    spec("exponential_momentum_clipvalue", lr=EXPONENTIAL, momentum=0.9, clipvalue=1.0),
+    spec(
+        "polynomial_centered_accumulate2",
+        lr=POLYNOMIAL,
+        steps=20,
+        centered=True,
+        gradient_accumulation_steps=2,
+    ),
+    spec(
+        "restarts_ema_overwrite_accumulate3",
+        lr=RESTARTS,
+        steps=24,
+        use_ema=True,
+        ema_momentum=0.6,
+        ema_overwrite_frequency=2,
+        gradient_accumulation_steps=3,
+    ),
+    spec(
+        "inverse_time_clipnorm_weight_decay",
+        lr=INVERSE_TIME,
+        clipnorm=2.0,
+        weight_decay=0.3,
+        exclude=[2],
+    ),
+    spec(
+        "piecewise_global_clipnorm_wd_accumulate2",
+        lr=PIECEWISE,
+        global_clipnorm=1.5,
+        weight_decay=0.2,
+        exclude=[0],
+        gradient_accumulation_steps=2,
+    ),
+    spec(
+        "cosine_loss_scale_accumulate2_clipnorm",
+        lr=("CosineDecay", dict(initial_learning_rate=0.05, decay_steps=12, alpha=0.2)),
+        loss_scale_factor=64.0,
+        grad_factor=64.0,
+        gradient_accumulation_steps=2,
+        clipnorm=1.0,
+    ),
+    spec(
+        "ema_accumulate2_overwrite2",
+        use_ema=True,
+        ema_momentum=0.5,
+        ema_overwrite_frequency=2,
+        gradient_accumulation_steps=2,
+    ),
     # The user story.
-    spec("user_story", lr=("CosineDecay", dict(initial_learning_rate=0.0,
-                                               decay_steps=20, alpha=0.05,
-                                               warmup_target=0.05,
-                                               warmup_steps=4)),
-         steps=24, momentum=0.9, centered=True, weight_decay=0.01,
-         global_clipnorm=1.0, use_ema=True, ema_momentum=0.9,
-         gradient_accumulation_steps=4),
+    spec(
+        "user_story",
+        lr=(
+            "CosineDecay",
+            dict(
+                initial_learning_rate=0.0,
+                decay_steps=20,
+                alpha=0.05,
+                warmup_target=0.05,
+                warmup_steps=4,
+            ),
+        ),
+        steps=24,
+        momentum=0.9,
+        centered=True,
+        weight_decay=0.01,
+        global_clipnorm=1.0,
+        use_ema=True,
+        ema_momentum=0.9,
+        gradient_accumulation_steps=4,
+    ),
 ]
 
 
@@ -152,8 +204,7 @@ def make_inputs(index, spec_, dtype):
         grads.append(g * spec_["grad_factor"])
     for step, j in spec_["zero"]:
         grads[j][step] = 0.0
-    return ([np.asarray(x, dtype=dtype) for x in x0],
-            [np.asarray(g, dtype=dtype) for g in grads])
+    return ([np.asarray(x, dtype=dtype) for x in x0], [np.asarray(g, dtype=dtype) for g in grads])
 
 
 def worker(dtype, out_path):
@@ -170,8 +221,7 @@ def worker(dtype, out_path):
         opt = keras.optimizers.RMSprop(learning_rate=lr, **kwargs)
         config = opt.get_config()
         if exclude:
-            opt.exclude_from_weight_decay(
-                var_list=[variables[k] for k in exclude])
+            opt.exclude_from_weight_decay(var_list=[variables[k] for k in exclude])
         steps = grads[0].shape[0]
         traj = [np.zeros_like(g) for g in grads]
         iterations = np.zeros(steps, dtype=np.int64)
@@ -183,7 +233,7 @@ def worker(dtype, out_path):
                 traj[j][step] = value
             iterations[step] = int(opt._iterations.numpy())
             if opt.centered:
-                for vel, mg in zip(opt._velocities, opt._average_gradients):
+                for vel, mg in zip(opt._velocities, opt._average_gradients, strict=False):
                     vel, mg = np.asarray(vel.value), np.asarray(mg.value)
                     assert np.all(vel - np.square(mg) >= 0), "centered < 0"
         final = None
@@ -200,15 +250,13 @@ def worker(dtype, out_path):
             lr_kwargs = {}
         elif isinstance(s["lr"], tuple):
             cls_name, sched_kwargs = s["lr"]
-            lr_kwargs = dict(learning_rate=getattr(schedules, cls_name)(
-                **sched_kwargs))
+            lr_kwargs = dict(learning_rate=getattr(schedules, cls_name)(**sched_kwargs))
         else:
             lr_kwargs = dict(learning_rate=s["lr"])
         config, traj, iterations, final = run_case(
-            lr_kwargs.get("learning_rate", 0.001), s["kwargs"], x0, grads,
-            s["exclude"])
-        cases.append((s["name"], s["exclude"], config, x0, grads, traj,
-                      iterations, final))
+            lr_kwargs.get("learning_rate", 0.001), s["kwargs"], x0, grads, s["exclude"]
+        )
+        cases.append((s["name"], s["exclude"], config, x0, grads, traj, iterations, final))
 
     # The example from Keras's RMSprop docstring: lr 0.1, var 10.0,
     # loss var**2 / 2, so the gradient is var itself -> 9.683772.
@@ -216,11 +264,9 @@ def worker(dtype, out_path):
     grads = [np.asarray([10.0], dtype=dtype)]
     config, traj, iterations, final = run_case(0.1, {}, x0, grads, [])
     assert abs(float(traj[0][0]) - 9.683772) < 1e-6, traj
-    cases.append(("doc_example", [], config, x0, grads, traj, iterations,
-                  final))
+    cases.append(("doc_example", [], config, x0, grads, traj, iterations, final))
 
-    for i, (name, exclude, config, x0, grads, traj, iterations,
-            final) in enumerate(cases):
+    for i, (name, exclude, config, x0, grads, traj, iterations, final) in enumerate(cases):
         p = f"case{i}/"
         out[p + "name"] = name
         out[p + "config"] = json.dumps(config)
@@ -247,8 +293,11 @@ def main():
             env.pop("JAX_ENABLE_X64", None)
             if dtype == "float64":
                 env["JAX_ENABLE_X64"] = "1"
-            subprocess.run([sys.executable, os.path.abspath(__file__),
-                            "--worker", dtype, path], env=env, check=True)
+            subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--worker", dtype, path],
+                env=env,
+                check=True,
+            )
             with np.load(path) as data:
                 parts[dtype] = {k: data[k] for k in data.files}
 
@@ -263,13 +312,12 @@ def main():
             prefix = f"case{k}/"
             for key, value in src.items():
                 if key.startswith(prefix) and key != prefix + "name":
-                    out[f"case{i}/" + key[len(prefix):]] = value
+                    out[f"case{i}/" + key[len(prefix) :]] = value
             out[f"case{i}/dtype"] = dtype
             print(f"case{i}: {dtype} {src[prefix + 'name']}")
             i += 1
     out["n_cases"] = i
-    assert parts["float32"]["keras_version"] == parts["float64"][
-        "keras_version"]
+    assert parts["float32"]["keras_version"] == parts["float64"]["keras_version"]
     out["keras_version"] = parts["float32"]["keras_version"]
     np.savez_compressed(OUTPUT, **out)
     print(f"wrote {i} cases to {OUTPUT} ({os.path.getsize(OUTPUT)} bytes)")

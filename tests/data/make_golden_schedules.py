@@ -63,7 +63,10 @@ INT_STEPS = np.concatenate(
     [np.arange(0, 201), [255, 256, 1000, 1023, 1024, 4096, 10_000, 123_457, 1_000_000, 10_000_001]]
 ).astype(np.int64)
 FLOAT_STEPS = np.concatenate(
-    [np.arange(0, 201, dtype=np.float64), [0.25, 0.5, 9.5, 10.25, 10.5, 10.75, 20.5, 33.3, 149.9, 150.0, 150.1, 1e6 + 0.5]]
+    [
+        np.arange(0, 201, dtype=np.float64),
+        [0.25, 0.5, 9.5, 10.25, 10.5, 10.75, 20.5, 33.3, 149.9, 150.0, 150.1, 1e6 + 0.5],
+    ]
 )
 
 # (keras schedule, steps) -- 47 configurations covering every class and option.
@@ -73,7 +76,8 @@ CONFIGS = [
     (S.ExponentialDecay(0.1, 10, 0.5, staircase=True), INT_STEPS),
     (S.ExponentialDecay(1.0, 7, 0.9), INT_STEPS),
     (S.ExponentialDecay(0.05, 3.5, 0.8, staircase=True, name="exp_float_steps"), INT_STEPS),
-    # growth; 1.001 is not a float32 number, so stock Keras drifts (test tolerance keyed on the name)
+    # growth; 1.001 is not a float32 number, so stock Keras drifts (test tolerance keyed on
+    # the name)
     (S.ExponentialDecay(0.01, 1, 1.001, name="growth"), INT_STEPS[INT_STEPS <= 10_000]),
     (S.ExponentialDecay(0.1, 10, 0.5, staircase=True), FLOAT_STEPS),
     # PiecewiseConstantDecay
@@ -118,11 +122,17 @@ CONFIGS = [
     (S.CosineDecayRestarts(0.1, 5, t_mul=1.0, m_mul=1.0, alpha=0.0), INT_STEPS),
     (S.CosineDecayRestarts(0.1, 4, t_mul=2.0, m_mul=0.7, alpha=0.1), INT_STEPS),
     # t_mul < 1: the periods add up to 9 / (1 - 0.8) = 45 steps; Keras gives NaN from there on
-    (S.CosineDecayRestarts(0.1, 9, t_mul=0.8, m_mul=1.0, alpha=0.0, name="tmul_below_one"), INT_STEPS[:45]),
+    (
+        S.CosineDecayRestarts(0.1, 9, t_mul=0.8, m_mul=1.0, alpha=0.0, name="tmul_below_one"),
+        INT_STEPS[:45],
+    ),
     # restart steps where float64 floor(log(.)/log(t_mul)) lands just below an integer
     # (steps 121, 111 and 91 respectively), see tests/test_schedules.py
     (S.CosineDecayRestarts(1.0, 1, t_mul=3.0, m_mul=0.5, name="knife_edge"), INT_STEPS),
-    (S.CosineDecayRestarts(0.1, 1, t_mul=10.0, m_mul=0.5, alpha=0.01, name="knife_edge"), INT_STEPS),
+    (
+        S.CosineDecayRestarts(0.1, 1, t_mul=10.0, m_mul=0.5, alpha=0.01, name="knife_edge"),
+        INT_STEPS,
+    ),
     (S.CosineDecayRestarts(0.1, 25, t_mul=1.2, m_mul=0.5, alpha=0.1, name="knife_edge"), INT_STEPS),
     (S.CosineDecayRestarts(0.1, 10), FLOAT_STEPS),
 ]

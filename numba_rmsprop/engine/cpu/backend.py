@@ -20,12 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import arrays as _arrays
-from .. import config
-from .. import layout
-from .. import clipping
+from .. import clipping, config, layout
 from .. import threads as _threads
-from . import kernels as K
 from ..entries import entry_point
+from . import kernels as K
 
 
 class _Group:
@@ -46,7 +44,7 @@ class _Group:
         # The kernels see the variables through their addresses: a typed list
         # would cost ~0.3 s of uncached compilation in every process. The
         # slots (and self.work) keep every addressed array alive.
-        views = [w if w is not None else s.xf for s, w in zip(slots, self.work)]
+        views = [w if w is not None else s.xf for s, w in zip(slots, self.work, strict=False)]
         self.addresses = np.array([v.ctypes.data for v in views], np.int64)
         self.sizes = np.array([v.size for v in views], np.int64)
         # Re-home each slot's state (with its initial values) into flat group
@@ -57,8 +55,8 @@ class _Group:
                 continue
             buf = np.empty(total, dtype)
             setattr(self, attr, buf)
-            for s, o in zip(slots, self.offsets):
-                flat = buf[o:o + s.size]
+            for s, o in zip(slots, self.offsets, strict=False):
+                flat = buf[o : o + s.size]
                 flat[:] = getattr(s, attr + "f")
                 setattr(s, attr, flat.reshape(s.shape, order=s.order or "C"))
                 setattr(s, attr + "f", flat)
@@ -84,7 +82,7 @@ class _Group:
             return grads[s.index].ravel(order=s.order)
         parts = [grads[i] for i in self.indices]
         if self.any_f:
-            parts = [g.T if s.order == "F" else g for s, g in zip(self.slots, parts)]
+            parts = [g.T if s.order == "F" else g for s, g in zip(self.slots, parts, strict=False)]
         np.concatenate(parts, axis=None, out=self.gbuf)
         return self.gbuf
 
@@ -95,22 +93,39 @@ class _Group:
                 s = self.slots[0]
                 return grads[0].ravel(order=s.order), self.ones
             if self.any_f:
-                grads = [g.T if s.order == "F" else g for s, g in zip(self.slots, grads)]
+                grads = [
+                    g.T if s.order == "F" else g for s, g in zip(self.slots, grads, strict=False)
+                ]
             np.concatenate(grads, axis=None, out=self.gbuf)
             return self.gbuf, self.ones
         active = np.zeros(len(self.slots), np.int8)
-        for i, (s, g, o) in enumerate(zip(self.slots, grads, self.offsets)):
+        for i, (s, g, o) in enumerate(zip(self.slots, grads, self.offsets, strict=False)):
             if g is not None:
                 active[i] = 1
-                self.gbuf[o:o + s.size] = g.ravel(order=s.order or "C")
+                self.gbuf[o : o + s.size] = g.ravel(order=s.order or "C")
         return self.gbuf, active
 
     def update(self, gbuf, active, clip, overwrite) -> None:
         """One update call of the group's kernel (``clip``: see ``_cpu.group_update``)."""
         if self.strided:
             self.copy_in()
-        args = (self.addresses, self.sizes, gbuf, self.offsets, active, self.decay, self.v,
-                self.mg, self.mom, self.acc, self.avg, self.P, self.switches, clip, overwrite)
+        args = (
+            self.addresses,
+            self.sizes,
+            gbuf,
+            self.offsets,
+            active,
+            self.decay,
+            self.v,
+            self.mg,
+            self.mom,
+            self.acc,
+            self.avg,
+            self.P,
+            self.switches,
+            clip,
+            overwrite,
+        )
         self._update(*args)
         if self._update is K.group_update:
             self._update = entry_point(K.group_update, args, g=self.gbuf)
@@ -121,8 +136,18 @@ class _Group:
         """One accumulation-only call of the group's kernel."""
         if self.strided:
             self.copy_in()
-        args = (self.addresses, self.sizes, gbuf, self.offsets, active, self.acc, self.avg,
-                self.P, self.switches, overwrite)
+        args = (
+            self.addresses,
+            self.sizes,
+            gbuf,
+            self.offsets,
+            active,
+            self.acc,
+            self.avg,
+            self.P,
+            self.switches,
+            overwrite,
+        )
         self._accumulate(*args)
         if self._accumulate is K.group_accumulate:
             self._accumulate = entry_point(K.group_accumulate, args, g=self.gbuf)
@@ -153,14 +178,18 @@ class CPUBackend:
     @staticmethod
     def check_variable(x, i: int) -> None:
         if _arrays.is_cuda_array(x):
-            raise TypeError(f"variables[{i}] is a CUDA device array; host (NumPy) and "
-                            "device arrays cannot be mixed.")
+            raise TypeError(
+                f"variables[{i}] is a CUDA device array; host (NumPy) and "
+                "device arrays cannot be mixed."
+            )
         _arrays.check_variable(x, i)
 
     @staticmethod
     def check_writeable(x, i: int) -> None:
         if not x.flags.writeable:
-            raise ValueError(f"variables[{i}] is read-only; the optimizer updates variables in place.")
+            raise ValueError(
+                f"variables[{i}] is read-only; the optimizer updates variables in place."
+            )
 
     as_gradient = staticmethod(_arrays.as_gradient)
     memory_order = staticmethod(_arrays.memory_order)
@@ -227,9 +256,13 @@ class CPUBackend:
             return None
         if len(grads) != len(slots):
             return None
-        for g, s in zip(grads, slots):
-            if type(g) is not np.ndarray or g.dtype is not s.dtype or g.shape != s.shape \
-                    or not s.var.flags.writeable:
+        for g, s in zip(grads, slots, strict=False):
+            if (
+                type(g) is not np.ndarray
+                or g.dtype is not s.dtype
+                or g.shape != s.shape
+                or not s.var.flags.writeable
+            ):
                 return None
         return grads
 
@@ -261,8 +294,15 @@ class CPUBackend:
             if slot.group is not None:
                 continue  # handled as an inactive group member
             xf = _work_view(slot)
-            _run(slot, K.ema_serial, K.ema_parallel, xf, slot.avgf, self.P[slot.dtype],
-                 plan.ema_overwrite)
+            _run(
+                slot,
+                K.ema_serial,
+                K.ema_parallel,
+                xf,
+                slot.avgf,
+                self.P[slot.dtype],
+                plan.ema_overwrite,
+            )
             _write_back(slot, xf)
 
     def _run_update_or_accumulate(self, plan, spec, work, large) -> None:
@@ -282,8 +322,18 @@ class CPUBackend:
             for gr, gbuf, active in work:
                 gr.accumulate(gbuf, active, plan.ema_overwrite)
             for slot, gf, xf in large:
-                _run(slot, K.accumulate_serial, K.accumulate_parallel,
-                     xf, gf, slot.accf, slot.avgf, self.P[slot.dtype], sw, plan.ema_overwrite)
+                _run(
+                    slot,
+                    K.accumulate_serial,
+                    K.accumulate_parallel,
+                    xf,
+                    gf,
+                    slot.accf,
+                    slot.avgf,
+                    self.P[slot.dtype],
+                    sw,
+                    plan.ema_overwrite,
+                )
                 _write_back(slot, xf)
 
     # -- pieces -----------------------------------------------------------------
@@ -300,10 +350,17 @@ class CPUBackend:
         for gr, gbuf, active in work:
             out = np.zeros(len(gr.slots))
             K.group_sumsq(gr.sizes, gbuf, gr.offsets, active, gr.acc, gr.P, spec.switches, out)
-            sums.update(zip(gr.indices, out.tolist()))
+            sums.update(zip(gr.indices, out.tolist(), strict=False))
         for slot, gf, _ in large:
-            sums[slot.index] = _run(slot, K.sumsq_serial, K.sumsq_parallel, gf, slot.accf,
-                                    self.P[slot.dtype], spec.switches)
+            sums[slot.index] = _run(
+                slot,
+                K.sumsq_serial,
+                K.sumsq_parallel,
+                gf,
+                slot.accf,
+                self.P[slot.dtype],
+                spec.switches,
+            )
         total = 0.0
         for i in sorted(sums):
             total += sums[i]
@@ -319,9 +376,24 @@ class CPUBackend:
             num, den = t(num), t(den)
         elif spec.clip_mode == "global":
             num, den = t(scale), t(1)
-        _run(slot, K.update_serial, K.update_parallel,
-             xf, gf, slot.vf, slot.mgf, slot.momf, slot.accf, slot.avgf, P, spec.switches,
-             num, den, slot.decay, plan.ema_overwrite)
+        _run(
+            slot,
+            K.update_serial,
+            K.update_parallel,
+            xf,
+            gf,
+            slot.vf,
+            slot.mgf,
+            slot.momf,
+            slot.accf,
+            slot.avgf,
+            P,
+            spec.switches,
+            num,
+            den,
+            slot.decay,
+            plan.ema_overwrite,
+        )
         _write_back(slot, xf)
 
 

@@ -22,11 +22,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from .. import config
-from .. import layout
-from .. import clipping
-from .. import plan
-from .. import rule
+from .. import clipping, config, layout, plan, rule
 
 _OPTS = dict(error_model="numpy", cache=config.CACHE)
 
@@ -76,47 +72,47 @@ def _cast_ov(ref, value):
 # out: a helper function returning None would hide the None from the branch
 # pruning of the element rule, which then fails to type.
 
+
 @njit(**_OPTS)
 def segment_update(x, o, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, overwrite):
     """Update flat variable ``x`` whose gradient and state start at ``o`` of their buffers."""
     n = x.size
-    g_, v_ = g[o:o + n], v[o:o + n]
+    g_, v_ = g[o : o + n], v[o : o + n]
     if mg is None:
         mg_ = None
     else:
-        mg_ = mg[o:o + n]
+        mg_ = mg[o : o + n]
     if mom is None:
         mom_ = None
     else:
-        mom_ = mom[o:o + n]
+        mom_ = mom[o : o + n]
     if acc is None:
         acc_ = None
     else:
-        acc_ = acc[o:o + n]
+        acc_ = acc[o : o + n]
     if avg is None:
         avg_ = None
     else:
-        avg_ = avg[o:o + n]
+        avg_ = avg[o : o + n]
     for j in range(n):
-        update_element(j, x, g_, v_, mg_, mom_, acc_, avg_, s, sw, num, den, decay_on,
-                        overwrite)
+        update_element(j, x, g_, v_, mg_, mom_, acc_, avg_, s, sw, num, den, decay_on, overwrite)
 
 
 @njit(**_OPTS)
 def segment_accumulate(x, o, g, acc, avg, s, sw, overwrite):
     n = x.size
-    g_, acc_ = g[o:o + n], acc[o:o + n]
+    g_, acc_ = g[o : o + n], acc[o : o + n]
     if avg is None:
         avg_ = None
     else:
-        avg_ = avg[o:o + n]
+        avg_ = avg[o : o + n]
     for j in range(n):
         accumulate_element(j, x, g_, acc_, avg_, s, sw, overwrite)
 
 
 @njit(**_OPTS)
 def segment_ema(x, o, avg, s, overwrite):
-    avg_ = avg[o:o + x.size]
+    avg_ = avg[o : o + x.size]
     for j in range(x.size):
         ema_element(j, x, avg_, s, overwrite)
 
@@ -130,11 +126,11 @@ SUM_BLOCK = 1 << 16
 
 @njit(**_OPTS)
 def segment_sumsq(n, o, g, acc, s, sw):
-    g_ = g[o:o + n]
+    g_ = g[o : o + n]
     if acc is None:
         acc_ = None
     else:
-        acc_ = acc[o:o + n]
+        acc_ = acc[o : o + n]
     total = 0.0
     for j in range(n):
         total += gradient_square(j, g_, acc_, s, sw)
@@ -159,6 +155,7 @@ def blocked_sumsq(n, o, g, acc, s, sw):
 # caller passes ``nchunks`` (the thread count): calling
 # numba.get_num_threads() inside would make the kernel uncacheable.
 
+
 @njit(**_OPTS)
 def _chunk(n, k, nchunks):
     """Bounds of chunk ``k`` of ``nchunks`` over ``n`` elements."""
@@ -177,8 +174,7 @@ def update_parallel(x, g, v, mg, mom, acc, avg, P, sw, num, den, decay_on, overw
     s = load(P)
     for k in prange(nchunks):
         lo, hi = _chunk(x.size, k, nchunks)
-        segment_update(x[lo:hi], lo, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on,
-                       overwrite)
+        segment_update(x[lo:hi], lo, g, v, mg, mom, acc, avg, s, sw, num, den, decay_on, overwrite)
 
 
 @njit(**_OPTS)
@@ -243,6 +239,7 @@ def sumsq_parallel(g, acc, P, sw, nchunks):
 # compiled call updates them all, so a model with hundreds of small tensors
 # pays one Python->Numba dispatch per call, not one per tensor.
 
+
 @intrinsic
 def _as_voidptr(typingctx, address):
     """An integer address as a ``void*`` (for ``numba.carray``)."""
@@ -276,8 +273,9 @@ def group_sumsq(sizes, g, offsets, active, acc, P, sw, out):
 
 
 @njit(**_OPTS)
-def group_update(addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, avg, P, sw,
-                 clip, overwrite):
+def group_update(
+    addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, avg, P, sw, clip, overwrite
+):
     """Update every active variable of a group; EMA-only for the inactive ones.
 
     ``clip`` is None, or ``(mode, c, scale)``: ``mode`` ``CLIP_NORM`` (per
@@ -307,8 +305,22 @@ def group_update(addresses, sizes, g, offsets, active, decay, v, mg, mom, acc, a
             num, den = scale, 1.0
             if mode == clipping.CLIP_NORM:
                 num, den = clip_factors(mode, blocked_sumsq(x.size, o, g, acc, s, sw), c)
-            segment_update(x, o, g, v, mg, mom, acc, avg, s, sw, cast(P[0], num),
-                           cast(P[0], den), decay_on, overwrite)
+            segment_update(
+                x,
+                o,
+                g,
+                v,
+                mg,
+                mom,
+                acc,
+                avg,
+                s,
+                sw,
+                cast(P[0], num),
+                cast(P[0], den),
+                decay_on,
+                overwrite,
+            )
 
 
 @njit(**_OPTS)

@@ -12,11 +12,20 @@ import numpy as np
 
 from .. import clipping, layout
 from . import arrays as device_arrays
-from .variables import DeviceVariables
 from .driver import cuda, require_cuda
-from .kernels import (_MAX_BLOCKS, _MAX_REDUCE_BLOCKS, _accumulate_kernel, _dims, _ema_kernel,
-                      _factor_kernel, _fill, _launch, _sumsq_kernel,
-                      _update_kernel)
+from .kernels import (
+    _MAX_BLOCKS,
+    _MAX_REDUCE_BLOCKS,
+    _accumulate_kernel,
+    _dims,
+    _ema_kernel,
+    _factor_kernel,
+    _fill,
+    _launch,
+    _sumsq_kernel,
+    _update_kernel,
+)
+from .variables import DeviceVariables
 
 
 # ====================================================================== layouts
@@ -28,7 +37,7 @@ class _NormLayout:
         self.dims = [_dims(s.size, _MAX_REDUCE_BLOCKS) for s in slots]
         self.base = []
         total = 0
-        for s, (b, _) in zip(slots, self.dims):
+        for s, (b, _) in zip(slots, self.dims, strict=False):
             self.base.append(total)
             total += b if s.size else 0
         self.partials = cuda.device_array(max(total, 1), np.float64)
@@ -36,8 +45,10 @@ class _NormLayout:
         _fill(self.tickets, np.int32(0))
         self.sums = cuda.device_array(max(n, 1), np.float64)
         _fill(self.sums, np.float64(0))  # empty variables contribute 0
-        self.fac = {np.dtype(np.float32): cuda.device_array(2 * max(n, 1), np.float32),
-                    np.dtype(np.float64): cuda.device_array(2 * max(n, 1), np.float64)}
+        self.fac = {
+            np.dtype(np.float32): cuda.device_array(2 * max(n, 1), np.float32),
+            np.dtype(np.float64): cuda.device_array(2 * max(n, 1), np.float64),
+        }
         self.n = n
 
 
@@ -61,11 +72,9 @@ class CUDABackend(DeviceVariables):
         self._gwork = {}
         self._devices = {}
 
-
     @staticmethod
     def use_parallel(nbytes: int) -> bool:
         return False
-
 
     def prepare(self, slots, spec) -> None:
         """Record each variable's device (used to check gradients)."""
@@ -87,9 +96,12 @@ class CUDABackend(DeviceVariables):
         """This call's per-call scalars per dtype, as the tuples kernels take."""
         out = {}
         for dtype, P in self._P.items():
-            layout.pack_call(P, plan.learning_rate,
-                              None if plan.ema_momentum is None else plan.ema_momentum == 0.0,
-                              plan.update_count)
+            layout.pack_call(
+                P,
+                plan.learning_rate,
+                None if plan.ema_momentum is None else plan.ema_momentum == 0.0,
+                plan.update_count,
+            )
             out[dtype] = tuple(P)
         return out
 
@@ -99,7 +111,6 @@ class CUDABackend(DeviceVariables):
             d = self._dummies[dtype] = cuda.device_array(2, dtype=dtype)
             _fill(d, dtype.type(0))
         return d
-
 
     def _layout(self, work):
         key = tuple(slot.index for slot, _, _ in work)
@@ -111,7 +122,7 @@ class CUDABackend(DeviceVariables):
         return lay
 
     # -- one call --------------------------------------------------------------
-    def _record(self, slot, spec) -> "_SlotRecord":
+    def _record(self, slot, spec) -> _SlotRecord:
         rec = self._records.get(slot.index)
         if rec is None:
             rec = self._records[slot.index] = _SlotRecord(self, slot, spec)
@@ -128,15 +139,39 @@ class CUDABackend(DeviceVariables):
                 if slot.size:
                     r = self._record(slot, spec)
                     fac, kf = (r.dummy, 0) if lay is None else (lay.fac[slot.dtype], k)
-                    _launch(r.update, r.blocks, r.threads, xf, gf, r.v, r.mg, r.mom, r.acc,
-                            r.avg, scalars[slot.dtype], fac, kf, r.decay, ow)
+                    _launch(
+                        r.update,
+                        r.blocks,
+                        r.threads,
+                        xf,
+                        gf,
+                        r.v,
+                        r.mg,
+                        r.mom,
+                        r.acc,
+                        r.avg,
+                        scalars[slot.dtype],
+                        fac,
+                        kf,
+                        r.decay,
+                        ow,
+                    )
                 self._write_back(slot, xf)
         else:
             for slot, gf, xf in work:
                 if slot.size:
                     r = self._record(slot, spec)
-                    _launch(r.accumulate, r.blocks, r.threads, xf, gf, r.acc, r.avg,
-                            scalars[slot.dtype], ow)
+                    _launch(
+                        r.accumulate,
+                        r.blocks,
+                        r.threads,
+                        xf,
+                        gf,
+                        r.acc,
+                        r.avg,
+                        scalars[slot.dtype],
+                        ow,
+                    )
                 self._write_back(slot, xf)
         for slot in ema_slots:
             if slot.size:
@@ -154,12 +189,32 @@ class CUDABackend(DeviceVariables):
             if slot.size:
                 r = self._record(slot, spec)
                 b, t = lay.dims[k]
-                _launch(r.sumsq, b, t, gf, r.acc, scalars[slot.dtype], lay.partials,
-                        lay.base[k], lay.tickets, lay.sums, k)
+                _launch(
+                    r.sumsq,
+                    b,
+                    t,
+                    gf,
+                    r.acc,
+                    scalars[slot.dtype],
+                    lay.partials,
+                    lay.base[k],
+                    lay.tickets,
+                    lay.sums,
+                    k,
+                )
         b, t = _dims(lay.n, _MAX_BLOCKS)
         mode = clipping.CLIP_NORM if spec.clip_mode == "norm" else clipping.CLIP_GLOBAL
-        _launch(_factor_kernel, b, t, lay.sums, lay.n, mode, np.float64(spec.clip),
-                lay.fac[np.dtype(np.float32)], lay.fac[np.dtype(np.float64)])
+        _launch(
+            _factor_kernel,
+            b,
+            t,
+            lay.sums,
+            lay.n,
+            mode,
+            np.float64(spec.clip),
+            lay.fac[np.dtype(np.float32)],
+            lay.fac[np.dtype(np.float64)],
+        )
         return lay
 
 
@@ -167,15 +222,34 @@ class _SlotRecord:
     """What launching a variable's kernels needs, worked out once (the per-call
     work is then the per-call scalars and the launch itself)."""
 
-    __slots__ = ("blocks", "threads", "update", "accumulate", "sumsq", "v", "mg",
-                 "mom", "acc", "avg", "decay", "dummy")
+    __slots__ = (
+        "blocks",
+        "threads",
+        "update",
+        "accumulate",
+        "sumsq",
+        "v",
+        "mg",
+        "mom",
+        "acc",
+        "avg",
+        "decay",
+        "dummy",
+    )
 
     def __init__(self, backend, slot, spec):
         self.blocks, self.threads = _dims(slot.size, _MAX_BLOCKS)
         sw = spec.switches
-        self.update = _update_kernel((sw, spec.clips_by_norm, slot.mgf is not None,
-                                      slot.momf is not None, slot.accf is not None,
-                                      slot.avgf is not None))
+        self.update = _update_kernel(
+            (
+                sw,
+                spec.clips_by_norm,
+                slot.mgf is not None,
+                slot.momf is not None,
+                slot.accf is not None,
+                slot.avgf is not None,
+            )
+        )
         self.accumulate = _accumulate_kernel((sw, slot.avgf is not None))
         self.sumsq = _sumsq_kernel((sw, slot.accf is not None))
         d = self.dummy = backend._dummy(slot.dtype)

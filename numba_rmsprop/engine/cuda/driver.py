@@ -10,8 +10,10 @@ import numpy as np
 
 #: How to get numba-cuda (the package is installed from a checkout, not from an index;
 #: the version bounds are those of the ``cuda`` extra in pyproject.toml).
-INSTALL_HINT = ('`pip install "numba-cuda>=0.30.4,<0.31"` (from a checkout of numba-rmsprop: '
-                '`pip install -e ".[cuda]"`)')
+INSTALL_HINT = (
+    '`pip install "numba-cuda>=0.30.4,<0.31"` (from a checkout of numba-rmsprop: '
+    '`pip install -e ".[cuda]"`)'
+)
 
 try:
     from numba import cuda
@@ -88,7 +90,8 @@ def require_cuda() -> None:
         raise ImportError(
             "device='cuda' needs numba-cuda, which could not be imported "
             f"({type(_IMPORT_ERROR).__name__}: {_IMPORT_ERROR}). Install it with "
-            f"{INSTALL_HINT}.")
+            f"{INSTALL_HINT}."
+        )
     if SIM:
         return
     try:
@@ -102,10 +105,12 @@ def require_cuda() -> None:
     except Exception:  # pragma: no cover
         reason = None
     if reason:
-        what = ("the CUDA driver could not be initialised: "
-                + " ".join(str(reason).split()).rstrip(":. "))
+        what = "the CUDA driver could not be initialised: " + " ".join(str(reason).split()).rstrip(
+            ":. "
+        )
     else:
         what = "no CUDA-capable GPU is visible (the driver loaded but reports no device)"
     raise RuntimeError(
         f"device='cuda' cannot be used: {what}. An NVIDIA GPU with its driver is needed "
-        f"(check `nvidia-smi`); numba-cuda itself is installed with {INSTALL_HINT}.")
+        f"(check `nvidia-smi`); numba-cuda itself is installed with {INSTALL_HINT}."
+    )

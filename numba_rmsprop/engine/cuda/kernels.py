@@ -194,6 +194,7 @@ if cuda is not None:
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             _ema_element(i, x, avg, s, overwrite)
 
+
 MAX_STRIDED_NDIM = 4
 
 
@@ -236,8 +237,9 @@ def _make_update_kernel(SWITCHES, HAS_CLIP, HAS_MG, HAS_MOM, HAS_ACC, HAS_AVG):
         num = fac[2 * k] if HAS_CLIP else None
         den = fac[2 * k + 1] if HAS_CLIP else None
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            update_element(i, x, g, v, mg_, mom_, acc_, avg_, s, SWITCHES, num, den, decay_on,
-                           overwrite)
+            update_element(
+                i, x, g, v, mg_, mom_, acc_, avg_, s, SWITCHES, num, den, decay_on, overwrite
+            )
 
     return update
 

@@ -12,11 +12,18 @@ import numpy as np
 
 from .. import arrays as _arrays
 from . import arrays as device_arrays
-from .arrays import (_NUMBA_TYPES, _contiguous_in, _describe, _flat_view, _order_of,
-                     as_device)
+from .arrays import _NUMBA_TYPES, _contiguous_in, _describe, _flat_view, _order_of, as_device
 from .driver import SIM as _SIM
 from .driver import cuda
-from .kernels import MAX_STRIDED_NDIM, _copy_kernel, _dims, _launch, _strided_copy, _MAX_BLOCKS, _fill
+from .kernels import (
+    _MAX_BLOCKS,
+    MAX_STRIDED_NDIM,
+    _copy_kernel,
+    _dims,
+    _fill,
+    _launch,
+    _strided_copy,
+)
 
 
 class DeviceVariables:
@@ -28,22 +35,26 @@ class DeviceVariables:
         if isinstance(x, np.ndarray):
             raise TypeError(
                 f"variables[{i}] is a host numpy array but this optimizer holds CUDA device "
-                "state; host and device arrays cannot be mixed.")
+                "state; host and device arrays cannot be mixed."
+            )
         if not _arrays.is_cuda_array(x):
             raise TypeError(
                 f"variables[{i}] must be a CUDA device array (numba, CuPy, PyTorch, ...); got "
-                f"{type(x).__name__}. Variables are updated in place.")
+                f"{type(x).__name__}. Variables are updated in place."
+            )
         try:
             d = as_device(x)
         except TypeError:
-            raise TypeError(f"variables[{i}] ({type(x).__name__}) cannot be used as a CUDA "
-                            "device array here.") from None
+            raise TypeError(
+                f"variables[{i}] ({type(x).__name__}) cannot be used as a CUDA device array here."
+            ) from None
         _arrays.check_float_dtype(d.dtype, f"variables[{i}]")
         if _order_of(d) is None and d.ndim > MAX_STRIDED_NDIM:
             raise ValueError(
                 f"variables[{i}] is a non-contiguous device array with {d.ndim} dimensions; "
                 f"only contiguous ones or views of up to {MAX_STRIDED_NDIM} dimensions are "
-                "supported.")
+                "supported."
+            )
         DeviceVariables.check_writeable(x, i)
 
     @staticmethod
@@ -54,8 +65,9 @@ class DeviceVariables:
             cai = getattr(x, "__cuda_array_interface__", None)
             ro = bool(cai["data"][1]) if cai is not None else False
         if ro:
-            raise ValueError(f"variables[{i}] is read-only; the optimizer updates variables "
-                             "in place.")
+            raise ValueError(
+                f"variables[{i}] is read-only; the optimizer updates variables in place."
+            )
 
     def as_gradient(self, g, x, i: int):
         """``g`` as a numba device array matching variable ``x``; errors name ``grads[i]``."""
@@ -65,29 +77,34 @@ class DeviceVariables:
             kind = "a host numpy array" if isinstance(g, np.ndarray) else f"a {type(g).__name__}"
             raise TypeError(
                 f"grads[{i}] is {kind} but variables[{i}] is a CUDA device array; mixed host "
-                "and device arrays are not supported: pass device gradients.")
+                "and device arrays are not supported: pass device gradients."
+            )
         else:
             gd = as_device(g)
         xd = self._view_of(x)
         if np.dtype(gd.dtype) != np.dtype(xd.dtype):
             raise TypeError(
                 f"grads[{i}] has dtype {np.dtype(gd.dtype)} but variables[{i}] has dtype "
-                f"{np.dtype(xd.dtype)}; they must match.")
+                f"{np.dtype(xd.dtype)}; they must match."
+            )
         if tuple(gd.shape) != tuple(xd.shape):
             raise ValueError(
                 f"grads[{i}] has shape {tuple(gd.shape)} but variables[{i}] has shape "
-                f"{tuple(xd.shape)}.")
+                f"{tuple(xd.shape)}."
+            )
         order = _order_of(xd) or "C"
         if not _contiguous_in(gd, order) and gd.ndim > MAX_STRIDED_NDIM:
             raise ValueError(
                 f"grads[{i}] is not contiguous in variables[{i}]'s memory order and has "
-                f"{gd.ndim} dimensions; only up to {MAX_STRIDED_NDIM} can be re-laid out.")
+                f"{gd.ndim} dimensions; only up to {MAX_STRIDED_NDIM} can be re-laid out."
+            )
         gdev = device_arrays.device_id(g)
         xdev = self._devices[id(x)] if id(x) in self._devices else device_arrays.device_id(x)
         if gdev is not None and xdev is not None and gdev != xdev:
             raise ValueError(
                 f"grads[{i}] is on GPU {gdev} but variables[{i}] is on GPU {xdev}; a gradient "
-                "must live on its variable's device.")
+                "must live on its variable's device."
+            )
         return gd
 
     # -- allocation and views ----------------------------------------------
@@ -147,8 +164,10 @@ class DeviceVariables:
     def find_same_memory(x, slots):
         """The slot whose variable is ``x``'s memory, viewed the same way (or None)."""
         if isinstance(x, np.ndarray):
-            raise TypeError("a host numpy array was passed to an optimizer that holds CUDA "
-                            "device state; host and device arrays cannot be mixed.")
+            raise TypeError(
+                "a host numpy array was passed to an optimizer that holds CUDA "
+                "device state; host and device arrays cannot be mixed."
+            )
         if not _arrays.is_cuda_array(x):
             return None
         try:
