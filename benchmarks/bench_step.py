@@ -206,16 +206,19 @@ LAYERS = ("tbb", "omp")
 
 
 def threshold(
-    sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 16_000_000), repeat=7
+    sizes=(16_000, 64_000, 250_000, 1_000_000, 4_000_000, 8_000_000, 16_000_000),
+    repeat=7,
+    layers=LAYERS,
+    blas_modes=(False, True),
 ) -> dict:
     """``apply`` per size, every variable serial or every one parallel, alone and in a loop
     with BLAS between the calls, per threading layer: one child per (layer, mode), with
     ``NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES`` at its extremes. The crossover in the loop
     places the package default."""
     out = {}
-    for layer in LAYERS:
+    for layer in layers:
         for label, limit in (("serial", 1 << 62), ("parallel", 0)):
-            for blas in (False, True):
+            for blas in blas_modes:
                 env = C.child_env(
                     NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES=limit, NUMBA_THREADING_LAYER=layer
                 )

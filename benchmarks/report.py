@@ -495,7 +495,8 @@ SECTIONS = {
         "bench_step.threshold",
         fmt_threshold,
         dict(repeat=7),
-        dict(repeat=1, sizes=[1000]),
+        # quick: one layer, in the loop only (two children instead of eight)
+        dict(repeat=1, sizes=[1000], layers=["tbb"], blas_modes=[True]),
     ),
     "minimize": (
         "minimize loop overhead",

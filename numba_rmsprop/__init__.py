@@ -17,9 +17,13 @@ register_threadpoolctl
 
 import sys as _sys
 
-from . import schedules
-from .engine.threads import register_threadpoolctl
-from .optimizer import RMSprop
+from .engine import cache_lock as _cache_lock
+
+_cache_lock.install()  # before anything compiles: processes can share a cache (numba#4807)
+
+from . import schedules  # noqa: E402
+from .engine.threads import register_threadpoolctl  # noqa: E402
+from .optimizer import RMSprop  # noqa: E402
 
 if "threadpoolctl" in _sys.modules:
     register_threadpoolctl()

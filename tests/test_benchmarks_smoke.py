@@ -44,6 +44,9 @@ BIG = 10_000_000
 SMALL_STANDIN = 1_000
 
 MODULES = sorted(name for _, name, _ in pkgutil.iter_modules([BENCH_DIR]))
+#: Suites that measure first calls: each child compiles a new objective by design, even
+#: with a warm cache. Marked slow (.ci/run runs them: pytest -m slow).
+FRESH_COMPILES = {"bench_compile"}
 
 
 def _param_lists(cls):
@@ -78,7 +81,10 @@ def _check_track(value, where):
     assert math.isfinite(value) and value > 0, (where, value)
 
 
-@pytest.mark.parametrize("modname", MODULES)
+@pytest.mark.parametrize(
+    "modname",
+    [pytest.param(m, marks=pytest.mark.slow) if m in FRESH_COMPILES else m for m in MODULES],
+)
 def test_benchmark_module(modname, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_SMOKE", "1")  # common.sized: the suites' smoke sizes
     module = importlib.import_module(f"benchmarks.{modname}")

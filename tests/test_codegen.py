@@ -18,6 +18,10 @@ import textwrap
 import numpy as np
 import pytest
 
+# Compiles every checked kernel from scratch, in a fresh cache, by design (~15 s):
+# .ci/run runs it (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 import numba_rmsprop as nr
 from numba_rmsprop.engine import layout, rule
 from numba_rmsprop.engine.cpu import kernels as _cpu
@@ -66,14 +70,28 @@ def _compile_every_switch():
             )
 
 
+def _compile_configs():
+    """``update_serial`` (and the ``segment_update`` it calls) for each of ``CONFIGS`` in
+    both dtypes, with the state arrays and clip factors that configuration has: the
+    kernels the checks read, without the rest of an ``apply``."""
+    for cfg in CONFIGS:
+        spec = nr.RMSprop(**cfg)._spec
+        for dtype in (np.float32, np.float64):
+
+            def arr(on, dtype=dtype):
+                return np.zeros(50, dtype) if on else None
+
+            x, g, v = arr(True), np.ones(50, dtype), arr(True)
+            mg, mom = arr(spec.centered), arr(spec.momentum > 0)
+            acc, avg = arr(spec.accumulation_steps), arr(spec.use_ema)
+            num = den = dtype(1) if spec.clips_by_norm else None
+            P = spec.constants(dtype).copy()
+            _cpu.update_serial(x, g, v, mg, mom, acc, avg, P, spec.switches, num, den, True, False)
+
+
 def _compile_all():
     _compile_every_switch()
-    for cfg in CONFIGS:
-        for dtype in (np.float32, np.float64):
-            xs = [np.zeros(50, dtype), np.zeros((3, 4), dtype, order="F")]
-            opt = nr.RMSprop(**cfg)
-            for _ in range(2):
-                opt.apply([np.ones_like(x) for x in xs], xs)
+    _compile_configs()
 
 
 def _float32_irs(dispatcher):

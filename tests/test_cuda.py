@@ -1,12 +1,13 @@
 """The CUDA backend, tested without a GPU.
 
-* ``tests/cuda_cases.py`` (parity with the CPU backend and the NumPy
-  reference, checkpoints, errors) runs in a subprocess under the CUDA
-  simulator (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba.cuda is
-  imported, hence the subprocess); where a GPU is present it runs on it too.
+* ``tests/test_cuda_cases.py`` (parity with the CPU backend and the NumPy
+  reference, checkpoints, errors) runs under the CUDA simulator in the test
+  session itself; where a GPU is present it runs on it too (here, in a
+  subprocess).
 * The kernels are compiled to PTX for a real GPU (sm_90) with libNVVM, which
   needs no GPU: this checks what the simulator cannot (typing, no Python
-  objects), including that float32 kernels do no float64 arithmetic.
+  objects), including that float32 kernels do no float64 arithmetic. It takes
+  ~40 s and is marked ``slow``: ``.ci/run`` runs it (``pytest -m slow``).
 * ``device="cuda"`` without a usable CUDA, and the package without numba-cuda
   at all, are simulated in subprocesses.
 
@@ -18,7 +19,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = os.path.join("tests", "cuda_cases.py")
+CASES = os.path.join("tests", "test_cuda_cases.py")
 
 
 def _run(args, env_extra=None, timeout=600):
@@ -56,60 +56,22 @@ def _tail(proc, n=6000):
     return out[-n:]
 
 
-def _run_cases(env_extra):
-    """Run tests/cuda_cases.py as two concurrent pytest processes (the CPU
-    kernels the parity checks compare against compile in each); returns the
-    number of cases that passed and fails with their output otherwise.
-
-    Each process gets its own Numba cache directory: Numba's on-disk cache is
-    not safe for concurrent first compiles of different signatures of one
-    function (numba/numba#4807: two writers can pick the same data file, and
-    a signature then loads another signature's code). Seen here once as a
-    wrong GPU-vs-CPU result in CI.
-    """
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(env_extra)
-    cache_root = env.get("NUMBA_CACHE_DIR") or os.path.join(
-        tempfile.gettempdir(), "numba-rmsprop-tests"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", k, CASES],
-            cwd=ROOT,
-            text=True,
-            env=dict(env, NUMBA_CACHE_DIR=os.path.join(cache_root, f"cuda-cases-{i}")),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i, k in enumerate(("float32", "not float32"))
-    ]
-    passed = 0
-    for proc in procs:
-        out, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, (
-            f"tests/cuda_cases.py failed (exit {proc.returncode}):\n{out[-8000:]}"
-        )
-        assert " failed" not in out and " error" not in out, out[-8000:]
-        m = re.search(r"(\d+) passed", out)
-        assert m, out[-8000:]
-        passed += int(m.group(1))
-    return passed
-
-
-def test_simulator_cases():
-    """Parity, checkpoints and errors on simulated device arrays."""
-    assert _run_cases({"NUMBA_ENABLE_CUDASIM": "1"}) >= 44
-
-
 def test_real_gpu_cases():
-    """The same cases on a real GPU, where one is present."""
-    from numba import cuda
-
-    if not cuda.is_available():
+    """The CUDA cases (tests/test_cuda_cases.py, which run under the simulator in this
+    session) again on a real GPU, where one is present: in a subprocess without the
+    simulator."""
+    probe = _script("from numba import cuda; print(cuda.is_available())")
+    if probe.stdout.strip() != "True":
         pytest.skip("no CUDA GPU on this machine (the simulator cases cover the logic)")
-    assert _run_cases({"NUMBA_RMSPROP_REAL_GPU": "1"}) >= 44
+    proc = _run(
+        ["-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", CASES],
+        {"NUMBA_RMSPROP_REAL_GPU": "1"},
+        timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{CASES} failed on the GPU:\n{out[-8000:]}"
+    m = re.search(r"(\d+) passed", out)
+    assert m and int(m.group(1)) >= 44, out[-8000:]
 
 
 PTX_CHECK = r"""
@@ -240,6 +202,7 @@ print(f"compiled {n} configured kernels and the helpers")
 """
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_a_real_gpu():
     """Every kernel compiles to PTX; float32 kernels stay in float32."""
     proc = _script(PTX_CHECK)

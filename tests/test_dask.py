@@ -413,6 +413,7 @@ def _computed_after(client, key, t):
     return False
 
 
+@pytest.mark.slow  # a cluster fault test (~15 s); .ci/run runs it
 def test_a_killed_worker_loses_no_run(client, monkeypatch):
     # Blocks of 2 runs of ~0.15 s each (a slow objective): while they run, the first
     # worker seen processing one is killed. The blocks it held run again (Dask's retry, or

@@ -6,9 +6,7 @@ checked against the known answer; then the contract, rule by rule.
 """
 
 import inspect
-import math
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -860,15 +858,27 @@ def test_disp(capsys, monkeypatch):
     assert "rmsprop: step 300/300" in err
 
 
-class _TimedStderr:
-    """Stands in for sys.stderr; records when each progress line is written."""
+class _StepClock:
+    """A clock for the progress display that ticks ``dt`` seconds per evaluation of the
+    objective (read from ``calls[0]``, which the objective increments): the display sees
+    steps that take exactly ``dt``, whatever the machine does meanwhile."""
 
-    def __init__(self):
-        self.times, self.text = [], []
+    def __init__(self, calls, dt):
+        self.calls, self.dt = calls, dt
+
+    def __call__(self):
+        return float(self.calls[0]) * self.dt
+
+
+class _LineRecorder:
+    """Stands in for sys.stderr: records each progress line with the clock's time."""
+
+    def __init__(self, clock):
+        self.clock, self.lines, self.text = clock, [], []
 
     def write(self, s):
         if s.startswith("\rrmsprop: step"):
-            self.times.append(time.monotonic())
+            self.lines.append((self.clock(), s))
         self.text.append(s)
         return len(s)
 
@@ -876,62 +886,71 @@ class _TimedStderr:
         pass
 
 
-def _assert_refreshes_often(times, end):
-    """From the first refresh on (the first step may include compiling), the
-    plain line is rewritten about every 0.2 s, and never more often than every 0.1 s.
+def _with_step_clock(monkeypatch, calls, dt):
+    """Plain progress lines (no tqdm) on a recorder, timed by a :class:`_StepClock`."""
+    from numba_rmsprop.frontend.progress import Progress
 
-    Segments are sized from the step rate of the previous one, so a steady
-    load slows steps and segments alike; only a change of load between two
-    segments stretches a gap (seen: 1.2 s on a shared machine). So the
-    typical gap is checked, not the longest one.
-    """
-    assert times, "no progress line"
-    t = np.array(times + [end])
-    gaps = np.diff(t)
-    span = t[-1] - t[0]
-    assert span > 0.8, f"the run was too short to tell ({span:.2f} s)"
-    assert len(times) >= 4 and np.median(gaps) <= 0.35, np.round(gaps, 3)
-    assert len(times) <= span / 0.1 + 3, (len(times), span)
+    clock = _StepClock(calls, dt)
+    monkeypatch.setattr(Progress, "clock", staticmethod(clock))
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    err = _LineRecorder(clock)
+    monkeypatch.setattr(sys, "stderr", err)
+    return err
 
 
-def _sleepy_quadratic(x, a, c):
-    time.sleep(0.005)
+def _assert_refreshes_every_segment(err, segments, dt, total):
+    """After the first step, every segment lasts ``SEGMENT_SECONDS`` of the clock (or ends
+    the run), and the plain line is rewritten after each, never more often than every
+    ``PRINT_SECONDS`` (plus the last line)."""
+    from numba_rmsprop.frontend.progress import Progress
+
+    per = int(Progress.SEGMENT_SECONDS / dt)
+    assert segments[0] == 1, segments  # no step rate known yet: one step
+    assert all(s == per for s in segments[1:-1]), segments
+    assert 1 <= segments[-1] <= per and sum(segments) == total, segments
+    times = [t for t, _ in err.lines]
+    assert len(times) == len(segments) + 1, err.lines  # each segment, and the close
+    shown = times[:-2]  # the last update and the close are written whenever they come
+    gaps = [b - a for a, b in zip(shown[:-1], shown[1:], strict=True)]
+    assert all(g >= Progress.PRINT_SECONDS for g in gaps), times
+    assert err.lines[-1][1].startswith(f"\rrmsprop: step {total}/{total}"), err.lines[-1]
+
+
+def _counting_quadratic(x, a, c, calls):
+    calls[0] += 1
     return quadratic(x, a, c)
 
 
 def test_disp_without_tqdm_refreshes_during_a_python_loop(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    err = _TimedStderr()
-    monkeypatch.setattr(sys, "stderr", err)
+    calls, dt = np.zeros(1, np.int64), 2.0**-7  # a step "takes" 7.8 ms
+    segments = []
+    python_loop = fe_run.Run._run_python
+
+    def spy(self, it0, nsteps, *a, **kw):
+        segments.append(nsteps)
+        return python_loop(self, it0, nsteps, *a, **kw)
+
+    monkeypatch.setattr(fe_run.Run, "_run_python", spy)
+    err = _with_step_clock(monkeypatch, calls, dt)
+    args = (_A_DIAG, _C, calls)
     r = nr.minimize(
-        _sleepy_quadratic,
-        np.zeros(5),
-        args=(_A_DIAG, _C),
-        jac=True,
-        options=dict(maxiter=300, disp=True),
+        _counting_quadratic, np.zeros(5), args=args, jac=True, options=dict(maxiter=300, disp=True)
     )
-    end = time.monotonic()
     assert r.nit == 300 and "rmsprop: step 300/300" in "".join(err.text)
-    _assert_refreshes_often(err.times, end)
+    _assert_refreshes_every_segment(err, segments, dt, 300)
+
+
+@njit
+def counting_lsq(x, A, b, calls):
+    calls[0] += 1
+    return lsq_nb(x, A, b)
 
 
 def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
     rng = np.random.default_rng(0)
-    x0 = np.zeros(4)
-    rows = 100_000
-    while True:  # data large enough that one segment (< LR_BLOCK_STEPS steps) lasts ~2 s
-        A = rng.normal(size=(rows, 4))
-        b = A @ np.array([0.5, -1.0, 2.0, 0.25])
-        lsq_nb(x0, A, b)
-        per_step = math.inf  # the fastest of a few calls: load only makes the run longer
-        for _ in range(10):
-            t = time.perf_counter()
-            lsq_nb(x0, A, b)
-            per_step = min(per_step, time.perf_counter() - t)
-        if per_step * (LR_BLOCK_STEPS - 1) >= 2.5 or rows >= 6_400_000:
-            break
-        rows *= 2
-    maxiter = int(min(LR_BLOCK_STEPS - 1, max(100, 2.0 / per_step)))  # >= ~2 s, one segment
+    A = rng.normal(size=(50, 4))
+    b = A @ np.array([0.5, -1.0, 2.0, 0.25])
+    x0, maxiter, dt = np.zeros(4), 3000, 2.0**-10  # a step "takes" ~1 ms: 3 s in all
     segments = []
     compiled_loop = fe_run.Run._run_compiled
 
@@ -940,16 +959,19 @@ def test_disp_without_tqdm_refreshes_during_the_compiled_loop(monkeypatch):
         return compiled_loop(self, entry, it, nsteps, *a)
 
     monkeypatch.setattr(fe_run.Run, "_run_compiled", spy)
-    quiet = nr.minimize(lsq_nb, x0, args=(A, b), jac=True, options=dict(maxiter=maxiter))
+    calls = np.zeros(1, np.int64)
+    quiet = nr.minimize(
+        counting_lsq, x0, args=(A, b, calls), jac=True, options=dict(maxiter=maxiter)
+    )
     assert segments == [maxiter - 1]  # without disp: one compiled segment, as before
     segments.clear()
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    err = _TimedStderr()
-    monkeypatch.setattr(sys, "stderr", err)
-    shown = nr.minimize(lsq_nb, x0, args=(A, b), jac=True, options=dict(maxiter=maxiter, disp=True))
-    end = time.monotonic()
-    assert len(segments) > 3 and sum(segments) == maxiter - 1
-    _assert_refreshes_often(err.times, end)
+    calls[0] = 0
+    err = _with_step_clock(monkeypatch, calls, dt)
+    shown = nr.minimize(
+        counting_lsq, x0, args=(A, b, calls), jac=True, options=dict(maxiter=maxiter, disp=True)
+    )
+    # The first step runs in Python (it checks what fun returns), then compiled segments.
+    _assert_refreshes_every_segment(err, [1] + segments, dt, maxiter)
     _same_result(shown, quiet)  # shorter segments, the same run
 
 
@@ -1239,6 +1261,7 @@ for sig in segment._segment_loop.signatures:
 """
 
 
+@pytest.mark.slow  # compiles from scratch in two processes by design; .ci/run runs it
 def test_compiled_loop_inlines_its_step(tmp_path):
     """LLVM inlines the step into the compiled loop (a call cost a third of a
     step), whether the step is loaded from the disk cache (compiled by an

@@ -24,6 +24,13 @@ CONFIG = dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def _small_parallel_threshold(monkeypatch):
+    """Variables of 4 KiB or more take the prange kernels: the last of make_variables()
+    does, without 32 MiB of gradients per step."""
+    monkeypatch.setattr(config, "PARALLEL_THRESHOLD_BYTES", 4096)
+
+
 def make_variables():
     rng = np.random.default_rng(0)
     big = config.PARALLEL_THRESHOLD_BYTES // 4 + 100  # float32: the prange kernels
@@ -61,7 +68,9 @@ def test_pickle_with_variables_continues_bit_for_bit(config):
     variables = make_variables()
     opt = nr.RMSprop(**config)
     run(opt, variables, 0, 13)  # mid-accumulation
+    assert [s.parallel for s in opt._slots] == [False, False, False, True]
     opt2, variables2 = pickle.loads(pickle.dumps((opt, variables)))
+    assert [s.parallel for s in opt2._slots] == [False, False, False, True]
     # pickle keeps identity within one dump: the copy is bound to the unpickled arrays
     assert all(a is b for a, b in zip(opt2.variables, variables2, strict=False))
     assert not any(a is b for a, b in zip(variables, variables2, strict=False))

@@ -52,7 +52,7 @@ def test_snippet_runs(code, tmp_path):
         # The simulator's kernels are Python: keep them out of the shared cache.
         env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
         # Simulated GPU threads poll each other at every syncthreads(); without
-        # frequent switches a 256x128 update takes minutes (cuda_cases.py does this too).
+        # frequent switches a 256x128 update takes minutes (test_cuda_cases.py does this too).
         run = "import sys; sys.setswitchinterval(1e-4)\n" + code
     proc = subprocess.run(
         [sys.executable, "-c", run],

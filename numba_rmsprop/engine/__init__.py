@@ -13,5 +13,6 @@ Bottom layer of the package; it imports nothing from the layers above.
 * :mod:`.cpu` (Numba ``@njit`` kernels) and :mod:`.cuda` (``@cuda.jit``
   kernels, imported only when used) -- a backend per device;
 * :mod:`.threads` -- the thread policy; :mod:`.entries` -- compiled entry
-  points; :mod:`.config` -- the package's tunables.
+  points; :mod:`.config` -- the package's tunables; :mod:`.cache_lock` -- a
+  lock that lets processes share one Numba cache folder.
 """

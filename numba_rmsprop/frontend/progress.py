@@ -22,6 +22,8 @@ class Progress:
     SEGMENT_SECONDS = 0.2
     #: The plain line is rewritten at most this often.
     PRINT_SECONDS = 0.1
+    #: Where the time comes from (seconds; tests substitute a clock of their own).
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, total, desc: str, unit: str = "step"):
         self.unit = unit
@@ -43,7 +45,7 @@ class Progress:
             )
         self.done = 0
         self.last = -math.inf  # when the plain line was last written
-        self.t_prev = time.monotonic()  # when the last segment ended
+        self.t_prev = self.clock()  # when the last segment ended
         self.step_seconds = None  # per step, over the last segment
 
     def steps(self, nsteps: int) -> int:
@@ -53,7 +55,7 @@ class Progress:
         return max(1, min(nsteps, int(self.SEGMENT_SECONDS / self.step_seconds)))
 
     def update(self, it: int, loss) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if it > self.done:
             self.step_seconds = (now - self.t_prev) / (it - self.done)
         self.t_prev = now

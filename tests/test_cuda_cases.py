@@ -1,10 +1,11 @@
-"""CUDA backend cases, run under the CUDA simulator.
+"""CUDA backend cases: parity with the CPU backend and the NumPy reference, checkpoints,
+errors. They run under the CUDA simulator, in the test process itself
+(``tests/conftest.py`` sets ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported);
+on a machine with a GPU, ``tests/test_cuda.py`` runs them again on the GPU in a
+subprocess with ``NUMBA_RMSPROP_REAL_GPU=1``. By hand::
 
-``tests/test_cuda.py`` runs this file in a subprocess with
-``NUMBA_ENABLE_CUDASIM=1`` (and, on a machine with a GPU, again with
-``NUMBA_RMSPROP_REAL_GPU=1``); by hand::
-
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_cases.py
+    pytest tests/test_cuda_cases.py                               # the simulator
+    NUMBA_RMSPROP_REAL_GPU=1 pytest -n 0 tests/test_cuda_cases.py # a GPU
 
 The simulator runs the kernels as Python (NumPy scalar arithmetic, no FMA
 contraction), so it checks the kernels' logic, indexing, launch geometry and
@@ -23,24 +24,35 @@ import pytest
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if not SIMULATOR and os.environ.get("NUMBA_RMSPROP_REAL_GPU") != "1":
     pytest.skip(
-        "CUDA cases: run with NUMBA_ENABLE_CUDASIM=1, or NUMBA_RMSPROP_REAL_GPU=1 on a "
-        "GPU (tests/test_cuda.py does)",
+        "CUDA cases: run with NUMBA_ENABLE_CUDASIM=1 (tests/conftest.py sets it), or "
+        "NUMBA_RMSPROP_REAL_GPU=1 on a GPU",
         allow_module_level=True,
     )
+pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
-if SIMULATOR:
-    # Simulated threads poll each other at every syncthreads(); switch often.
+
+@pytest.fixture(autouse=True, scope="module")
+def _frequent_thread_switches():
+    """Simulated GPU threads poll each other at every syncthreads(): switch often, for
+    this module only (it would slow every other test of the process down)."""
+    if not SIMULATOR:
+        yield
+        return
+    before = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
-from numba import cuda  # noqa: E402
 
-from numba_rmsprop import RMSprop, schedules  # noqa: E402
-from numba_rmsprop.engine.cuda import arrays as _cuda_arrays  # noqa: E402
-from numba_rmsprop.engine.cuda.driver import require_cuda  # noqa: E402
+from numba import cuda
+from reference import ExponentialDecay as RefExponentialDecay
+from reference import ReferenceRMSprop
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import ExponentialDecay as RefExponentialDecay  # noqa: E402
-from reference import ReferenceRMSprop  # noqa: E402
+from numba_rmsprop import RMSprop, schedules
+from numba_rmsprop.engine.cuda import arrays as _cuda_arrays
+from numba_rmsprop.engine.cuda.driver import require_cuda
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -558,6 +570,12 @@ def _quad_host(X, C, w):
     return f, G
 
 
+def _quad_one(x, c, w):
+    """One run of :func:`_quad_host`: the same arithmetic, for ``nr.minimize``."""
+    f, G = _quad_host(x[None, :], c[None, :], w)
+    return f[0], G[0]
+
+
 MANY_CASES = {
     "per_run": dict(
         learning_rate=[0.05, 0.1, 0.2, 0.3], momentum=[0.0, 0.9, 0.5, 0.0], maxiter=[3, 8, 12, 20]
@@ -611,17 +629,18 @@ def test_minimize_many_on_the_device_matches_the_host(case, dtype):
         bounds=bounds,
         options=options,
     )
-    hostres = nr.minimize_many(
-        _quad_host, X0, args=(Cm, w), run_args=(0,), vectorized=True, bounds=bounds, options=options
-    )
-    for name in ("nit", "nfev", "status"):
-        np.testing.assert_array_equal(dev[name], hostres[name], err_msg=name)
-    assert dev.message == hostres.message
-    if case == "clipnorm":
-        np.testing.assert_allclose(dev.x, hostres.x, rtol=RTOL[dtype])
-    else:
-        np.testing.assert_array_equal(dev.x, hostres.x)
-        np.testing.assert_array_equal(dev.fun, hostres.fun)
+    # The host's reference: each run's nr.minimize (the defining rule of minimize_many,
+    # which the host's vectorized loop also meets bit for bit, tests/test_many.py).
+    for i in range(X0.shape[0]):
+        mine = {k: (v[i] if isinstance(v, list) else v) for k, v in options.items()}
+        one = nr.minimize(_quad_one, X0[i], args=(Cm[i], w), jac=True, bounds=bounds, options=mine)
+        for name in ("nit", "nfev", "status", "message"):
+            assert np.asarray(dev[name])[i] == one[name], (i, name)
+        if case == "clipnorm":
+            np.testing.assert_allclose(dev.x[i], one.x, rtol=RTOL[dtype])
+        else:
+            np.testing.assert_array_equal(dev.x[i], one.x, err_msg=f"run {i}")
+            assert dev.fun[i] == one.fun, i
 
 
 def test_minimize_many_on_the_device_needs_vectorized():
