@@ -163,6 +163,8 @@ def test_first_call_failure_leaves_optimizer_unbuilt():
         ([np.zeros(3, np.int32)], TypeError, r"variables\[0\] must have dtype float32 or float64"),
         ([np.zeros(3, np.float16)], TypeError, r"variables\[0\] must have dtype"),
         ([[0.0, 1.0]], TypeError, r"variables\[0\] must be a numpy.ndarray"),
+        ([np.asmatrix(np.zeros((1, 3)))], TypeError, r"variables\[0\] is a numpy.matrix, not"),
+        ([np.zeros(2), np.ma.zeros(3)], TypeError, r"variables\[1\] .*MaskedArray.*mask"),
     ],
 )
 def test_bad_variables_at_build(variables, exc, match):
@@ -170,6 +172,33 @@ def test_bad_variables_at_build(variables, exc, match):
     with pytest.raises(exc, match=match):
         opt.build(variables)
     assert not opt.built
+
+
+@pytest.mark.parametrize("build", [True, False])
+def test_matrices_and_overlapping_views_change_nothing(build):
+    """Refused at build and at a first apply, with nothing updated and nothing bound."""
+    buf = np.zeros(10)
+    cases = [
+        ([np.asmatrix(np.zeros((1, 3)))], TypeError, "numpy.matrix"),
+        ([buf[0:6], buf[4:10]], ValueError, r"variables\[0\] and variables\[1\] share memory"),
+        (
+            [buf[:, None][2:5, 0], np.ones(2), buf[3:4]],
+            ValueError,
+            r"variables\[0\] and variables\[2\]",
+        ),
+    ]
+    for variables, exc, match in cases:
+        opt = nr.RMSprop(0.1)
+        with pytest.raises(exc, match=match):
+            if build:
+                opt.build(variables)
+            else:
+                opt.apply([np.ones(np.shape(v)) for v in variables], variables)
+        assert not opt.built and not buf.any()
+    # interleaved views of one buffer do not overlap: they are fine
+    opt = nr.RMSprop(0.1)
+    opt.apply([np.ones(5), np.ones(5)], [buf[0::2], buf[1::2]])
+    assert (buf < 0).all()
 
 
 UNSUPPORTED_DTYPES = [np.float16, np.longdouble, np.int64, np.complex128, np.bool_]

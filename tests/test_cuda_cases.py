@@ -414,7 +414,7 @@ def test_pickling_device_state_is_a_clear_error():
     assert pickle.loads(pickle.dumps(opt)).get_config() == opt.get_config()
     opt.apply([cuda.to_device(np.ones(4, np.float32))], dx)
     for save in (pickle.dumps, copy.deepcopy):
-        with pytest.raises(TypeError, match="cuda device.*state_dict"):
+        with pytest.raises(TypeError, match="CUDA device.*state_dict"):
             save(opt)
 
 

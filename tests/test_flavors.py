@@ -209,6 +209,78 @@ def test_bad_flavor_arguments_name_the_argument(call, exc, match):
         call()
 
 
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: nr.RMSprop.like_torch(learning_rate=0.1), "takes torch's name `lr`"),
+        (lambda: nr.RMSprop.like_torch(rho=0.9), "takes torch's name `alpha`"),
+        (lambda: nr.RMSprop.like_torch(momentum=0.9, nesterov=True), "no Nesterov momentum"),
+        (lambda: nr.RMSprop.like_torch(bias_correction=True), "no bias correction"),
+        (lambda: nr.RMSprop.like_torch(epsilon_in_sqrt=True), "outside the square root"),
+        (lambda: nr.RMSprop.like_optax(0.1, epsilon=1e-3), "takes optax's name `eps`"),
+        (lambda: nr.RMSprop.like_optax(0.1, weight_decay=0.1), "has no weight decay"),
+        (lambda: nr.RMSprop.like_optax(0.1, maximize=True), "optax.rmsprop minimizes"),
+        (lambda: nr.RMSprop.like_tf1(0.1, initial_velocity=0.0), "starts at 1"),
+        (lambda: nr.RMSprop.like_tf1(0.1, nesterov=True), "no Nesterov"),
+        (
+            lambda: nr.RMSprop.like_tf1(0.1, momentum=0.9, bogus=1),
+            "unexpected keyword argument `bogus`",
+        ),
+    ],
+)
+def test_flavors_refuse_what_their_framework_defines_otherwise(call, match):
+    """A flavor's own argument under our name, a switch the flavor sets itself, and
+    anything that is not one of Keras's extra features: a TypeError saying which."""
+    with pytest.raises(TypeError, match=match):
+        call()
+    opt = nr.RMSprop.like_tf1(0.1, clipnorm=1.0, use_ema=True, gradient_accumulation_steps=2)
+    assert opt.clipnorm == 1.0 and opt.initial_velocity == 1.0  # Keras's extras pass
+
+
+def test_a_checkpoint_records_its_flavor_and_refuses_another():
+    x = np.ones(3)
+    torch = nr.RMSprop.like_torch(lr=0.1, momentum=0.9)
+    torch.apply([np.ones(3)], [x])
+    state = torch.state_dict()
+    assert state["flavor.epsilon_in_sqrt"] is False and state["flavor.initial_velocity"] == 0.0
+    keras = nr.RMSprop(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="another flavor.*epsilon_in_sqrt=False there, True here"):
+        keras.load_state_dict(state)
+    assert keras.iterations == 0 and not keras.built
+    same = nr.RMSprop.like_torch(lr=0.1, momentum=0.9)
+    same.load_state_dict(state)  # through np.savez too: 0-d arrays compare by value
+    again = nr.RMSprop.like_torch(lr=0.1, momentum=0.9)
+    again.load_state_dict({k: np.asarray(v) for k, v in state.items()})
+    old = {k: v for k, v in state.items() if not k.startswith("flavor.")}
+    nr.RMSprop(0.1, momentum=0.9).load_state_dict(old)  # made before flavors were recorded
+    with pytest.raises(ValueError, match="unknown variant options"):
+        same.load_state_dict(dict(state, **{"flavor.wobble": True}))
+
+
+def test_reads_after_loading_reflect_the_state_and_later_settings_win():
+    """On an optimizer not built yet: ``iterations`` and ``learning_rate`` read the loaded
+    values at once, and a learning rate set after loading is the one used."""
+    x = np.zeros(3)
+    a = nr.RMSprop(0.1, momentum=0.9)
+    for _ in range(4):
+        a.apply([np.ones(3)], [x])
+    a.learning_rate = 0.02
+    state = a.state_dict()
+    b = nr.RMSprop(0.5, momentum=0.9)
+    b.load_state_dict(state)
+    assert not b.built and b.iterations == 4 and b.learning_rate == 0.02
+    b.learning_rate = 0.3
+    y = x.copy()
+    b.apply([np.ones(3)], [y])
+    assert b.learning_rate == 0.3 and b.iterations == 5
+    c = nr.RMSprop(0.3, momentum=0.9)
+    c.load_state_dict(state)
+    c.learning_rate = 0.3
+    z = x.copy()
+    c.apply([np.ones(3)], [z])
+    np.testing.assert_array_equal(y, z)
+
+
 def test_variant_options_are_keyword_only_and_settled_once():
     opt = nr.RMSprop.like_torch()
     with pytest.raises(AttributeError, match="fixed"):

@@ -16,7 +16,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 PKG = "numba_rmsprop"
 
 #: Layers, bottom up: a module may import its own layer and those below, never above.
-LAYERS = {"engine": 0, "schedules": 0, "optimizer": 1, "frontend": 2, "many": 3}
+LAYERS = {"composition": 0, "engine": 0, "schedules": 0, "optimizer": 1, "frontend": 2, "many": 3}
 
 MAX_MODULE_LINES = 600
 MAX_CLASS_LINES = 250

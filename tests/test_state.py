@@ -5,6 +5,19 @@ import pytest
 
 import numba_rmsprop as nr
 
+FLAVOR_KEYS = [  # the variant options every state dict records (they must match on load)
+    f"flavor.{name}"
+    for name in (
+        "initial_velocity",
+        "epsilon_in_sqrt",
+        "learning_rate_in_momentum",
+        "decoupled_weight_decay",
+        "nesterov",
+        "bias_correction",
+        "maximize",
+    )
+]
+
 CONFIG = dict(
     learning_rate=nr.schedules.CosineDecay(
         0.01, decay_steps=40, warmup_target=0.02, warmup_steps=5
@@ -72,6 +85,7 @@ def test_state_dict_contents():
         "average_gradient/0",
         "average/0",
         "accumulator/0",
+        *FLAVOR_KEYS,
     }
     assert sd["iterations"] == 1
     np.testing.assert_array_equal(sd["accumulator/0"], 1.0)
@@ -84,7 +98,13 @@ def test_plain_state_has_only_velocity():
     w = np.zeros(3)
     opt = nr.RMSprop()
     opt.apply([np.ones(3)], [w])
-    assert set(opt.state_dict()) == {"iterations", "n_variables", "learning_rate", "velocity/0"}
+    assert set(opt.state_dict()) == {
+        "iterations",
+        "n_variables",
+        "learning_rate",
+        "velocity/0",
+        *FLAVOR_KEYS,
+    }
 
 
 def test_learning_rate_set_by_user_is_restored():

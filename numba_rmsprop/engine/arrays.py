@@ -63,19 +63,58 @@ def check_float_dtype(dtype: Any, what: str) -> np.dtype:
     return dt
 
 
+#: ndarray subclasses whose arithmetic or meaning differs from a plain array's.
+_NOT_PLAIN = (np.matrix, np.ma.MaskedArray)
+
+
 def check_variable(x: Any, index: int) -> None:
-    """A host variable must be a writeable float32/float64 ``numpy.ndarray``."""
+    """A host variable must be a writeable float32/float64 ``numpy.ndarray`` (a plain one:
+    ``np.matrix`` and masked arrays are refused, ``np.memmap`` is fine)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(
             f"variables[{index}] must be a numpy.ndarray (or a CUDA device array); "
             f"got {type(x).__name__}. Variables are updated in place, so they "
             "cannot be lists or scalars."
         )
+    if isinstance(x, _NOT_PLAIN):
+        why = (
+            "its mask would be ignored"
+            if isinstance(x, np.ma.MaskedArray)
+            else ("it keeps two dimensions under every operation")
+        )
+        raise TypeError(
+            f"variables[{index}] is a {type(x).__module__}.{type(x).__name__}, not a plain "
+            f"numpy.ndarray ({why}). Pass `np.asarray(x)`: a view of the same memory, still "
+            "updated in place."
+        )
     check_float_dtype(x.dtype, f"variables[{index}]")
     if not x.flags.writeable:
         raise ValueError(
             f"variables[{index}] is read-only; the optimizer updates variables in place."
         )
+
+
+def check_disjoint(variables) -> None:
+    """No two host variables share memory (overlapping views would be updated twice).
+
+    Only arrays over one buffer are compared, exactly (``np.shares_memory``), so
+    interleaved views such as ``a[::2]`` and ``a[1::2]`` are fine.
+    """
+    by_buffer: dict = {}
+    for i, x in enumerate(variables):
+        root = x
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        by_buffer.setdefault(id(root), []).append(i)
+    for idx in by_buffer.values():
+        for a, i in enumerate(idx):
+            for j in idx[a + 1 :]:
+                if np.shares_memory(variables[i], variables[j]):
+                    raise ValueError(
+                        f"variables[{i}] and variables[{j}] share memory (overlapping views of "
+                        "one array): each would be updated as if the other did not exist. Pass "
+                        "disjoint arrays (or one array for the whole buffer)."
+                    )
 
 
 def as_gradient(g: Any, x: Any, index: int) -> np.ndarray:

@@ -75,6 +75,9 @@ class Backend(Protocol):
     def copy_into(self, dst: Any, src: Any) -> None:
         """``dst[...] = src``; ``src`` is a NumPy array or an array of this device."""
 
+    def check_disjoint(self, variables: Sequence) -> None:
+        """Raise ``ValueError`` naming two variables that share memory."""
+
     def find_same_memory(self, x: Any, slots: Sequence) -> Any:
         """The slot whose variable is ``x``'s memory viewed the same way, or None."""
 

@@ -126,11 +126,12 @@ def integer(lo: int, *, optional: bool = False) -> Check:
 def limit(lo: int) -> Check:
     """A limit on a count, as scipy's methods take ``maxiter`` and ``maxfev``.
 
-    An integer ``>= lo`` (integer-valued floats such as ``1e4`` too), ``inf``
-    for no limit, or None for the caller's default. Returns an ``int``,
-    ``math.inf`` or None.
+    A number ``>= lo``, ``inf`` for no limit, or None for the caller's
+    default. As scipy's methods count ``while k < maxiter``, a fractional limit
+    allows ``ceil(value)`` (``maxiter=100.1``: 101 iterations; scipy gh-23430).
+    Returns an ``int``, ``math.inf`` or None.
     """
-    what = f"an integer >= {lo}, inf (no limit) or None (the default)"
+    what = f"a number >= {lo}, inf (no limit) or None (the default)"
 
     def check(name, value):
         if value is None:
@@ -141,11 +142,9 @@ def limit(lo: int) -> Check:
             value = float(value)
             if value == math.inf:
                 return math.inf
-            if math.isfinite(value) and not value.is_integer():
-                _fail(TypeError, name, what, value)
             if not math.isfinite(value):
                 _fail(ValueError, name, what, value)
-            value = int(value)
+            value = math.ceil(value)
         else:
             _fail(TypeError, name, what, value)
         if value < lo:
@@ -154,6 +153,30 @@ def limit(lo: int) -> Check:
 
     check.what = what
     return check
+
+
+def seed(name, value):
+    """What ``numpy.random.default_rng`` takes: None, an integer >= 0, a sequence of
+    them, a ``SeedSequence``, a ``BitGenerator`` or a ``Generator``."""
+    what = seed.what
+    rnd = np.random
+    if value is None or isinstance(value, (rnd.SeedSequence, rnd.BitGenerator, rnd.Generator)):
+        return value
+    items = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if isinstance(value, np.ndarray) and value.ndim > 1:
+        _fail(TypeError, name, what, value)
+    for v in np.asarray(items, dtype=object).reshape(-1):
+        if not _is_integer(v):
+            _fail(TypeError, name, what, value)
+        if v < 0:
+            _fail(ValueError, name, what, value)
+    return value
+
+
+seed.what = (
+    "None, an integer >= 0 (or a sequence of them), a numpy.random.SeedSequence, "
+    "BitGenerator or Generator"
+)
 
 
 def boolean(name, value) -> bool:

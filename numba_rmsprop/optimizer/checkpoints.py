@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..composition import refuse
 from ..schedules import LearningRateSchedule
 
 #: Optimizer state kinds, in ``state_dict`` key order: (key prefix, slot attribute).
@@ -25,7 +26,10 @@ class Checkpoints:
         """All optimizer state as host NumPy arrays and numbers, in a flat dict.
 
         Keys: ``iterations``, ``learning_rate`` (constant rates only),
-        ``n_variables`` and ``<kind>/<i>`` for each state array, so that
+        ``n_variables``, ``<kind>/<i>`` for each state array, and
+        ``flavor.<option>`` for each variant option (``epsilon_in_sqrt``,
+        ``initial_velocity``, ...: the semantics the state was made with, which
+        :meth:`load_state_dict` checks), so that
         ``np.savez(path, **opt.state_dict())`` saves it whole.
         """
         if not self.built:
@@ -33,8 +37,18 @@ class Checkpoints:
         with self._lock:
             return self._host_state()
 
+    def _flavor(self) -> dict:
+        """``{"flavor.<option>": value}`` for the variant options (the keyword-only
+        hyperparameters in the config): the semantics of the state."""
+        return {
+            f"flavor.{h.name}": getattr(self, h.attr)
+            for h in self._hyperparameters
+            if h.kw_only and h.in_config
+        }
+
     def _host_state(self) -> dict:
         state = {"iterations": int(self._iterations), "n_variables": len(self._slots)}
+        state.update(self._flavor())
         if isinstance(self._learning_rate, float):
             state["learning_rate"] = self._learning_rate
         for slot in self._slots:
@@ -47,17 +61,22 @@ class Checkpoints:
     def load_state_dict(self, state: Mapping) -> None:
         """Restore :meth:`state_dict` output (e.g. ``dict(np.load(path))``).
 
-        On an optimizer not built yet, the state is kept and restored by
-        :meth:`build`. Everything is checked before anything changes.
+        Everything is checked before anything changes; a state saved with
+        other variant options (another flavor: ``like_torch`` state into a
+        Keras-flavored optimizer, say) is refused. ``iterations`` and a
+        constant ``learning_rate`` take the loaded values at once; on an
+        optimizer not built yet the state arrays are kept and restored by
+        :meth:`build`, and a setting made after loading (``opt.learning_rate =
+        ...``) wins.
         """
         state = dict(state)
         with self._lock:
-            if not self.built:
-                self._check_state(state, None)
+            self._check_state(state, self._slots if self.built else None)
+            self._restore_scalars(state)
+            if self.built:
+                self._restore_arrays(state)
+            else:
                 self._pending_state = state
-                return
-            self._check_state(state, self._slots)
-            self._restore(state)
 
     def _check_state(self, state: dict, slots) -> None:
         for key in ("iterations", "n_variables"):
@@ -66,6 +85,22 @@ class Checkpoints:
         it = np.asarray(state["iterations"])
         if it.shape != () or it.dtype.kind not in "iu" or int(it) < 0:
             raise ValueError(f"`state['iterations']` must be a non-negative integer; got {it!r}.")
+        mine = self._flavor()
+        unknown = sorted(k for k in state if k.startswith("flavor.") and k not in mine)
+        if unknown:
+            raise ValueError(f"`state` has unknown variant options: {unknown}.")
+        differ = [
+            f"{k[len('flavor.') :]}={np.asarray(state[k]).item()!r} there, {v!r} here"
+            for k, v in mine.items()
+            if k in state and np.asarray(state[k]).item() != v
+        ]
+        if differ:  # a state_dict() made before the flavor was recorded has no such keys
+            raise ValueError(
+                "`state` was saved by an optimizer of another flavor ("
+                + "; ".join(differ)
+                + "): it would continue with other semantics. Load it into an optimizer "
+                "made with the same variant options (e.g. the same RMSprop.like_torch(...))."
+            )
         if slots is None:
             return
         n = int(np.asarray(state["n_variables"]))
@@ -92,7 +127,7 @@ class Checkpoints:
                     f"expected {s.shape} and {s.dtype}."
                 )
 
-    def _restore(self, state: dict) -> None:
+    def _restore_scalars(self, state: dict) -> None:
         self._iterations = int(np.asarray(state["iterations"]))
         if (
             "learning_rate" in state
@@ -100,6 +135,8 @@ class Checkpoints:
             and not callable(self._learning_rate)
         ):
             self._learning_rate = float(np.asarray(state["learning_rate"]))
+
+    def _restore_arrays(self, state: dict) -> None:
         for slot in self._slots:
             for kind, attr in STATE_KINDS:
                 a = getattr(slot, attr)
@@ -122,12 +159,7 @@ class Checkpoints:
             }
             if self.built:
                 if self._backend.name != "cpu":
-                    raise TypeError(
-                        f"Cannot pickle an optimizer whose state lives on a {self._backend.name} "
-                        "device. Save `opt.get_config()` and `opt.state_dict()` (host NumPy "
-                        "arrays) instead, and restore with `RMSprop.from_config(config)` and "
-                        "`load_state_dict(state)` before building on the device arrays."
-                    )
+                    refuse("apply_cuda", {"pickle"})
                 state["variables"] = [s.var for s in self._slots]
                 state["decay"] = [s.decay for s in self._slots]
                 state["state"] = self._host_state()
@@ -157,4 +189,5 @@ class Checkpoints:
                 id(v) for v, d in zip(variables, state["decay"], strict=False) if not d
             }
             self.build(variables)
-            self._restore(state["state"])
+            self._restore_scalars(state["state"])
+            self._restore_arrays(state["state"])

@@ -17,13 +17,78 @@ if TYPE_CHECKING:  # the class these build; imported for annotations only
     from .rmsprop import RMSprop
 
 
-def _as_framework(cls, names: dict, **kwargs) -> RMSprop:
-    """``cls(**kwargs)``; errors name each argument as the framework calls it.
+#: Keras's features that every flavor takes besides its framework's own arguments.
+EXTRAS = (
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "name",
+    "device",
+)
 
-    ``names`` maps our argument names to the framework's.
+_NO_WEIGHT_DECAY = (
+    "{framework} has no weight decay (Keras's decoupled decay: RMSprop(weight_decay=...))"
+)
+
+#: Per flavor: the RMSprop arguments it sets itself, and why another value is refused.
+FIXED = {
+    "torch": {
+        "epsilon_in_sqrt": "torch adds eps outside the square root",
+        "learning_rate_in_momentum": "torch multiplies the momentum buffer by lr",
+        "decoupled_weight_decay": "torch's weight_decay is L2 (coupled)",
+        "nesterov": "torch's RMSprop has no Nesterov momentum",
+        "bias_correction": "torch's RMSprop has no bias correction",
+        "initial_velocity": "torch's mean square starts at 0",
+    },
+    "optax": {
+        "learning_rate_in_momentum": "optax's trace accumulates the scaled updates",
+        "decoupled_weight_decay": _NO_WEIGHT_DECAY.format(framework="optax.rmsprop"),
+        "weight_decay": _NO_WEIGHT_DECAY.format(framework="optax.rmsprop"),
+        "maximize": "optax.rmsprop minimizes",
+    },
+    "tf1": {
+        "initial_velocity": "TF1's mean square starts at 1",
+        "epsilon_in_sqrt": "TF1 adds epsilon inside the square root",
+        "learning_rate_in_momentum": "TF1's momentum accumulates lr * g / denominator",
+        "decoupled_weight_decay": _NO_WEIGHT_DECAY.format(framework="TF1's RMSPropOptimizer"),
+        "weight_decay": _NO_WEIGHT_DECAY.format(framework="TF1's RMSPropOptimizer"),
+        "nesterov": "TF1's RMSPropOptimizer has no Nesterov momentum",
+        "bias_correction": "TF1's RMSPropOptimizer has no bias correction",
+        "maximize": "TF1's RMSPropOptimizer minimizes",
+    },
+}
+
+
+def _as_framework(cls, flavor: str, names: dict, extra: dict, **kwargs) -> RMSprop:
+    """``cls(**kwargs, **extra)``; errors name each argument as the framework calls it.
+
+    ``names`` maps our argument names to the framework's. ``extra`` are the
+    caller's other keyword arguments: Keras's features (:data:`EXTRAS`) only;
+    one of ours under its own name, or one the flavor fixes, is a ``TypeError``.
     """
+    for key in extra:
+        if key in names:
+            raise TypeError(
+                f"like_{flavor}() takes {flavor}'s name `{names[key]}` for this argument; "
+                f"got `{key}`."
+            )
+        if key in FIXED[flavor]:
+            raise TypeError(
+                f"like_{flavor}() does not take `{key}`: {FIXED[flavor][key]}. "
+                "RMSprop(...) takes any combination of the variant switches."
+            )
+        if key not in EXTRAS:
+            raise TypeError(
+                f"like_{flavor}() got an unexpected keyword argument `{key}`; besides "
+                f"{flavor}'s own arguments it takes {', '.join(EXTRAS)}."
+            )
     try:
-        return cls(**kwargs)
+        return cls(**kwargs, **extra)
     except (TypeError, ValueError) as exc:
         message = str(exc)
         for ours, theirs in names.items():
@@ -64,7 +129,9 @@ class Flavors:
             weight_decay = None
         return _as_framework(
             cls,
+            "torch",
             {"learning_rate": "lr", "rho": "alpha", "epsilon": "eps"},
+            kwargs,
             learning_rate=step_schedule(lr),
             rho=alpha,
             epsilon=eps,
@@ -75,7 +142,6 @@ class Flavors:
             epsilon_in_sqrt=False,
             learning_rate_in_momentum=False,
             decoupled_weight_decay=False,
-            **kwargs,
         )
 
     @classmethod
@@ -103,12 +169,14 @@ class Flavors:
             momentum, nesterov = 0.0, False
         return _as_framework(
             cls,
+            "optax",
             {
                 "rho": "decay",
                 "epsilon": "eps",
                 "initial_velocity": "initial_scale",
                 "epsilon_in_sqrt": "eps_in_sqrt",
             },
+            kwargs,
             learning_rate=step_schedule(learning_rate),
             rho=decay,
             epsilon=eps,
@@ -118,7 +186,6 @@ class Flavors:
             momentum=momentum,
             nesterov=nesterov,
             bias_correction=bias_correction,
-            **kwargs,
         )
 
     @classmethod
@@ -143,12 +210,13 @@ class Flavors:
         """
         return _as_framework(
             cls,
+            "tf1",
             {"rho": "decay"},
+            kwargs,
             learning_rate=step_schedule(learning_rate),
             rho=decay,
             momentum=momentum,
             epsilon=epsilon,
             centered=centered,
             initial_velocity=1.0,
-            **kwargs,
         )

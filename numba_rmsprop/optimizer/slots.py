@@ -92,6 +92,7 @@ class Variables:
             backend.check_variable(x, i)
         if len({id(x) for x in variables}) != len(variables):
             raise ValueError("`variables` contains the same array more than once.")
+        backend.check_disjoint(variables)
         slots = [self._make_slot(i, x, backend) for i, x in enumerate(variables)]
         pending = self._pending_state
         if pending is not None:
@@ -102,7 +103,7 @@ class Variables:
         self._backend = backend
         if pending is not None:
             self._pending_state = None
-            self._restore(pending)
+            self._restore_arrays(pending)
 
     def _backend_for(self, variables: Sequence):
         if not variables:

@@ -219,6 +219,10 @@ class CPUBackend:
         dst[...] = src
 
     @staticmethod
+    def check_disjoint(variables) -> None:
+        _arrays.check_disjoint(variables)
+
+    @staticmethod
     def find_same_memory(x, slots):
         """The slot whose variable is ``x``'s memory, viewed the same way (or None)."""
         if not isinstance(x, np.ndarray):

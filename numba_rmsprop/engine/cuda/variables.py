@@ -161,6 +161,27 @@ class DeviceVariables:
             _strided_copy(dd, sflat, "C", to_flat=False)
 
     @staticmethod
+    def check_disjoint(variables) -> None:
+        """No two device variables overlap: their byte extents are compared (conservative:
+        interleaved views of one buffer are refused too)."""
+        extents = []
+        for i, x in enumerate(variables):
+            ptr, shape, strides, dtype = _describe(x)
+            if not np.prod(shape, dtype=np.int64):
+                continue
+            lo = ptr + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides, strict=True))
+            hi = ptr + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides, strict=True))
+            extents.append((lo, hi + dtype.itemsize, i))
+        extents.sort()
+        for (_, end, i), (start, _, j) in zip(extents, extents[1:], strict=False):
+            if start < end:
+                raise ValueError(
+                    f"variables[{min(i, j)}] and variables[{max(i, j)}] share device memory "
+                    "(overlapping views): each would be updated as if the other did not "
+                    "exist. Pass disjoint arrays."
+                )
+
+    @staticmethod
     def find_same_memory(x, slots):
         """The slot whose variable is ``x``'s memory, viewed the same way (or None)."""
         if isinstance(x, np.ndarray):
