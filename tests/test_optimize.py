@@ -791,8 +791,8 @@ def test_x0_forms():
     assert r.x.dtype == np.float64
     r = nr.minimize(f, np.zeros(3, np.float32), jac=True, options=dict(maxiter=2))
     assert r.x.dtype == np.float32  # the float64 gradient is cast
-    r = nr.minimize(f, np.zeros((2, 3)), jac=True, options=dict(maxiter=2))
-    assert r.x.shape == (6,)
+    with pytest.raises(ValueError, match="'x0' must only have one dimension"):
+        nr.minimize(f, np.zeros((2, 3)), jac=True, options=dict(maxiter=2))  # as scipy's
     x0 = np.zeros(3)
     nr.minimize(f, x0, jac=True, options=dict(maxiter=5))
     np.testing.assert_array_equal(x0, np.zeros(3))  # never modified
@@ -1018,9 +1018,8 @@ def _q(**options):
     "change, exc, match",
     [
         (dict(fun=42), TypeError, "`fun` must be callable"),
-        (dict(x0=[0.0, np.nan, 1, 2, 3]), ValueError, "x0.*finite"),
-        (dict(x0=[0.0, np.inf, 1, 2, 3]), ValueError, "x0.*finite"),
         (dict(x0=[]), ValueError, "x0.*empty"),
+        (dict(x0=np.zeros((1, 5))), ValueError, "'x0' must only have one dimension"),
         (dict(x0=np.zeros(5, complex)), TypeError, "x0.*real"),
         (dict(jac="4-point"), ValueError, "`jac`"),
         (dict(fun=lambda x, a, c: 1.0), ValueError, "pair"),
@@ -1034,7 +1033,7 @@ def _q(**options):
         ),
         (dict(options=dict(learning_rate=-1.0)), ValueError, "learning_rate"),
         (dict(options=dict(maxiter=-1)), ValueError, "maxiter"),
-        (dict(options=dict(maxiter=2.5)), TypeError, "maxiter"),
+        (dict(options=dict(maxiter="2")), TypeError, "maxiter"),
         (dict(options=dict(tol_momentum=1.0)), ValueError, "tol_momentum"),
         (dict(options=dict(compiled="yes")), ValueError, "compiled"),
         (dict(callback=3), TypeError, "callback"),

@@ -25,6 +25,9 @@ def quadratic(x, d, c):
     return 0.5 * np.sum(d * r * r), d * r
 
 
+quadratic_nb = njit(quadratic)
+
+
 def loss_only(x, d, c):
     r = x - c
     return 0.5 * np.sum(d * r * r)
@@ -400,19 +403,56 @@ def test_maxiter_inf_with_another_stopping_rule():
     "options, exc, match",
     [
         (dict(maxiter=np.inf), ValueError, "maxiter=inf.*stopping rule"),
-        (dict(maxiter=2.5), TypeError, "maxiter"),
         (dict(maxiter=-1.0), ValueError, "maxiter"),
         (dict(maxiter=np.nan), ValueError, "maxiter"),
         (dict(maxiter="10"), TypeError, "maxiter"),
         (dict(maxiter=True), TypeError, "maxiter"),
         (dict(maxfev=0), ValueError, "maxfev"),
-        (dict(maxfev=1.5), TypeError, "maxfev"),
         (dict(maxfev=-np.inf), ValueError, "maxfev"),
     ],
 )
 def test_maxiter_maxfev_bad_values(options, exc, match):
     with pytest.raises(exc, match=match):
         nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=options)
+
+
+def test_fractional_limits_count_as_scipys_loops_do():
+    """scipy's methods loop ``while k < maxiter``: a fractional limit allows ``ceil`` of it
+    (accepted since scipy gh-23430); ``maxfev`` likewise."""
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=10.1))
+    ref = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=11))
+    assert r.nit == 11 and np.array_equal(r.x, ref.x) and r.status == 0
+    r = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxfev=4.5))
+    assert r.nfev == 6 and r.nit == 5  # 5 evaluations in the loop, and the final one
+    sp = sp_minimize(
+        quadratic, np.zeros(5), args=(D, C), method="BFGS", jac=True, options=dict(maxiter=2.5)
+    )
+    assert sp.nit == 3  # what scipy itself does
+
+
+@pytest.mark.parametrize("x0", [[0.0, np.nan, 1, 2, 3], [0.0, np.inf, 1, 2, -np.inf]])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_non_finite_x0_gives_a_failed_result(x0, compiled):
+    """As every scipy method: not an exception, a failed result (status 2) naming the
+    entry; ``fun`` is never called with it."""
+    calls = []
+
+    def fun(x, d, c):
+        calls.append(x)
+        return quadratic(x, d, c)
+
+    f = quadratic_nb if compiled else fun
+    r = nr.minimize(f, x0, args=(D, C), jac=True, options=dict(maxiter=5))
+    assert (r.status, r.success, r.nit, r.nfev, r.njev) == (2, False, 0, 0, 0)
+    assert (
+        r.message.startswith("x0 is not finite (x0[1] = ") and "nothing was evaluated" in r.message
+    )
+    assert ("and 1 more" in r.message) == (len(x0) - np.isfinite(x0).sum() == 2)
+    assert np.isnan(r.fun) and r.jac.shape == (5,) and np.isnan(r.jac).all()
+    np.testing.assert_array_equal(r.x, np.asarray(x0, float))
+    assert not calls
+    sp = sp_minimize(quadratic, x0, args=(D, C), method="BFGS", jac=True)
+    assert not sp.success  # scipy's own convention
 
 
 # ---------------------------------------------------------------- 5. StopIteration, keywords

@@ -115,11 +115,13 @@ def minimize(
         passes, gh-13740; also ``jac``'s and the callback's): keep it or
         modify it, the run does not change.
     x0 : float, sequence or ndarray
-        Starting point, flattened to 1-D (``scipy.optimize.minimize`` itself
-        rejects ``ndim > 1`` before calling a method). float32 stays float32
-        (and the whole run is float32, as in :class:`~numba_rmsprop.RMSprop`);
-        every other real dtype (ints, bools, float16, ...) becomes float64.
-        Must be finite and non-empty. Never modified.
+        Starting point: a number or a 1-D array (``scipy.optimize.minimize``
+        itself rejects ``ndim > 1``: so does this, with scipy's message).
+        float32 stays float32 (and the whole run is float32, as in
+        :class:`~numba_rmsprop.RMSprop`); every other real dtype (ints, bools,
+        float16, ...) becomes float64. Non-empty; an ``x0`` that is not finite
+        gives a failed result (status 2) without calling ``fun``, as every
+        scipy method returns one. Never modified.
     args : tuple
         Extra arguments of ``fun`` (and ``jac``); with ``batch_size`` its data
         arrays are sliced into minibatches (see ``batch_size``).
@@ -227,6 +229,13 @@ def minimize(
             else the run's loader thread; ``"local"``: the loader thread;
             a Client: its cluster (e.g. ``Client("tcp://scheduler:8786")``).
             The results are the same bit for bit.
+        resume : OptimizeResult or RunCheckpoint, optional
+            Continue an earlier run (its result, or its ``checkpoint``) bit for
+            bit, as if it had not stopped; ``x0`` must be its ``x``, and the
+            options that define the run must be the same (a ``ValueError``
+            names any that differs). ``maxiter`` and ``maxfev`` count the whole
+            run; a run that ended by a rule other than its limits ends again.
+            See :mod:`numba_rmsprop.frontend.checkpoint`.
         gtol : float, optional
             Stop (status 0) when the infinity norm of a moving average of the
             gradient is ``<= gtol``. The average is bias-corrected
@@ -293,7 +302,9 @@ def minimize(
         nepoch : int
             With ``batch_size``: the number of epochs begun.
         history : ndarray
-            With ``return_history``.
+            With ``return_history`` (a resumed run: the continuation's losses).
+        checkpoint : RunCheckpoint
+            What ``options={"resume": res}`` continues from.
     """
     if options is None:
         options = {}

@@ -19,19 +19,19 @@ from scipy.optimize import Bounds
 
 from ..engine import hyperparameters as H
 from ..optimizer import RMSprop
-from .state import FTOL, GTOL, NONFINITE_GRAD, NONFINITE_LOSS, OVERFLOW
+from .state import FTOL, GTOL, NONFINITE_GRAD, NONFINITE_LOSS, NONFINITE_X0, OVERFLOW
 
 #: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
 RMSPROP_OPTIONS = RMSprop.names(options=True)
 #: The options of the loop around it: name -> (default, validator). The
 #: validators are the hyperparameters' (one message style); None: checked
-#: where it is used (``seed`` by NumPy, ``data_args`` against ``args``).
+#: where it is used (``data_args`` against ``args``).
 LOOP_OPTIONS = {
     "maxiter": (None, H.limit(0)),  # None: 1000
     "maxfev": (None, H.limit(1)),
     "batch_size": (None, H.integer(1, optional=True)),
     "shuffle": (True, H.boolean),
-    "seed": (None, None),
+    "seed": (None, H.seed),
     "data_args": (None, None),
     "gtol": (None, H.real(0.0, optional=True)),
     "tol": (None, H.real(0.0, optional=True)),
@@ -44,6 +44,7 @@ LOOP_OPTIONS = {
     "finite_diff_rel_step": (None, None),
     "shuffle_buffer": (None, H.integer(1, optional=True)),  # dask arrays only
     "client": (None, H.dask_client),
+    "resume": (None, None),  # an earlier result: frontend/checkpoint.py checks it
 }
 #: ``maxiter`` when it is None (scipy's methods each have their own default).
 DEFAULT_MAXITER = 1000
@@ -87,6 +88,7 @@ STOPS = {
         "The update of {step} produced non-finite parameters; it was undone, "
         "and x is the last finite iterate.",
     ),
+    NONFINITE_X0: (2, "x0 is not finite ({x0_entry}); nothing was evaluated."),
     STOP_CALLBACK: (99, "`callback` raised `StopIteration`."),  # scipy's words
 }
 
@@ -118,12 +120,19 @@ def loop_options(options: dict, tol, callback) -> dict:
 
 
 def check_x0(x0) -> np.ndarray:
+    """``x0`` as a 1-D float32/float64 copy; a 0-d ``x0`` becomes 1-D, as in scipy.
+
+    Entries that are not finite are kept: as every scipy method does, the run then
+    returns a failed result (status 2) instead of raising (see :func:`x0_entry`).
+    """
     try:
         a = np.asarray(x0)
     except Exception as exc:
         raise TypeError(f"`x0` must be a real number or an array of them: {exc}") from None
     if a.dtype.kind == "c":
         raise TypeError("`x0` must be real; got a complex array.")
+    if a.ndim > 1:
+        raise ValueError("'x0' must only have one dimension.")  # scipy.optimize.minimize's
     dt = np.float32 if a.dtype == np.float32 else np.float64
     try:
         x = np.array(a, dtype=dt).reshape(-1)
@@ -131,14 +140,17 @@ def check_x0(x0) -> np.ndarray:
         raise TypeError(f"`x0` must be a real number or an array of them: {exc}") from None
     if x.size == 0:
         raise ValueError("`x0` is empty.")
-    if not np.all(np.isfinite(x)):
-        bad = np.flatnonzero(~np.isfinite(x))
-        raise ValueError(
-            f"`x0` must be finite; x0[{bad[0]}] = {x[bad[0]]}"
-            + (f" (and {bad.size - 1} more)" if bad.size > 1 else "")
-            + "."
-        )
     return x
+
+
+def x0_entry(x) -> str:
+    """The first entry of ``x`` that is not finite, for the status-2 message of a run that
+    starts there (``"x0[1] = nan (and 2 more)"``), or ``""`` when all are finite."""
+    bad = np.flatnonzero(~np.isfinite(x))
+    if not bad.size:
+        return ""
+    more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+    return f"x0[{bad[0]}] = {x[bad[0]]}{more}"
 
 
 def check_constraints(constraints) -> None:

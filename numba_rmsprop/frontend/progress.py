@@ -54,18 +54,29 @@ class Progress:
             return min(nsteps, 1)
         return max(1, min(nsteps, int(self.SEGMENT_SECONDS / self.step_seconds)))
 
-    def update(self, it: int, loss) -> None:
+    def update(self, it: int, loss=None, **info) -> None:
+        """``it`` steps are done; ``loss`` (the last one's) and ``info`` (more named values,
+        e.g. a batch's active runs and best and median losses) are shown beside."""
         now = self.clock()
         if it > self.done:
             self.step_seconds = (now - self.t_prev) / (it - self.done)
         self.t_prev = now
+        shown = dict(info)
+        if loss is not None:
+            shown = {"loss": loss, **shown}
+
+        def text(digits):
+            return {
+                k: f"{v:.{digits}g}" if isinstance(v, float) else str(v) for k, v in shown.items()
+            }
+
         if self.bar is not None:
             self.bar.update(it - self.done)
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if shown:
+                self.bar.set_postfix(text(4), refresh=False)
         elif now - self.last >= self.PRINT_SECONDS or it >= self.total:
             self.last = now
-            tail = f" loss {loss:.6g}" if loss is not None else ""
+            tail = "".join(f" {k} {v}" for k, v in text(6).items())
             sys.stderr.write(f"\r{self.desc}: {self.unit} {it}{self.of}{tail}")
             sys.stderr.flush()
         self.done = it

@@ -14,21 +14,38 @@ import sys
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from ..composition import refusal, refuse
 from ..engine.entries import entry_point
 from ..optimizer import RMSprop
+from .checkpoint import Resumable, check_resume, fixed_options
 from .compiled_loop import CompiledLoop
 from .data import Segment
 from .learning_rates import LR_BLOCK, LearningRates
 from .minibatches import make_batches
 from .objective import Objective
-from .options import STOPS, bounds_arrays, bounds_in_dtype, callback_kind, loop_options
+from .options import (
+    STOPS,
+    bounds_arrays,
+    bounds_in_dtype,
+    callback_kind,
+    loop_options,
+    x0_entry,
+)
 from .progress import Progress
 from .python_loop import PY_SEGMENT_CALLBACK, PythonLoop
-from .state import C_BAK, FTOL, GTOL, OK, T_GNORM, make_state
+from .state import (
+    C_BAK,
+    FTOL,
+    GTOL,
+    NONFINITE_X0,
+    OK,
+    T_GNORM,
+    make_state,
+)
 from .step import step
 
 
-class Run(PythonLoop, CompiledLoop):
+class Run(Resumable, PythonLoop, CompiledLoop):
     """One ``minimize`` run: the state, the two loops, the driver and the result.
 
     The pieces that are not scipy protocol live in their own modules: the
@@ -77,7 +94,19 @@ class Run(PythonLoop, CompiledLoop):
         self.seg: Segment | None = None  # the current run of steps (_segment)
         self.batched = self.data.batched
         self.lr = LearningRates(opt._learning_rate, x.dtype, self.maxiter)
+        self.fixed = fixed_options(opt.get_config(), n, x.dtype, o, bnds, self.data.n_samples)
+        self.resumed = None
+        used = {"checkpoint"} if o["resume"] is not None else set()
+        if getattr(self.data, "streamed", False):
+            used.add("dask_data")
+        if refusal("minimize", used) is not None:
+            self.data.close()
+            refuse("minimize", used)
+        if o["resume"] is not None:
+            self.resumed = check_resume(o["resume"], self.fixed, options.get("seed") is not None, x)
         self._setup_state(x, bnds)
+        if self.resumed is not None:
+            self._continue(self.resumed)
 
     def _setup_state(self, x0: np.ndarray, bnds):
         if bnds is not None:
@@ -99,10 +128,6 @@ class Run(PythonLoop, CompiledLoop):
         self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
         self.xbuf = np.empty(self.n, dtype=self.dtype)  # the objective's copy of x in the
         # compiled loop, which step() also refreshes (one compiled step serves both loops)
-        self.step_ep = entry_point(
-            step,
-            (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0, self.dtype.type(0), self.xbuf),
-        )
 
     # ------------------------------------------------------------ loops
 
@@ -130,11 +155,30 @@ class Run(PythonLoop, CompiledLoop):
         return nsteps, self.lr.block(k), lr_off, seg
 
     def solve(self) -> OptimizeResult:
+        if self.resumed is not None and self.resumed.ended is not None:  # it had ended anyway
+            self.data.close()
+            res = OptimizeResult(self.resumed.ended)
+            res.checkpoint = self.resumed
+            return res
+        if not np.all(np.isfinite(self.x)):  # as scipy's methods: a failed result
+            self.it = self.nev = 0
+            self.f_last = np.nan
+            self.gbuf[:] = np.nan
+            self.data.close()
+            return self._result(NONFINITE_X0, None)
+        self.step_ep = entry_point(
+            step,
+            (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0, self.dtype.type(0), self.xbuf),
+        )
         choice = self._loop_choice()
         entry = None
         history = [] if self.return_history else None
         bar = Progress(self.maxiter, "rmsprop") if self.disp else None
         it = self.nev = epoch_pos = 0
+        if self.resumed is not None:
+            it, self.nev = self.resumed.nit, self.resumed.nev
+            epoch_pos = it % self.data.n_batches if self.batched else 0
+        first = True  # the first step runs in Python: it validates fun's output
         code, stop = OK, None
         try:  # the batch source may hold a loader thread: it ends with the run
             try:
@@ -144,8 +188,8 @@ class Run(PythonLoop, CompiledLoop):
                         stop = nxt
                         break
                     nsteps, lrs, lr_off, seg = nxt
-                    if it == 0:
-                        # The first step runs in Python: it validates fun's output.
+                    if first:
+                        first = False
                         code, made, evals = self._run_python(it, 1, lrs, lr_off, seg, first=True)
                         if code == OK and choice == "decide":
                             entry = self._compiled_entry()
@@ -221,6 +265,7 @@ class Run(PythonLoop, CompiledLoop):
         )
         if self.batched:
             res.nepoch = self.data.nepoch
+        res.checkpoint = self._checkpoint(x, OptimizeResult(res) if code != OK else None)
         return res
 
     def _stop_key(self, code, stop):
@@ -241,4 +286,5 @@ class Run(PythonLoop, CompiledLoop):
             gnorm=self.T[T_GNORM],
             f_last=self.f_last,
             step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})",
+            x0_entry=x0_entry(self.x),
         )

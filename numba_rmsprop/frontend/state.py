@@ -49,6 +49,7 @@ T_FBEST = 9  # best bias-corrected loss average so far
 T_FSINCE = 10  # steps since FBEST improved by more than ftol (relative)
 T_PATIENCE = 11  # patience
 T_FCOUNT = 12  # number of losses averaged
+T_FSIGN = 13  # 1, or -1 with maximize: ftol watches the loss the run improves
 T_HEAD = 16
 
 # cfg positions
@@ -64,6 +65,7 @@ FTOL = 4
 OVERFLOW = 5
 BAD_GRAD = 6
 BAD_LOSS = 7
+NONFINITE_X0 = 8  # the starting point is not finite: nothing was evaluated
 
 
 class RunState(NamedTuple):
@@ -141,6 +143,7 @@ def make_state(
     T[..., T_FBETA] = tol_momentum
     T[..., T_FPOW] = 1.0
     T[..., T_PATIENCE] = patience
+    T[..., T_FSIGN] = -1.0 if spec.maximize else 1.0
 
     clip = None
     if spec.clip_mode == "norm":

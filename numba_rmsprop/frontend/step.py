@@ -62,6 +62,7 @@ from .state import (
     T_FBETA,
     T_FCOUNT,
     T_FPOW,
+    T_FSIGN,
     T_FSINCE,
     T_FTOL,
     T_GBETA,
@@ -158,9 +159,10 @@ def _grad_average(x, g, T, lb, ub):
 
 @njit(inline="always", **OPTS)
 def loss_plateau(T, f):
-    """Track the smoothed loss; True once it stopped improving for ``patience`` steps."""
+    """Track the smoothed loss; True once it stopped improving for ``patience`` steps
+    (improving: falling; rising with ``maximize``, where ``T[T_FSIGN]`` is -1)."""
     beta = T[T_FBETA]
-    T[T_FAVG] = beta * T[T_FAVG] + (1.0 - beta) * f
+    T[T_FAVG] = beta * T[T_FAVG] + (1.0 - beta) * (T[T_FSIGN] * f)
     T[T_FPOW] = T[T_FPOW] * beta
     T[T_FCOUNT] = T[T_FCOUNT] + 1.0
     smooth = T[T_FAVG] / (1.0 - T[T_FPOW])
