@@ -279,7 +279,7 @@ def _holds_a_lock():
         (dict(runs_per_task=0), ValueError, r"`runs_per_task` must be an integer >= 1"),
         (dict(runs_per_task=2.5), TypeError, r"`runs_per_task` must be an integer >= 1"),
         (dict(runs_per_task=True), TypeError, r"`runs_per_task`"),
-        (dict(callback=lambda X: None), ValueError, r"`callback` is not supported with `client`"),
+        (dict(callback=lambda X: None), ValueError, r"with callback: the runs step on the workers"),
         (dict(options=dict(client="tcp://x:1")), ValueError, r"options\['client'\]"),
         (
             dict(fun=quad_np, options=dict(batch_size=2, seed=np.random.default_rng(0))),

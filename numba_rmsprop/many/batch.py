@@ -9,25 +9,23 @@ and runs them in one of three modes: the compiled loop
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ..frontend.api import solve
-from ..frontend.minibatches import Minibatches
+from ..frontend.minibatches import Minibatches, make_batches
 from ..frontend.options import (
     LOOP_OPTIONS,
     RMSPROP_OPTIONS,
     bounds_arrays,
     bounds_in_dtype,
     callback_kind,
-    is_numba_dispatcher,
     loop_options,
 )
 from ..optimizer import RMSprop
-from ..schedules import LearningRateSchedule
+from .checks import Checks
 from .compiled import CompiledRuns, NoCompile
 from .options import check_run_args, check_X0, run_options, split_options
 from .results import GroupStates, Results, stack_results
@@ -43,7 +41,7 @@ class Group:
         self.opt = opt  # run ``runs[0]``'s optimizer: the shared configuration
 
 
-class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
+class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
     """One ``minimize_many`` call: checks, groups, the loops and the result."""
 
     def __init__(
@@ -68,84 +66,38 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
                 stacklevel=3,
             )
         self.shared, self.per_run = split_options(options, k)
+        self.rng_initial = [None] * k  # each run's generator state at its start (minibatches)
+        self.resumed = self._resumed_runs()
         self.options0 = run_options(self.shared, self.per_run, 0)
         self.X0 = X
 
+        # Every check, for every run and in every mode, before anything runs.
+        self.entry = self._entry()
         self.mode = self._mode()
-        if self.mode == "each":
-            return
         self._check_per_run()
+        self._check_nesterov_momentum()
+        self._limits()
         self.loop = loop_options(self.options0, None, callback)
         bnds = bounds_arrays(bounds, n)
         self.bounds64 = bnds
         self.bounds = None if bnds is None else bounds_in_dtype(bnds[0], bnds[1], self.dtype.type)
-        self.groups = self._groups()
-        self._limits()
-        self._data()
-
-    # ------------------------------------------------------------ setup
-    def _check_per_run(self) -> None:
-        """Every per-run value, checked by its own validator (one message style)."""
-        for name, values in self.per_run.items():
-            check = self._validator(name)
-            seen = {}
-            for i, v in enumerate(values):
-                if v not in seen:
-                    seen[v] = i
-                    check(f"{name}[{i}]", v)
-
-    def check_each(self) -> None:
-        """For ``mode == "each"``, the checks the other modes make up front.
-
-        Locally each run's ``nr.minimize`` checks its own options; runs sent to
-        other machines are checked here first (per-run values, run 0's loop and
-        optimizer options, the bounds), so that bad input fails before they go.
-        """
-        self._check_per_run()
-        o = self.options0
-        loop_options(o, None, self.callback)
-        RMSprop(**{name: o[name] for name in RMSPROP_OPTIONS if name in o})
-        bounds_arrays(self.bounds_spec, self.n)
-
-    def _mode(self) -> str:
-        """``"compiled"``, ``"vectorized"`` or ``"each"`` (one ``nr.minimize`` per run)."""
-        if self.vectorized:
-            if not (self.jac is True or (callable(self.jac) and self.jac is not True)):
-                raise ValueError(
-                    "With `vectorized=True`, `jac` must be True (`fun` returns "
-                    "(f, G)) or a callable jac(X, *args) -> G; finite "
-                    "differences need vectorized=False."
-                )
-            if self.shared.get("data_args") is not None:
-                raise ValueError("`data_args` is not supported with vectorized=True.")
-            return "vectorized"
-        lr = self.options0.get("learning_rate", 0.001)
-        if (
-            is_numba_dispatcher(self.fun)
-            and self.jac is True
-            and self.options0.get("compiled", "auto") is not False
-            and self.shared.get("data_args") is None
-            and (isinstance(lr, LearningRateSchedule) or not callable(lr))
-        ):
-            return "compiled"
-        if self.callback is not None:
-            raise ValueError("A `callback` needs vectorized=True or an @njit `fun` with jac=True.")
-        if self.options0.get("compiled") is True:
-            raise ValueError(
-                "compiled=True, but `fun` is not a numba-compiled (@njit) "
-                "function with jac=True (or `data_args` is given)."
+        if self.mode == "each":  # each run's nr.minimize: run 0's optimizer and data
+            RMSprop(
+                **{name: self.options0[name] for name in RMSPROP_OPTIONS if name in self.options0}
             )
-        return "each"
-
-    @staticmethod
-    def _validator(name):
-        if name in LOOP_OPTIONS:
-            check = LOOP_OPTIONS[name][1]
-            if check is None:  # seed
-                return lambda n, v: np.random.default_rng(v)
-            return check
-        h = next(h for h in RMSprop._hyperparameters if h.name == name)
-        return h.check
+            o = self.options0
+            make_batches(
+                self._run_arguments(0),
+                o.get("batch_size"),
+                o.get("data_args"),
+                self.loop["shuffle"],
+                None,
+                self.loop["shuffle_buffer"],
+                self.loop["client"],
+            ).close()
+            return
+        self.groups = self._groups()
+        self._data()
 
     def _groups(self) -> list:
         """Runs by layout: momentum zero or positive (the momentum buffer exists or not)."""
@@ -165,25 +117,6 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
             groups.append(Group(runs, opt))
         return groups
 
-    def _limits(self) -> None:
-        """Each run's ``maxiter`` and ``maxfev``, and its last step (``limit``)."""
-        k = self.k
-        maxiter = np.full(k, float(self.loop["maxiter"]))
-        maxfev = np.full(k, math.inf if self.loop["maxfev"] is None else float(self.loop["maxfev"]))
-        if "maxiter" in self.per_run:
-            maxiter = np.asarray(
-                [LOOP_OPTIONS["maxiter"][1]("maxiter", v) for v in self.per_run["maxiter"]],
-                dtype=np.float64,
-            )
-        if "maxfev" in self.per_run:
-            maxfev = np.asarray(
-                [LOOP_OPTIONS["maxfev"][1]("maxfev", v) for v in self.per_run["maxfev"]],
-                dtype=np.float64,
-            )
-        self.maxiter, self.maxfev = maxiter, maxfev
-        self.cost = 1  # jac=True or a callable jac: one evaluation per step
-        self.limit = np.minimum(maxiter, np.floor(maxfev / self.cost))
-
     def _data(self) -> None:
         """Minibatches: validated on run 0's arguments; one order per seed."""
         o = self.options0
@@ -198,11 +131,6 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
         self._seeds = None
         if not self.batched:
             return
-        if self.vectorized and "seed" in self.per_run:
-            raise ValueError(
-                "With vectorized=True every run draws the same minibatches: "
-                "give one `seed`, not one per run."
-            )
         seeds = self.per_run.get("seed")
         if seeds is None:
             seed = o.get("seed")
@@ -227,7 +155,19 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
         compiled or vectorized loop of this machine's CPU)."""
         if self.mode == "each":
             return self._solve_each()
+        self.bar = self._progress("step", sum(self.limit[g.runs].max() for g in self.groups))
+        try:
+            res = self._solve_groups(run_group)
+            if self.bar is not None:  # the final losses
+                self.bar.update(self.bar.done, **self.summary(0, res.fun))
+            return res
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def _solve_groups(self, run_group) -> OptimizeResult:
         self.res = Results(self.k, self.n, self.dtype, self.loop["return_history"])
+        self.res.finish_unstarted(self.bad_x0)
         states = [self._state(group) for group in self.groups]
         if self.mode == "compiled" and run_group is None:
             try:
@@ -243,7 +183,9 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
                     stacklevel=3,
                 )
                 return self._solve_each(compiled=False)
-        for group, state in zip(self.groups, states, strict=False):
+        for g, (group, state) in enumerate(zip(self.groups, states, strict=True)):
+            self.shown = self.bar.done if self.bar is not None else 0  # steps of earlier groups
+            self.waiting = sum(later.runs.size for later in self.groups[g + 1 :])
             if run_group is not None:
                 run_group(self, group, state)
             elif self.mode == "compiled":
@@ -253,10 +195,16 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
         return self.res.result(self)
 
     def _solve_each(self, **forced) -> OptimizeResult:
-        """One ``nr.minimize`` per run, assembled."""
+        """One ``nr.minimize`` per run, assembled; ``disp`` shows the batch's runs done."""
         results = []
+        bar = self._progress("run", self.k)
         for i in range(self.k):
-            o = dict(run_options(self.shared, self.per_run, i), **forced)
+            if bar is not None:
+                fun = np.array([r.fun for r in results], dtype=np.float64)
+                bar.update(i, **self.summary(self.k - i, fun))
+            o = dict(run_options(self.shared, self.per_run, i), **forced, disp=False)
+            if self.resumed is not None:
+                o["resume"] = self.resumed[i]
             results.append(
                 solve(
                     self.fun,
@@ -271,4 +219,7 @@ class Batch(GroupStates, Segments, CompiledRuns, VectorizedRuns):
                     stacklevel=4,
                 )
             )
+        if bar is not None:
+            bar.update(self.k, **self.summary(0, np.array([r.fun for r in results])))
+            bar.close()
         return stack_results(results, self.n, self.dtype)

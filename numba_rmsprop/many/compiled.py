@@ -45,6 +45,8 @@ class CompiledRuns:
             active, nsteps, lr_off, LR, start, order = seg
             if self.callback is not None:
                 nsteps = 1
+            elif self.bar is not None:
+                nsteps = self.bar.steps(nsteps)  # short enough to refresh the display
             left = np.zeros(m, dtype=np.int64)
             left[active] = np.minimum(limit[active] - it, nsteps).astype(np.int64)
             H = np.full((m, nsteps), np.nan) if res.history is not None else None
@@ -83,6 +85,7 @@ class CompiledRuns:
                     res.history[r].append(H[q, : made[q] + (1 if codes[q] != OK else 0)].copy())
                 if codes[q] != OK:
                     res.finish(r, int(codes[q]), float(flast[q]), G[q])
+            self._show(it + int(left.max()), active.size, flast[active])
             active = active[codes[active] == OK]  # runs at their limit drop out above
             it += nsteps
             if self.batched:

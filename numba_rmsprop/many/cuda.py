@@ -371,11 +371,6 @@ def _threads_for(n: int) -> int:
 def minimize_many(fun, X0, args, jac, bounds, options, run_args, callback):
     """``numba_rmsprop.minimize_many`` for a CUDA ``X0`` (see the module docstring)."""
     require_cuda()
-    if options.get("batch_size") is not None:
-        raise ValueError(
-            "`batch_size` is not supported with a CUDA `X0`: pass the batch's "
-            "rows from the objective, or use a host X0."
-        )
     X = as_device(X0)
     batch = Batch(
         fun, X.copy_to_host(), args, jac, bounds, options, run_args, True, callback, device=True
@@ -494,6 +489,7 @@ def run_group(batch, group, st) -> None:
                     for q in np.flatnonzero(stop):
                         res.finish(int(sel[q]), int(codes[q]), float(fh[q]), Gh[q])
             it += 1
+            batch._show(it, ma, lambda f=f: as_device(f).copy_to_host())
             keep = ~stop & (limit[active] > it)
             if batch.callback is not None:
                 st.S[...] = S.copy_to_host()

@@ -71,6 +71,7 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
+from ..composition import refuse
 from ..engine import threads as _threads
 from ..engine.hyperparameters import integer
 from ..frontend.data import positions
@@ -97,11 +98,7 @@ def minimize_many(
     """:func:`numba_rmsprop.minimize_many` with ``client`` (see the module docstring)."""
     _check_client(client)
     runs_per_task = integer(1, optional=True)("runs_per_task", runs_per_task)
-    if callback is not None:
-        raise ValueError(
-            "`callback` is not supported with `client`: the runs step on the "
-            "workers. Leave it out (`disp=True` shows the blocks' progress)."
-        )
+    refuse("many_client", {"callback"} if callback is not None else set())
     if is_device_array(X0):
         raise ValueError(
             "A CUDA `X0` cannot be sent to a Dask cluster: pass a NumPy `X0` "
@@ -119,8 +116,6 @@ def minimize_many(
     lazy = {j: a for j, a in rows.items() if _is_dask(a)}
     # The local call's checks, on the same inputs; dask rows stand in by their shape.
     batch = Batch(fun, X0, _stand_ins(args, lazy), jac, bounds, options, run_args, vectorized, None)
-    if batch.mode == "each":
-        batch.check_each()
     seed = batch.options0.get("seed")
     if (
         isinstance(seed, (np.random.Generator, np.random.BitGenerator))
@@ -247,7 +242,6 @@ class _Run:
         self.args, self.lazy = args, lazy
         self.jac, self.bounds, self.vectorized = jac, bounds, vectorized
         self.blocks = blocks
-        self.disp = bool(batch.options0.get("disp", False))
         self.name = f"minimize_many-block-{uuid.uuid4().hex}"
 
     def solve(self) -> OptimizeResult:
@@ -261,11 +255,7 @@ class _Run:
         self._scatter()
         results = [None] * len(self.blocks)
         pending = {}  # future -> (block, scatter generation)
-        bar = None
-        if self.disp:
-            from ..frontend.progress import Progress
-
-            bar = Progress(len(self.blocks), "minimize_many", unit="block")
+        bar = self.batch._progress("block", len(self.blocks))  # one display: blocks done
 
         def submit(i, after=None):
             f = self._submit(i, after)
@@ -308,7 +298,12 @@ class _Run:
                     raise
                 del f  # its result is here: the cluster may forget it
                 if bar is not None:
-                    bar.update(bar.done + 1, None)
+                    done = [r for r in results if r is not None]
+                    left = sum(
+                        e - s for (s, e), r in zip(self.blocks, results, strict=True) if r is None
+                    )
+                    fun = np.concatenate([r.fun for r, _ in done])
+                    bar.update(bar.done + 1, **self.batch.summary(left, fun))
         finally:
             if pending:  # an error (or an interrupt): stop the rest
                 self.client.cancel(list(pending))
@@ -360,6 +355,8 @@ class _Run:
         options = dict(b.shared, disp=False)
         for name, values in b.per_run.items():
             options[name] = values[s:e]
+        if b.resumed is not None:  # this block's runs' checkpoints
+            options["resume"] = b.resumed[s:e]
         return self.client.submit(
             run_block,
             self.fun,

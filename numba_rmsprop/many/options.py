@@ -17,7 +17,8 @@ PER_RUN_OPTIONS = tuple(
 
 # ===================================================================== checks
 def check_X0(X0) -> np.ndarray:
-    """``X0`` as a finite 2-D float32/float64 array ``(k, n)`` (copied)."""
+    """``X0`` as a 2-D float32/float64 array ``(k, n)`` (copied). A run whose row is not
+    finite ends at once with status 2, as its ``nr.minimize`` does."""
     try:
         a = np.asarray(X0)
     except Exception as exc:
@@ -32,9 +33,6 @@ def check_X0(X0) -> np.ndarray:
     X = np.array(a, dtype=dt, order="C")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"`X0` must have at least one run and one parameter; got shape {X.shape}.")
-    if not np.all(np.isfinite(X)):
-        r, i = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"`X0` must be finite; X0[{r}, {i}] = {X[r, i]}.")
     return X
 
 
@@ -58,7 +56,7 @@ def split_options(options: dict, k: int) -> tuple:
     for name, value in options.items():
         if (
             isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim)
-        ) and name not in ("data_args", "finite_diff_rel_step"):
+        ) and name not in ("data_args", "finite_diff_rel_step", "resume"):
             if name not in PER_RUN_OPTIONS:
                 raise ValueError(
                     f"`options[{name!r}]` is shared by every run; only numeric options "

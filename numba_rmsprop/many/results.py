@@ -8,13 +8,15 @@ import math
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from ..frontend.checkpoint import RunCheckpoint, replay
 from ..frontend.learning_rates import LR_BLOCK, LearningRates
-from ..frontend.options import RMSPROP_OPTIONS, STOPS
+from ..frontend.options import RMSPROP_OPTIONS, STOPS, x0_entry
 from ..frontend.state import (
     FTOL,
     GTOL,
     NONFINITE_GRAD,
     NONFINITE_LOSS,
+    NONFINITE_X0,
     OVERFLOW,
     T_GNORM,
     make_state,
@@ -68,6 +70,7 @@ class Results:
         self.reuse = np.zeros(k, dtype=bool)
         self.gnorm = np.zeros(k)
         self.history = [[] for _ in range(k)] if history else None
+        self.states = [None] * k  # each run's (S, T, P) views, for its checkpoint
 
     def finish(self, r, code, f, g) -> None:
         """Run ``r`` stopped with ``code`` at its evaluation of loss ``f``, gradient ``g``."""
@@ -77,7 +80,13 @@ class Results:
             self.jac[r] = g
 
     def finish_limit(self, r, batch) -> None:
-        self.code[r] = "maxiter" if self.nit[r] >= batch.maxiter[r] else "maxfev"
+        if self.code[r] is None:  # (a run that never started keeps its code)
+            self.code[r] = "maxiter" if self.nit[r] >= batch.maxiter[r] else "maxfev"
+
+    def finish_unstarted(self, bad_x0) -> None:
+        """The runs whose starting point is not finite: status 2, nothing evaluated."""
+        for r in np.flatnonzero(bad_x0):
+            self.finish(int(r), NONFINITE_X0, np.nan, np.full(self.n, np.nan))
 
     def x_now(self, st, runs):
         X = np.zeros((self.k, self.n), st.S.dtype)
@@ -89,12 +98,14 @@ class Results:
         for q, r in enumerate(runs):
             r = int(r)
             code = self.code[r]
-            raw = code in (NONFINITE_LOSS, NONFINITE_GRAD, OVERFLOW)
+            raw = code in (NONFINITE_LOSS, NONFINITE_GRAD, NONFINITE_X0, OVERFLOW)
             self.x[r] = st.row(q, 0) if raw or st.r_avg is None else st.row(q, st.r_avg)
             self.gnorm[r] = st.T[q, T_GNORM]
             self.reuse[r] = raw or (code in (GTOL, FTOL) and not batch.batched and st.r_avg is None)
             if self.reuse[r]:
                 self.fun[r] = self.f_last[r]
+            S = st.S[:, q] if st.runs_inner else st.S[q]
+            self.states[r] = (S, st.T[q], st.P[q])
 
     def set_final(self, r, f, g) -> None:
         self.fun[r] = f
@@ -127,7 +138,37 @@ class Results:
             res.nepoch = self.nepoch
         if self.history is not None:
             res.history = [np.concatenate(h) if h else np.zeros(0) for h in self.history]
+        res.checkpoint = [self._checkpoint(batch, r, res) for r in range(k)]
         return res
+
+    def _checkpoint(self, batch, r, res) -> RunCheckpoint:
+        """Run ``r``'s checkpoint, as its ``nr.minimize`` makes it (frontend/checkpoint.py)."""
+        ended = None
+        if self.code[r] not in ("maxiter", "maxfev"):
+            ended = OptimizeResult(
+                {k: (v[r] if k != "checkpoint" else None) for k, v in res.items()}
+            )
+            ended.pop("checkpoint", None)
+            if "history" in ended:
+                del ended["history"]
+        d = batch.data
+        rng_state, perm = replay(
+            batch.rng_initial[r], int(self.nepoch[r]), d.n_samples or 0, bool(d.shuffle)
+        )
+        S, T, P = self.states[r]
+        return RunCheckpoint(
+            S=S,
+            T=T,
+            P=P,
+            nit=int(self.nit[r]),
+            nev=int(self.nev[r]),
+            nepoch=int(self.nepoch[r]),
+            perm=perm,
+            rng_state=rng_state,
+            fixed=batch.fixed_of(r),
+            x=self.x[r],
+            ended=ended,
+        )
 
 
 def _stop_key(batch, r, code):
@@ -162,6 +203,7 @@ def _fields(batch, r, res) -> dict:
         gnorm=res.gnorm[r],
         f_last=res.f_last[r],
         step=f"step {it} (0-based optimizer call {it}, evaluation {nev})",
+        x0_entry=x0_entry(batch.X0[r]),
     )
 
 
@@ -182,6 +224,7 @@ def stack_results(results, n, dtype) -> OptimizeResult:
         res.nepoch = np.array([r.nepoch for r in results], dtype=np.int64)
     if all("history" in r for r in results):
         res.history = [r.history for r in results]
+    res.checkpoint = [r.checkpoint for r in results]
     return res
 
 
@@ -242,11 +285,6 @@ class GroupStates:
             learning = None
         else:
             learning = LearningRates(group.opt._learning_rate, self.dtype, self.limit.max())
-            if learning.fn is not None:
-                raise ValueError(
-                    "A zero-argument callable `learning_rate` is not supported by "
-                    "minimize_many; use a schedule."
-                )
-            lr_table = None
+            lr_table = None  # (a zero-argument callable takes each run's nr.minimize)
         inner = self.mode == "vectorized" and not self.device
         return State(st, runs, lr_table, learning, runs_inner=inner)

@@ -13,10 +13,47 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ..frontend.learning_rates import LR_BLOCK
+from ..frontend.progress import Progress
 
 
 class Segments:
-    """Segments, orders, limits and the callback of a group, for :class:`~.batch.Batch`."""
+    """Segments, orders, limits, the callback and the progress display of a group, for
+    :class:`~.batch.Batch`."""
+
+    bar = None  # the batch's progress display (disp), while it runs
+    shown = 0  # steps of the groups already done (the display counts the batch's steps)
+    waiting = 0  # runs of the groups not started yet (active too)
+
+    # ------------------------------------------------------------ progress
+    def _progress(self, unit: str, total):
+        """The batch's one progress display (``disp``; never one per run), or None."""
+        if not self.loop["disp"]:
+            return None
+        self._summary, self._summary_at = {}, -math.inf
+        return Progress(int(total) if np.isfinite(total) else math.inf, "minimize_many", unit)
+
+    def summary(self, active: int, losses) -> dict:
+        """What the display shows beside the count: active runs, best and median loss."""
+        f = np.asarray(losses, dtype=np.float64)
+        f = f[np.isfinite(f)]
+        info = {"active": f"{active}/{self.k}"}
+        if f.size:
+            info.update(best=float(f.min()), median=float(np.median(f)))
+        return info
+
+    def _show(self, it: int, active: int, losses) -> None:
+        """Step ``it`` of the current group is done (``losses``: the active runs' last, or a
+        function giving them; summarised at most every ``PRINT_SECONDS``)."""
+        bar = self.bar
+        if bar is None:
+            return
+        now = bar.clock()
+        if now - self._summary_at >= bar.PRINT_SECONDS:
+            self._summary_at = now
+            self._summary = self.summary(
+                active + self.waiting, losses() if callable(losses) else losses
+            )
+        bar.update(self.shown + it, **self._summary)
 
     # ------------------------------------------------------------ segments
     def _group_rngs(self, group):
@@ -25,10 +62,15 @@ class Segments:
         if not self.batched:
             return None
         if self._seeds is None:  # seed=None: fresh entropy per run, as nr.minimize draws
-            return [np.random.default_rng() for _ in group.runs]
-        if np.ndim(self._seeds) == 0:
-            return np.random.default_rng(self._seeds)
-        return [np.random.default_rng(self._seeds[int(r)]) for r in group.runs]
+            rngs = [np.random.default_rng() for _ in group.runs]
+        elif np.ndim(self._seeds) == 0:
+            rngs = np.random.default_rng(self._seeds)
+        else:
+            rngs = [np.random.default_rng(self._seeds[int(r)]) for r in group.runs]
+        for q, r in enumerate(group.runs):  # where each run's draws start (its checkpoint)
+            g = rngs if isinstance(rngs, np.random.Generator) else rngs[q]
+            self.rng_initial[int(r)] = g.bit_generator.state
+        return rngs
 
     def _orders(self, group, active, rng):
         """Begin an epoch for the group's active runs: their permutations (or 1 in order)."""

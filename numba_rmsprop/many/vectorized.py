@@ -71,23 +71,26 @@ class VectorizedRuns:
                 break
             active, nsteps, lr_off, LR, start, perm = seg
             changed = changed or active.size != before
-            nsteps = min(nsteps, int(limit[active].min()) - it)  # up to the next limit
+            nearest = limit[active].min()  # up to the next limit (inf: none)
+            if nearest < np.inf:
+                nsteps = min(nsteps, int(nearest) - it)
             for j in range(nsteps):
+                ma = active.size
+                if changed:  # the active runs' rows of the per-run arguments
+                    whole = ma == self.k  # every run of the batch: the arguments as given
+                    sel = runs[active]
+                    rows = {i: a[i] if whole else a[i][sel] for i in self.run_pos}
+                    for i, r in rows.items():
+                        lst[i] = r
+                    changed = False
                 if batched:  # the minibatch, shared by every run
                     s_, e_ = (
                         start + j * self.data.batch_size,
                         min(start + (j + 1) * self.data.batch_size, self.data.n_samples),
                     )
-                    idx = None if isinstance(perm, int) else perm[0, s_:e_]
-                    for i in data_idx:
-                        lst[i] = a[i][s_:e_] if idx is None else a[i][idx]
-                ma = active.size
-                if changed:
-                    whole = ma == self.k  # every run of the batch: the arguments as given
-                    sel = runs[active]
-                    for i in self.run_pos:
-                        lst[i] = a[i] if whole else a[i][sel]
-                    changed = False
+                    cut = slice(s_, e_) if isinstance(perm, int) else perm[0, s_:e_]
+                    for i in data_idx:  # per-run data: the samples are axis 1
+                        lst[i] = rows[i][:, cut] if i in rows else a[i][cut]
                 X = xs.copy() if ma == m else xs[active]
                 out = fun(X, *lst)
                 if pair:
@@ -101,6 +104,7 @@ class VectorizedRuns:
                 if history is not None:
                     history.append((sel, f.copy()))
                 it += 1
+                self._show(it, ma, f)
                 if n_stop:
                     stop = codes[:ma] != OK
                     for q in np.flatnonzero(stop):
