@@ -1,5 +1,8 @@
 """``options={"resume": res}``: a run continues bit for bit as if it had not stopped."""
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from numba import njit
@@ -119,3 +122,24 @@ def test_minimize_many_resumes_each_run():
         np.testing.assert_array_equal(rest[name], whole[name], err_msg=name)
     with pytest.raises(ValueError, match="earlier minimize_many result of 4 runs"):
         run(first.x, maxiter=30, resume=first.checkpoint[:2])
+    # the checkpoints as a pickled (or copied) list resume the same
+    for ckpts in (pickle.loads(pickle.dumps(first.checkpoint)), copy.deepcopy(first.checkpoint)):
+        assert type(ckpts) is list and ckpts == first.checkpoint
+        again = run(first.x, maxiter=30, resume=ckpts)
+        np.testing.assert_array_equal(again.x, whole.x)
+
+
+def test_minimize_many_checkpoints_are_made_when_read():
+    made = []
+    X0 = RNG.uniform(-1, 1, (5, 3))
+    res = nr.minimize_many(lsq, X0, args=(A, B), options=dict(maxiter=4))
+    make = res.checkpoint._make
+    res.checkpoint._make = lambda r: made.append(r) or make(r)
+    assert len(res.checkpoint) == 5 and not made
+    assert res.checkpoint[-1] is res.checkpoint[4] and made == [4]  # made once
+    assert [c.nit for c in res.checkpoint[1:3]] == [4, 4] and made == [4, 1, 2]
+    np.testing.assert_array_equal(res.checkpoint[0].x, res.x[0])
+    with pytest.raises(IndexError):
+        res.checkpoint[5]
+    single = nr.minimize(lsq, X0[3], args=(A, B), jac=True, options=dict(maxiter=4))
+    assert res.checkpoint[3] == single.checkpoint  # as the run's own nr.minimize makes it

@@ -9,6 +9,7 @@ the stopping rule of every run, what the composition table refuses
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,29 +52,38 @@ class Checks:
         if given is None:
             return None
         ckpts = getattr(given, "checkpoint", given)
-        if not isinstance(ckpts, (list, tuple)) or len(ckpts) != self.k:
+        is_seq = isinstance(ckpts, Sequence) and not isinstance(ckpts, str)
+        if not is_seq or len(ckpts) != self.k:
             raise ValueError(
                 f"`resume` must be an earlier minimize_many result of {self.k} runs (or its "
                 f"`.checkpoint`, a list of {self.k}); got {type(given).__name__}"
-                + (f" of {len(ckpts)}" if isinstance(ckpts, (list, tuple)) else "")
+                + (f" of {len(ckpts)}" if is_seq else "")
                 + "."
             )
         return list(ckpts)
 
     def fixed_of(self, r: int) -> dict:
         """Run ``r``'s options that a continuation must repeat (frontend/checkpoint.py), as
-        its ``nr.minimize`` records them."""
+        its ``nr.minimize`` records them (made once per distinct set of per-run values)."""
+        key = tuple(values[r] for values in self.per_run.values())
+        cache = self.__dict__.setdefault("_fixed", {})
+        try:
+            return dict(cache[key])
+        except TypeError:  # a per-run value that does not hash: made for this run alone
+            return self._fixed_of(r)
+        except KeyError:
+            cache[key] = self._fixed_of(r)
+            return dict(cache[key])
+
+    def _fixed_of(self, r: int) -> dict:
         o = run_options(self.shared, self.per_run, r)
-        key = tuple(o.get(name) for name in RMSPROP_OPTIONS if name != "learning_rate")
-        cache = self.__dict__.setdefault("_configs", {})
-        if key not in cache:
-            cache[key] = RMSprop(**{n_: o[n_] for n_ in RMSPROP_OPTIONS if n_ in o}).get_config()
+        config = RMSprop(**{n_: o[n_] for n_ in RMSPROP_OPTIONS if n_ in o}).get_config()
         loop = dict(self.loop, seed=o.get("seed"))
         loop["tol_momentum"] = LOOP_OPTIONS["tol_momentum"][1](
             "tol_momentum", o.get("tol_momentum", 0.9)
         )
         d = self.data
-        return fixed_options(cache[key], self.n, self.dtype, loop, self.bounds64, d.n_samples)
+        return fixed_options(config, self.n, self.dtype, loop, self.bounds64, d.n_samples)
 
     def _entry(self) -> str:
         """This call's row of :data:`numba_rmsprop.composition.TABLE`."""

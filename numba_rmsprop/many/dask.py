@@ -67,6 +67,7 @@ import math
 import sys
 import uuid
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
@@ -380,7 +381,7 @@ def join(results) -> OptimizeResult:
         parts = [r[name] for r in results]
         if isinstance(value, np.ndarray):
             out[name] = np.concatenate(parts)
-        elif isinstance(value, list):
+        elif isinstance(value, Sequence):  # a list, or the checkpoints made on reading
             out[name] = [np.array(v) if isinstance(v, np.ndarray) else v for p in parts for v in p]
         else:  # pragma: no cover - every field of a batched result is one of the above
             raise TypeError(f"Cannot join the field {name!r} of the blocks' results.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -121,7 +123,7 @@ class Results:
             key = 99 if code == "stop" else _stop_key(batch, r, code)
             st_, msg = STOPS[key]
             status[r] = st_
-            messages.append(msg.format(**_fields(batch, r, self)))
+            messages.append(msg.format(**_fields(batch, r, self, key == NONFINITE_X0)))
         cost = batch.cost
         res = OptimizeResult(
             x=self.x,
@@ -138,7 +140,7 @@ class Results:
             res.nepoch = self.nepoch
         if self.history is not None:
             res.history = [np.concatenate(h) if h else np.zeros(0) for h in self.history]
-        res.checkpoint = [self._checkpoint(batch, r, res) for r in range(k)]
+        res.checkpoint = RunCheckpoints(lambda r: self._checkpoint(batch, r, res), k)
         return res
 
     def _checkpoint(self, batch, r, res) -> RunCheckpoint:
@@ -171,6 +173,44 @@ class Results:
         )
 
 
+class RunCheckpoints(Sequence):
+    """``res.checkpoint`` of a ``minimize_many`` result: run ``i``'s
+    :class:`~numba_rmsprop.frontend.checkpoint.RunCheckpoint` at ``[i]``, made when first
+    read (a batch of 20,000 runs would otherwise spend half its loop's time on them).
+    It pickles and copies as the plain list of checkpoints."""
+
+    def __init__(self, make: Callable[[int], RunCheckpoint], k: int) -> None:
+        self._make, self._k, self._made = make, k, {}
+
+    def __len__(self) -> int:
+        return self._k
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._k))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._k
+        if not 0 <= i < self._k:
+            raise IndexError(f"run index out of range: {self._k} runs")
+        if i not in self._made:
+            self._made[i] = self._make(i)
+        return self._made[i]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, (Sequence)) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # as a list's
+
+    def __reduce__(self):
+        return (list, (list(self),))
+
+    def __repr__(self) -> str:
+        return f"<{self._k} run checkpoints>"
+
+
 def _stop_key(batch, r, code):
     """The :data:`~numba_rmsprop.frontend.api.STOPS` key of run ``r``."""
     if code not in ("maxiter", "maxfev"):
@@ -179,8 +219,9 @@ def _stop_key(batch, r, code):
     return code + (", tol" if loop["gtol"] is not None or loop["ftol"] is not None else "")
 
 
-def _fields(batch, r, res) -> dict:
-    """The values run ``r``'s message names (its own options)."""
+def _fields(batch, r, res, x0_named: bool) -> dict:
+    """The values run ``r``'s message names (its own options; the entry of ``x0`` that is
+    not finite only where ``x0_named``: finding it costs a pass over the row)."""
 
     def val(name):
         if name in batch.per_run:
@@ -203,7 +244,7 @@ def _fields(batch, r, res) -> dict:
         gnorm=res.gnorm[r],
         f_last=res.f_last[r],
         step=f"step {it} (0-based optimizer call {it}, evaluation {nev})",
-        x0_entry=x0_entry(batch.X0[r]),
+        x0_entry=x0_entry(batch.X0[r]) if x0_named else None,
     )
 
 
