@@ -126,8 +126,8 @@ def minimize_many(
         bool, ``message`` (a list of ``k`` strings), ``nepoch`` ``(k,)`` with
         ``batch_size``, ``history`` (a list of ``k`` arrays) with
         ``return_history``, ``checkpoint`` (a sequence of ``k`` run checkpoints,
-        each made when read, a list once pickled: ``options={"resume": res}`` continues every run, each as its
-        ``nr.minimize`` would). Each run's entries are those of its
+        each made when read, a list once pickled: ``options={"resume": res}``
+        continues every run, each as its ``nr.minimize`` would). Each run's entries are those of its
         ``nr.minimize`` result (a run whose ``X0`` row is not finite: status 2,
         nothing evaluated). ``disp=True`` shows one progress display for the
         whole batch. What combines with what, and what is refused before

@@ -405,7 +405,6 @@ def _run_steps(
     return stops
 
 
-@njit(**OPTS)
 def many_step(
     S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes, same_counters, same_scalars
 ):
@@ -418,7 +417,11 @@ def many_step(
     tolerance or norm clip is set, one pass per stage updates all runs
     (:func:`_flat_step`; ``same_scalars``: and one row of per-call scalars
     serves them all); otherwise, or when a run stops before its update,
-    :func:`step_arrays` steps each run on its own views (:func:`_run_steps`).
+    :func:`step_arrays` steps each run on its own views (:func:`_each_run_step`).
+
+    The choice is made here, in Python, so that a call compiles only the pass
+    it takes (each is ~5 s of compilation per configuration; the other pass
+    compiles the first time it is needed).
     """
     if (
         same_counters
@@ -430,6 +433,12 @@ def many_step(
         stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same_scalars)
         if stops >= 0:
             return stops
+    return _each_run_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes)
+
+
+@njit(**OPTS)
+def _each_run_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes):
+    """:func:`many_step` run by run (:func:`_run_steps` on each run's views)."""
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
     xc = np.empty(S.shape[2], S.dtype)  # step_arrays' copy of x (unused here)
     return _run_steps(
