@@ -101,10 +101,11 @@ def threshold(request, monkeypatch):
     return request.param
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
+#: The cases the default run draws (each compiles kernels for its configuration,
+#: ~1 s apiece); ``pytest -m slow`` (which .ci/run runs) draws 80 others.
+EXAMPLES, MORE_EXAMPLES = 20, 80
+
+kernel_cases = given(
     cfg=configs(),
     dtype=st.sampled_from([np.float32, np.float64]),
     var_specs=st.lists(
@@ -116,7 +117,25 @@ def threshold(request, monkeypatch):
     ),
     seed=st.integers(0, 2**31 - 1),
 )
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@kernel_cases
 def test_kernels_match_reference(threshold, cfg, dtype, var_specs, grad_layout, pattern, seed):
+    check_kernels(threshold, cfg, dtype, var_specs, grad_layout, pattern, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=MORE_EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@kernel_cases
+def test_kernels_match_reference_more_cases(
+    threshold, cfg, dtype, var_specs, grad_layout, pattern, seed
+):
+    check_kernels(threshold, cfg, dtype, var_specs, grad_layout, pattern, seed)
+
+
+def check_kernels(threshold, cfg, dtype, var_specs, grad_layout, pattern, seed):
+    """The kernels against the NumPy reference on one drawn case: values, views, state."""
     rng = np.random.default_rng(seed)
     made = [make_variable(rng, s, dtype, lay) for s, lay in var_specs]
     ours = [v for v, _ in made]
