@@ -16,6 +16,7 @@ register_threadpoolctl
 """
 
 import sys as _sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .engine import cache_lock as _cache_lock
 
@@ -24,6 +25,10 @@ _cache_lock.install()  # before anything compiles: processes can share a cache (
 from . import schedules  # noqa: E402
 from .engine.threads import register_threadpoolctl  # noqa: E402
 from .optimizer import RMSprop  # noqa: E402
+
+if _TYPE_CHECKING:  # what __getattr__ below gives, for type checkers
+    from .frontend.api import minimize, rmsprop
+    from .many import minimize_many
 
 if "threadpoolctl" in _sys.modules:
     register_threadpoolctl()

@@ -8,16 +8,18 @@ class body, as an annotated attribute::
 
 :class:`Configurable` turns those declarations into
 
-* the constructor: its signature (Keras's positional order, then the
-  keyword-only arguments), defaults, validation and error messages;
+* the constructor's validation and error messages (``_configure``), and the
+  check that the written constructor matches the declarations;
 * read-only properties (a hyperparameter is fixed once the optimizer exists;
   ``learning_rate`` has its own getter and setter);
 * ``get_config`` / ``from_config``;
 * the *Parameters* section of the class docstring;
 * :func:`names` for the ``minimize`` front end's options.
 
-Static type checkers see the generated constructor through
-``dataclass_transform`` (PEP 681), as they see a dataclass's.
+The class writes its constructor out, typed, for type checkers and readers;
+:class:`Configurable` checks, when the class is made, that it declares the
+same arguments in the same order, kinds and defaults (and annotations) as the
+declarations, so the two cannot drift apart.
 
 Validators take ``(name, value)`` and return the value in canonical form, or
 raise ``TypeError`` (wrong kind) / ``ValueError`` (wrong value) with one
@@ -26,6 +28,7 @@ message style: ``"`name` must be <what>; got <value>."``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import warnings
@@ -33,17 +36,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-try:
-    from typing import dataclass_transform
-except ImportError:  # Python 3.10
-    try:
-        from typing_extensions import dataclass_transform
-    except ImportError:  # pragma: no cover
-
-        def dataclass_transform(**kwargs):
-            return lambda cls: cls
-
 
 Check = Callable[[str, Any], Any]
 _MISSING = object()
@@ -342,14 +334,16 @@ def hyperparameter(
     )
 
 
-@dataclass_transform(field_specifiers=(hyperparameter,))
 class Configurable:
-    """Base class whose constructor, properties and config come from its hyperparameters.
+    """Base class whose constructor checks, properties and config come from its
+    hyperparameters.
 
-    A subclass declares hyperparameters in its body and implements
-    ``_setup(**values)``, which the generated ``__init__`` calls with every
-    validated value (and ``_check_together(values)`` for rules that involve
-    several). Unknown keyword arguments raise ``TypeError``; the keywords in
+    A subclass declares hyperparameters in its body, writes ``__init__`` with
+    the same arguments (checked by :func:`check_init`) calling
+    ``self._configure(values, kwargs)``, and implements ``_setup(values)``,
+    which ``_configure`` calls with every validated value (and
+    ``_check_together(values)`` for rules that involve several). Unknown
+    keyword arguments raise ``TypeError``; the keywords in
     ``_IGNORED_KEYWORDS`` are dropped with a warning (Keras's legacy ones).
     """
 
@@ -367,7 +361,7 @@ class Configurable:
         positional = [h for h in found if not h.kw_only]
         keyword = [h for h in found if h.kw_only]
         cls._hyperparameters = tuple(positional + keyword)
-        cls.__init__ = _make_init(cls, positional, keyword)
+        check_init(cls, positional, keyword)
         if cls.__doc__ and "{parameters}" in cls.__doc__:
             cls.__doc__ = cls.__doc__.replace("{parameters}", _parameters_doc(cls._hyperparameters))
 
@@ -402,29 +396,34 @@ class Configurable:
         return tuple(h.name for h in cls._hyperparameters if h.option or not options)
 
 
-def _make_init(cls, positional, keyword):
-    """``__init__`` with the declared signature, as ``dataclasses`` builds one."""
-    defaults = {h.name: h.default for h in cls._hyperparameters}
-    params = [f"{h.name}=_defaults[{h.name!r}]" for h in positional]
-    if keyword:
-        params.append("*")
-        params += [f"{h.name}=_defaults[{h.name!r}]" for h in keyword]
-    names = [h.name for h in cls._hyperparameters]
-    src = (
-        f"def __init__(self, {', '.join(params)}, **kwargs):\n"
-        f"    self._configure({{{', '.join(f'{n!r}: {n}' for n in names)}}}, kwargs)\n"
-    )
-    ns: dict = {"_defaults": defaults}
-    exec(src, ns)
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__doc__ = f"Create a {cls.__name__}; see the class docstring for the arguments."
-    init.__annotations__ = {
-        h.name: h.annotation for h in cls._hyperparameters if h.annotation is not None
-    }
-    init.__annotations__["return"] = "None"
-    return init
+def check_init(cls, positional, keyword) -> None:
+    """``TypeError`` unless ``cls.__init__`` (written in the class) takes the declared
+    hyperparameters: the positional ones in order, then ``*`` and the keyword-only
+    ones in order, each with its declared default and annotation, then ``**kwargs``."""
+    init = vars(cls).get("__init__")
+    if init is None:
+        raise TypeError(f"{cls.__qualname__} must write out __init__ for its hyperparameters.")
+    params = list(inspect.signature(init).parameters.values())[1:]  # less self
+    want = [(h, inspect.Parameter.POSITIONAL_OR_KEYWORD) for h in positional]
+    want += [(h, inspect.Parameter.KEYWORD_ONLY) for h in keyword]
+    got = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    problems = []
+    if [p.name for p in got] != [h.name for h, _ in want]:
+        problems.append(f"arguments {[p.name for p in got]}, declared {[h.name for h, _ in want]}")
+    else:
+        for p, (h, kind) in zip(got, want, strict=True):
+            if p.kind is not kind:
+                problems.append(f"{p.name} is {p.kind.description}, declared {kind.description}")
+            if p.default != h.default or type(p.default) is not type(h.default):
+                problems.append(f"{p.name}={p.default!r}, declared {h.default!r}")
+            if str(p.annotation) != str(h.annotation):
+                problems.append(f"{p.name}: {p.annotation}, declared {h.annotation}")
+    if len(params) == len(got) or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        problems.append("no **kwargs last (Keras's legacy keywords)")
+    if problems:
+        raise TypeError(
+            f"{cls.__qualname__}.__init__ differs from the hyperparameters: " + "; ".join(problems)
+        )
 
 
 def _type_text(annotation) -> str:

@@ -47,8 +47,8 @@ Compiled objective
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
@@ -56,22 +56,32 @@ from ..optimizer import RMSprop
 from .options import LOOP_OPTIONS, RMSPROP_OPTIONS, check_constraints, check_x0
 from .run import Run
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from scipy.optimize import Bounds
+
 __all__ = ["minimize", "rmsprop"]
+
+#: ``jac``: a function of ``(x, *args)``, True (``fun`` returns the pair), or
+#: None / ``"2-point"`` / ``"3-point"`` / ``"cs"`` (finite differences).
+Jacobian: TypeAlias = "Callable[..., Any] | bool | str | None"
+#: ``bounds``: a :class:`scipy.optimize.Bounds`, or one ``(low, high)`` per parameter.
+BoundsLike: TypeAlias = "Bounds | Sequence[tuple[float | None, float | None]] | None"
 
 
 # ===================================================================== public
 def rmsprop(
-    fun: Callable,
-    x0,
+    fun: Callable[..., Any],
+    x0: ArrayLike,
     args: tuple = (),
-    jac=None,
-    callback: Callable | None = None,
+    jac: Jacobian = None,
+    callback: Callable[..., Any] | None = None,
     *,
-    bounds=None,
-    constraints=(),
+    bounds: BoundsLike = None,
+    constraints: object = (),
     tol: float | None = None,
-    hess=None,
-    hessp=None,
+    hess: object = None,
+    hessp: object = None,
     **options: Any,
 ) -> OptimizeResult:
     """RMSprop as a ``method`` for :func:`scipy.optimize.minimize`.
@@ -90,18 +100,18 @@ def rmsprop(
 
 
 def minimize(
-    fun: Callable,
-    x0,
+    fun: Callable[..., Any],
+    x0: ArrayLike,
     args: tuple = (),
-    jac=None,
-    bounds=None,
+    jac: Jacobian = None,
+    bounds: BoundsLike = None,
     tol: float | None = None,
-    callback: Callable | None = None,
-    options: dict | None = None,
+    callback: Callable[..., Any] | None = None,
+    options: Mapping[str, Any] | None = None,
     *,
-    hess=None,
-    hessp=None,
-    constraints=(),
+    hess: object = None,
+    hessp: object = None,
+    constraints: object = (),
 ) -> OptimizeResult:
     """Minimize ``fun`` with RMSprop; a drop-in for ``scipy.optimize.minimize``.
 

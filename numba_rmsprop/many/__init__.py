@@ -41,29 +41,35 @@ state layouts; they run as two groups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from ..frontend.api import BoundsLike, Jacobian
 from .batch import Batch
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from numpy.typing import ArrayLike
 from .options import is_device_array
 
 __all__ = ["minimize_many"]
 
 
 def minimize_many(
-    fun: Callable,
-    X0,
+    fun: Callable[..., Any],
+    X0: ArrayLike,
     args: tuple = (),
-    jac=True,
-    bounds=None,
-    options: dict | None = None,
+    jac: Jacobian = True,
+    bounds: BoundsLike = None,
+    options: Mapping[str, Any] | None = None,
     run_args: Sequence[int] = (),
     vectorized: bool = False,
-    callback: Callable | None = None,
+    callback: Callable[..., Any] | None = None,
     *,
-    client=None,
+    client: Client | None = None,
     runs_per_task: int | None = None,
 ) -> OptimizeResult:
     """Minimize ``k`` independent problems with RMSprop; ``X0`` has shape ``(k, n)``.

@@ -9,27 +9,34 @@ variant switches (``epsilon_in_sqrt``, ``learning_rate_in_momentum``,
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from .learning_rate import step_schedule
+from .learning_rate import StepLearningRate, step_schedule
 
-if TYPE_CHECKING:  # the class these build; imported for annotations only
+if TYPE_CHECKING:  # for annotations only
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
     from .rmsprop import RMSprop
 
 
-#: Keras's features that every flavor takes besides its framework's own arguments.
-EXTRAS = (
-    "clipnorm",
-    "clipvalue",
-    "global_clipnorm",
-    "use_ema",
-    "ema_momentum",
-    "ema_overwrite_frequency",
-    "loss_scale_factor",
-    "gradient_accumulation_steps",
-    "name",
-    "device",
-)
+class KerasExtras(TypedDict, total=False):
+    """Keras's features that every flavor takes besides its framework's own arguments
+    (passed on to :class:`~numba_rmsprop.RMSprop`)."""
+
+    clipnorm: float | None
+    clipvalue: float | None
+    global_clipnorm: float | None
+    use_ema: bool
+    ema_momentum: float
+    ema_overwrite_frequency: int | None
+    loss_scale_factor: float | None
+    gradient_accumulation_steps: int | None
+    name: str
+    device: Literal["auto", "cpu", "cuda"]
+
+
+#: Their names.
+EXTRAS = tuple(KerasExtras.__annotations__)
 
 _NO_WEIGHT_DECAY = (
     "{framework} has no weight decay (Keras's decoupled decay: RMSprop(weight_decay=...))"
@@ -103,14 +110,14 @@ class Flavors:
     @classmethod
     def like_torch(
         cls,
-        lr: float = 0.01,
+        lr: StepLearningRate = 0.01,
         alpha: float = 0.99,
         eps: float = 1e-8,
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,
         maximize: bool = False,
-        **kwargs: Any,
+        **kwargs: Unpack[KerasExtras],
     ) -> RMSprop:
         """``torch.optim.RMSprop``, with its argument names and defaults.
 
@@ -147,7 +154,7 @@ class Flavors:
     @classmethod
     def like_optax(
         cls,
-        learning_rate,
+        learning_rate: StepLearningRate,
         decay: float = 0.9,
         eps: float = 1e-8,
         initial_scale: float = 0.0,
@@ -156,7 +163,7 @@ class Flavors:
         momentum: float | None = None,
         nesterov: bool = False,
         bias_correction: bool = False,
-        **kwargs: Any,
+        **kwargs: Unpack[KerasExtras],
     ) -> RMSprop:
         """``optax.rmsprop``, with its argument names and defaults.
 
@@ -191,12 +198,12 @@ class Flavors:
     @classmethod
     def like_tf1(
         cls,
-        learning_rate,
+        learning_rate: StepLearningRate,
         decay: float = 0.9,
         momentum: float = 0.0,
         epsilon: float = 1e-10,
         centered: bool = False,
-        **kwargs: Any,
+        **kwargs: Unpack[KerasExtras],
     ) -> RMSprop:
         """TF1's ``tf.compat.v1.train.RMSPropOptimizer``, with its argument names and defaults.
 

@@ -21,7 +21,10 @@ from ..schedules import LearningRateSchedule, deserialize, serialize
 if TYPE_CHECKING:  # the class these build; imported for annotations only
     from .rmsprop import RMSprop
 
+#: What ``RMSprop(learning_rate=...)`` takes.
 LearningRate = float | LearningRateSchedule | Callable[[], float]
+#: What the flavors take: also a function of the step (torch's and optax's schedules).
+StepLearningRate = float | LearningRateSchedule | Callable[[int], float] | Callable[[], float]
 
 #: Built-in schedules, whose __call__ is vectorised over step arrays.
 VECTORISED_SCHEDULES = frozenset(
@@ -92,7 +95,7 @@ class StepSchedule(LearningRateSchedule):
         )
 
 
-def step_schedule(learning_rate):
+def step_schedule(learning_rate: StepLearningRate) -> LearningRate:
     """``learning_rate``, with a one-argument callable wrapped as a schedule."""
     if callable(learning_rate) and not isinstance(learning_rate, LearningRateSchedule):
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .learning_rate import (
     set_learning_rate,
 )
 from .slots import Slot, Variables
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 _LR_BLOCK = 256
 
@@ -133,9 +137,10 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
         doc="Update every N-th call with the mean of the N gradients (N >= 2).",
     )
     name: str = hyperparameter("rmsprop", check=text, option=False, doc="The optimizer's name.")
-    device: str = hyperparameter(
+    device: Literal["auto", "cpu", "cuda"] = hyperparameter(
         "auto",
         check=one_of("auto", "cpu", "cuda"),
+        type_doc='{"auto", "cpu", "cuda"}',
         kw_only=True,
         option=False,
         in_config=False,
@@ -196,6 +201,41 @@ class RMSprop(Configurable, Variables, Checkpoints, Flavors):
     )
 
     # ------------------------------------------------------------ construction
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str = "rmsprop",
+        *,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        initial_velocity: float = 0.0,
+        epsilon_in_sqrt: bool = True,
+        learning_rate_in_momentum: bool = True,
+        decoupled_weight_decay: bool = True,
+        nesterov: bool = False,
+        bias_correction: bool = False,
+        maximize: bool = False,
+        **kwargs: Never,
+    ) -> None:
+        """Create an RMSprop; see the class docstring for the arguments. ``kwargs``
+        takes Keras's legacy ``decay`` (ignored with a warning, as Keras does); any
+        other keyword raises ``TypeError``."""
+        values = dict(locals())
+        del values["self"], values["kwargs"]
+        self._configure(values, kwargs)
 
     def _check_together(self, values: dict) -> None:
         clips = ("clipnorm", "clipvalue", "global_clipnorm")
