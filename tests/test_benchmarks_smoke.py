@@ -20,6 +20,10 @@ machine description and the command. Peers that are not installed are
 skipped by the scripts themselves.
 """
 
+# The benchmark scripts are development tools, and each of these checks compiles
+# what its suite measures (~1 min in all with a cold cache): .ci/run runs them
+# (pytest -m slow); the README's test command does not.
+
 from __future__ import annotations
 
 import importlib
@@ -33,6 +37,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(ROOT, "benchmarks")
 if ROOT not in sys.path:
@@ -44,9 +50,6 @@ BIG = 10_000_000
 SMALL_STANDIN = 1_000
 
 MODULES = sorted(name for _, name, _ in pkgutil.iter_modules([BENCH_DIR]))
-#: Suites that measure first calls: each child compiles a new objective by design, even
-#: with a warm cache. Marked slow (.ci/run runs them: pytest -m slow).
-FRESH_COMPILES = {"bench_compile"}
 
 
 def _param_lists(cls):
@@ -83,7 +86,7 @@ def _check_track(value, where):
 
 @pytest.mark.parametrize(
     "modname",
-    [pytest.param(m, marks=pytest.mark.slow) if m in FRESH_COMPILES else m for m in MODULES],
+    MODULES,
 )
 def test_benchmark_module(modname, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_SMOKE", "1")  # common.sized: the suites' smoke sizes

@@ -28,7 +28,14 @@ def test_every_example_is_listed():
     assert found == set(EXPECTED)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+#: Examples that compile many configurations (7-15 s each with a cold cache): run by
+#: .ci/run (pytest -m slow), kept out of the README's test command.
+SLOW = {"least_squares.py", "numba_neural_net.py", "lr_sweep.py", "schedules_accumulation.py"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(EXPECTED)]
+)
 def test_example_quick(name):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
