@@ -423,17 +423,17 @@ def many_step(
     it takes (each is ~5 s of compilation per configuration; the other pass
     compiles the first time it is needed).
     """
-    if (
-        same_counters
-        and runs.size == S.shape[1]
-        and cfg[C_FTOL] == 0
-        and cfg[C_GTOL] == 0
-        and cfg[C_CLIP] is None
-    ):
+    if one_pass_possible(cfg, same_counters) and runs.size == S.shape[1]:
         stops = _flat_step(S, G, P, cfg, counters, f, it, LR, lr_off, codes, same_scalars)
         if stops >= 0:
             return stops
     return _each_run_step(S, G, T, P, cfg, counters, f, it, LR, lr_off, runs, codes)
+
+
+def one_pass_possible(cfg, same_counters: bool) -> bool:
+    """Whether :func:`_flat_step` may step the runs (when all are active): they share
+    their counters, and no tolerance or norm clip is set."""
+    return bool(same_counters and cfg[C_FTOL] == 0 and cfg[C_GTOL] == 0 and cfg[C_CLIP] is None)
 
 
 @njit(**OPTS)

@@ -1,7 +1,7 @@
 """The vectorized loop of ``minimize_many``: a mixin of :class:`~.batch.Batch`.
 
 ``fun(X, *args)`` evaluates every active run at once and one compiled call
-(:func:`.kernels.many_step`) updates them all.
+(the passes of :func:`.kernels.many_step`) updates them all.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from ..engine.entries import entry_point
 from ..frontend.state import OK
-from .kernels import many_step
+from .kernels import _each_run_step, _flat_step, one_pass_possible
 
 
 class VectorizedRuns:
@@ -33,25 +33,17 @@ class VectorizedRuns:
         a = self.args
         data_idx = self.data.data_idx if self.batched else []
         codes = np.zeros(m, dtype=np.int64)
-        step = entry_point(
-            many_step,
-            (
-                st.S,
-                np.zeros((1, n), self.dtype),
-                st.T,
-                st.P,
-                st.cfg,
-                st.counters,
-                np.zeros(1),
-                0,
-                self._lr_for(st, 0),
-                0,
-                active,
-                codes,
-                st.same_counters,
-                st.same_scalars,
-            ),
-        )
+        # The one-pass step (all runs active) and the run-by-run step, as compiled entries
+        # (no type dispatch per step); each is compiled when first needed
+        # (kernels.many_step: the same choice, for callers outside this loop).
+        one_pass = one_pass_possible(st.cfg, st.same_counters)
+        passes = {}
+
+        def compiled(name, *args):
+            if name not in passes:
+                passes[name] = entry_point(_flat_step if name == "one" else _each_run_step, args)
+            return passes[name](*args)
+
         dt = self.dtype
         fun, jac = self.fun, self.jac
         pair = jac is True
@@ -62,6 +54,7 @@ class VectorizedRuns:
         stopped = False
         S, T, P, cfg, counters = st.S, st.T, st.P, st.cfg, st.counters
         same = st.same_counters, st.same_scalars
+        shown = self.bar is not None  # (disp=True)
         xs = st.xs()  # the iterates, a view
         batched, callback = self.batched, self.callback
         while not stopped:
@@ -98,13 +91,20 @@ class VectorizedRuns:
                 else:
                     f, G = out, jac(X.copy(), *lst)
                 f, G = check_vectorized(f, G, ma, n, dt)
-                n_stop = step(
-                    S, G, T, P, cfg, counters, f, it, LR, lr_off + j, active, codes, *same
-                )
+                n_stop = -1
+                if one_pass and ma == m:
+                    n_stop = compiled(
+                        "one", S, G, P, cfg, counters, f, it, LR, lr_off + j, codes, same[1]
+                    )
+                if n_stop < 0:  # (the one pass leaves nothing changed when it declines)
+                    n_stop = compiled(
+                        "each", S, G, T, P, cfg, counters, f, it, LR, lr_off + j, active, codes
+                    )
                 if history is not None:
                     history.append((sel, f.copy()))
                 it += 1
-                self._show(it, ma, f)
+                if shown:
+                    self._show(it, ma, f)
                 if n_stop:
                     stop = codes[:ma] != OK
                     for q in np.flatnonzero(stop):
