@@ -143,3 +143,11 @@ def test_minimize_many_checkpoints_are_made_when_read():
         res.checkpoint[5]
     single = nr.minimize(lsq, X0[3], args=(A, B), jac=True, options=dict(maxiter=4))
     assert res.checkpoint[3] == single.checkpoint  # as the run's own nr.minimize makes it
+
+
+def test_a_printed_result_shows_a_short_checkpoint():
+    res = nr.minimize(lsq_py, np.zeros(3), args=(A, B), jac=True, options=dict(maxiter=4))
+    assert repr(res.checkpoint) == (
+        "<RunCheckpoint: step 4, 4 evaluations, epoch 0, 3 float64 parameters>"
+    )
+    assert "S=array" not in str(res)

@@ -90,6 +90,14 @@ class RunCheckpoint:
 
     __hash__ = None  # mutable arrays inside: not hashable
 
+    def __repr__(self) -> str:
+        # short: it shows in every printed result (the arrays are the run's whole state)
+        ended = "" if self.ended is None else ", ended"
+        return (
+            f"<RunCheckpoint: step {self.nit}, {self.nev} evaluations, epoch {self.nepoch}, "
+            f"{self.fixed.get('n')} {self.fixed.get('dtype')} parameters{ended}>"
+        )
+
 
 def fixed_options(config: dict, n: int, dtype, loop: dict, bounds, n_samples) -> dict:
     """The options that define a run, in comparable form (see the module docstring):
