@@ -603,3 +603,54 @@ def test_maximize_with_ftol_is_minimize_of_the_negation():
         assert up.nit == down.nit < 2000 and up.status == down.status == 0
         np.testing.assert_array_equal(up.x, down.x)
         assert up.fun == -down.fun
+
+
+# ---------------------------------------------------------------- the optimizer's bad input
+def _keras_loads_a_torch_checkpoint():
+    torch = nr.RMSprop.like_torch(lr=0.1, momentum=0.9)
+    torch.apply([np.ones(3)], [np.ones(3)])
+    keras = nr.RMSprop(0.1, momentum=0.9)
+    keras.load_state_dict(torch.state_dict())
+
+
+_BUF = np.zeros(10)
+#: RMSprop.apply (and its constructors and checkpoints): (name, call, exception, message).
+APPLY_BAD = [
+    (
+        "an np.matrix variable",
+        lambda: nr.RMSprop(0.1).apply([np.ones((1, 3))], [np.asmatrix(np.zeros((1, 3)))]),
+        TypeError,
+        "numpy.matrix",
+    ),
+    (
+        "overlapping views of one buffer",
+        lambda: nr.RMSprop(0.1).apply([np.ones(6), np.ones(6)], [_BUF[0:6], _BUF[4:10]]),
+        ValueError,
+        r"variables\[0\] and variables\[1\] share memory",
+    ),
+    (
+        "like_torch with Keras's name for the rate",
+        lambda: nr.RMSprop.like_torch(learning_rate=0.1),
+        TypeError,
+        "torch's name `lr`",
+    ),
+    (
+        "like_torch with Nesterov",
+        lambda: nr.RMSprop.like_torch(momentum=0.9, nesterov=True),
+        TypeError,
+        "no Nesterov momentum",
+    ),
+    (
+        "a torch checkpoint into a Keras optimizer",
+        _keras_loads_a_torch_checkpoint,
+        ValueError,
+        "another flavor",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, call, exc, match", APPLY_BAD, ids=[c[0] for c in APPLY_BAD])
+def test_apply_bad_input_fails_before_anything_changes(name, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+    assert not _BUF.any()  # the views were not updated
