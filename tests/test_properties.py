@@ -102,8 +102,8 @@ def threshold(request, monkeypatch):
 
 
 #: The cases the default run draws (each compiles kernels for its configuration,
-#: ~1 s apiece); ``pytest -m slow`` (which .ci/run runs) draws 80 others.
-EXAMPLES, MORE_EXAMPLES = 20, 80
+#: ~1 s apiece); ``pytest -m slow`` (which .ci/run runs) draws 40 others.
+EXAMPLES, MORE_EXAMPLES = 20, 40
 
 kernel_cases = given(
     cfg=configs(),
