@@ -234,8 +234,9 @@ class Run(Resumable, PythonLoop, CompiledLoop):
         return res
 
     def _result(self, code, stop) -> OptimizeResult:
-        status, message = STOPS[self._stop_key(code, stop)]
-        message = message.format(**self._message_fields())
+        key = self._stop_key(code, stop)
+        status, message = STOPS[key]
+        message = message.format(**self._message_fields(key == NONFINITE_X0))
         raw = status == 2
         # The loop's last evaluation was at the current x, on all data, when it
         # stopped before updating (tolerance or non-finite values).
@@ -275,7 +276,9 @@ class Run(Resumable, PythonLoop, CompiledLoop):
         tol_requested = self.gtol is not None or self.ftol is not None
         return stop + (", tol" if tol_requested else "")
 
-    def _message_fields(self) -> dict:
+    def _message_fields(self, x0_named: bool) -> dict:
+        """The values a message names (the entry of ``x0`` that is not finite only where
+        ``x0_named``: finding it is a pass over ``x``)."""
         it = self.it
         return dict(
             maxiter=self.maxiter,
@@ -286,5 +289,5 @@ class Run(Resumable, PythonLoop, CompiledLoop):
             gnorm=self.T[T_GNORM],
             f_last=self.f_last,
             step=f"step {it} (0-based optimizer call {it}, evaluation {self.nev})",
-            x0_entry=x0_entry(self.x),
+            x0_entry=x0_entry(self.x) if x0_named else None,
         )
