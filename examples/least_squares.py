@@ -1,4 +1,5 @@
-"""Linear least squares, unconstrained and non-negative, against exact solvers.
+"""Linear least squares, unconstrained and non-negative, against exact solvers
+===========================================================================
 
 1. ``min_w 1/(2n) |A w - b|^2`` with minibatch RMSprop, compared with the
    exact solution from ``numpy.linalg.lstsq``. The objective is written with
@@ -9,10 +10,16 @@
    * d`` (RMSprop projects onto the box after each step), compared with
    ``scipy.optimize.nnls``.
 
+The plot (``examples/least_squares.png``, with matplotlib installed) shows the
+minibatch loss against the step beside the exact optimum, and the non-negative
+weights of both solvers beside the true ones. Run it::
+
     python examples/least_squares.py [--quick]
 """
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -50,6 +57,7 @@ def main(quick=False):
         seed=0,
         use_ema=True,
         ema_momentum=0.99,
+        return_history=True,  # the minibatch loss of every step, in res.history
     )
     print(f"least squares: {n} x {d}, {epochs} epochs of minibatches of 100 = {steps} steps")
     nr.minimize(mse, np.zeros(d), args=(A, b), jac=True, options=dict(options, maxiter=2))
@@ -88,10 +96,54 @@ def main(quick=False):
         f"{res_nn.x.min():.1e} (feasible: {bool(np.all(res_nn.x >= 0))})"
     )
     print(f"  weights at 0: RMSprop {np.sum(res_nn.x == 0)}, nnls {active.size}")
+    plot(res.history, f_ls, n // 100, w_true, w_nnls, res_nn.x)
     return res, res_nn
 
 
+def plot(history, f_ls, per_epoch, w_true, w_nnls, w_rms):
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib).")
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = np.arange(len(history))
+    epoch_mean = history[: len(history) // per_epoch * per_epoch].reshape(-1, per_epoch)
+    ax1.plot(steps, history, color="C0", alpha=0.25, lw=0.5, label="RMSprop: minibatch loss")
+    ax1.plot(
+        (np.arange(len(epoch_mean)) + 0.5) * per_epoch,
+        epoch_mean.mean(axis=1),
+        "o-",
+        color="C0",
+        ms=3,
+        label="RMSprop: mean over each epoch",
+    )
+    ax1.axhline(f_ls, color="k", ls="--", label="exact optimum (numpy.linalg.lstsq)")
+    ax1.set(
+        yscale="log",
+        xlabel="step (minibatch of 100 rows)",
+        ylabel=r"loss $|A w - b|^2 / (2n)$",
+        title="Least squares: loss against step",
+    )
+    ax1.legend()
+    i = np.arange(len(w_true))
+    ax2.axhline(0.0, color="grey", lw=0.5)
+    ax2.plot(i, w_true, "s", color="lightgrey", ms=9, label="true weights")
+    ax2.plot(i, w_nnls, "o", color="C1", ms=6, label="scipy nnls")
+    ax2.plot(i, w_rms, "x", color="C0", ms=7, mew=2, label="RMSprop + bounds")
+    ax2.set(
+        xlabel="weight index",
+        ylabel="weight",
+        title="Non-negative least squares: the weights",
+    )
+    ax2.legend()
+    fig.tight_layout()
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "least_squares.png")
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small problem (for tests)")
     main(ap.parse_args().quick)

@@ -1,4 +1,5 @@
-"""Sweep the learning rate and the seed of a minibatch fit in one ``minimize_many`` call.
+"""Sweep the learning rate and the seed of a minibatch fit in one minimize_many call
+=================================================================================
 
 A logistic regression on 20,000 generated rows, trained with minibatch
 RMSprop for a fixed budget of steps, for 12 learning rates x 5 seeds: 60
@@ -6,7 +7,8 @@ independent runs, each with its own learning rate and its own minibatch order.
 Run ``i`` is exactly ``nr.minimize`` with the ``i``-th learning rate and seed;
 the batch runs compiled, on every CPU thread. The script prints the final
 full-data loss per learning rate (mean and spread over the seeds) and, when
-matplotlib is installed, plots it (``examples/lr_sweep.png``).
+matplotlib is installed, plots it against the learning rate
+(``examples/lr_sweep.png``). Run it::
 
     python examples/lr_sweep.py            # 12 rates x 5 seeds, 3,000 steps
     python examples/lr_sweep.py --quick    # 6 rates x 3 seeds, 300 steps
@@ -14,6 +16,7 @@ matplotlib is installed, plots it (``examples/lr_sweep.png``).
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -83,33 +86,38 @@ def main(quick=False):
     for r, row in zip(rates, final, strict=False):
         print(f"{r:14.2e} {row.mean():12.5f} {row.max() - row.min():10.2e}")
     print(f"best learning rate: {best:.2e}")
-    try:
-        import matplotlib
+    plot(rates, final, best, steps)
+    return res
 
-        matplotlib.use("Agg")
+
+def plot(rates, final, best, steps):
+    try:
         import matplotlib.pyplot as plt
     except ImportError:
-        return res
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for j in range(seeds.size):
-        ax.plot(rates, final[:, j], "o", color="C0", alpha=0.5)
-    ax.plot(rates, final.mean(axis=1), "-", color="C0", label="mean over seeds")
+        print("matplotlib is not installed: no plot (pip install matplotlib).")
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for j in range(final.shape[1]):
+        ax.plot(
+            rates, final[:, j], "o", color="C0", alpha=0.5, label="one seed" if j == 0 else None
+        )
+    ax.plot(rates, final.mean(axis=1), "-", color="C0", label="mean over the seeds")
+    ax.axvline(best, color="C1", ls="--", label=f"best learning rate ({best:.1e})")
     ax.set(
         xscale="log",
         yscale="log",
         xlabel="learning rate",
         ylabel=f"full-data loss after {steps} steps",
-        title="RMSprop learning-rate sweep",
+        title=f"RMSprop learning-rate sweep: {final.size} runs in one call",
     )
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lr_sweep.png")
-    fig.savefig(path, dpi=120)
-    print(f"plot: {path}")
-    return res
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "lr_sweep.png")
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="6 rates x 3 seeds, 300 steps")
     main(ap.parse_args().quick)

@@ -1,4 +1,5 @@
-"""A small neural network whose gradients are written with numba.
+"""A small neural network whose gradients are written with numba
+=============================================================
 
 A two-hidden-layer perceptron (tanh, 2 -> H -> H -> 1) classifies the two
 interleaved spirals, with hand-written backpropagation in an ``@njit``
@@ -9,12 +10,15 @@ Python loop (``compiled=False``, calling the very same ``@njit`` objective
 once per step) gives bit-identical weights, only slower.
 
 Before training, the hand-written gradient is checked against central
-finite differences.
+finite differences. With matplotlib installed, the training loss per epoch and
+the learned decision regions go to ``examples/numba_neural_net.png``. Run it::
 
     python examples/numba_neural_net.py [--quick]
 """
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -163,10 +167,48 @@ def main(quick=False):
     print(
         f"compiled and Python loops bit-identical after {k} steps: {np.array_equal(part.x, same.x)}"
     )
+    losses = res.history[: epochs * per_epoch].reshape(epochs, per_epoch).mean(axis=1)
+    plot(losses, res.x, h, Xte, yte, acc_te)
     return res
 
 
+def plot(epoch_losses, w, h, X, y, acc):
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib).")
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    ax1.semilogy(np.arange(1, len(epoch_losses) + 1), epoch_losses, label="RMSprop, minibatches")
+    ax1.set(
+        xlabel="epoch",
+        ylabel="mean minibatch loss (cross-entropy)",
+        title=f"Training loss of the MLP 2-{h}-{h}-1",
+    )
+    ax1.legend()
+    g = np.linspace(-1.2, 1.2, 300)
+    gx, gy = np.meshgrid(g, g)
+    inside = predict(w, np.column_stack([gx.ravel(), gy.ravel()]), h).reshape(gx.shape)
+    ax2.contourf(gx, gy, inside, levels=[-0.5, 0.5, 1.5], colors=["C0", "C1"], alpha=0.25)
+    for label in (0, 1):
+        pts = X[y == label]
+        ax2.plot(
+            pts[:, 0], pts[:, 1], ".", ms=3, color=f"C{label}", label=f"test points, class {label}"
+        )
+    ax2.set(
+        aspect="equal",
+        xlabel="x1",
+        ylabel="x2",
+        title=f"Decision regions (test accuracy {acc:.3f})",
+    )
+    ax2.legend(loc="upper right", fontsize="small", markerscale=3)
+    fig.tight_layout()
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "numba_neural_net.png")
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller net, fewer epochs (for tests)")
     main(ap.parse_args().quick)

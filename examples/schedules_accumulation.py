@@ -1,4 +1,5 @@
-"""Learning-rate schedules and gradient accumulation on a minibatch problem.
+"""Learning-rate schedules and gradient accumulation on a minibatch problem
+========================================================================
 
 Part 1 fits the same minibatch least-squares problem with a constant
 learning rate and with each of the six Keras schedules of
@@ -16,10 +17,15 @@ raw call count, so a schedule would need its step counts multiplied by 4;
 this part uses a constant rate. And the EMA of the weights, as in Keras, is
 updated on every call, so with ``use_ema`` the two runs differ by design.)
 
+With matplotlib installed, the schedules and the gap to the optimum along each
+run of part 1 go to ``examples/schedules_accumulation.png``. Run it::
+
     python examples/schedules_accumulation.py [--quick]
 """
 
 import argparse
+import os
+import sys
 
 import numpy as np
 
@@ -64,6 +70,18 @@ def main(quick=False):
         "steps, same seed for all"
     )
     print(f"{'schedule':26s}{'lr at end':>11s}{'loss - f*':>12s}{'|w - w*|':>11s}")
+    gaps = {}  # name -> (step, full-data loss - f*) every steps // 100 steps
+
+    def recorder(name):
+        gaps[name] = []
+
+        def record(intermediate_result):
+            r = intermediate_result
+            if r.nit % (steps // 100) == 0:
+                gaps[name].append((r.nit, mse(r.x, A, b)[0] - f_ls))
+
+        return record
+
     for name, lr in schedules.items():
         res = nr.minimize(
             mse,
@@ -71,9 +89,11 @@ def main(quick=False):
             args=(A, b),
             jac=True,
             options=dict(learning_rate=lr, batch_size=bs, maxiter=steps, seed=0),
+            callback=recorder(name),
         )
         lr_end = lr if isinstance(lr, float) else lr(steps - 1)
         print(f"{name:26s}{lr_end:11.2e}{res.fun - f_ls:12.2e}{np.linalg.norm(res.x - w_ls):11.2e}")
+    plot(schedules, gaps, steps, bs)
 
     k = (1 if quick else 10) * n // 64
     print(
@@ -104,7 +124,34 @@ def main(quick=False):
     )
 
 
+def plot(schedules, gaps, steps, bs):
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib).")
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.2))
+    t = np.arange(0, steps, max(1, steps // 500))
+    for i, (name, lr) in enumerate(schedules.items()):
+        rates = np.full(t.size, lr) if isinstance(lr, float) else [lr(s) for s in t]
+        ax1.plot(t, rates, color=f"C{i}", label=name)
+        ax2.semilogy(*np.array(gaps[name]).T, color=f"C{i}", label=name)
+    ax1.set(xlabel="step", ylabel="learning rate", title="The learning-rate schedules")
+    ax1.set_ylim(top=1.5 * ax1.get_ylim()[1])  # room for the legend
+    ax1.legend(fontsize="small", ncols=2, loc="upper center")
+    ax2.set(
+        xlabel="step",
+        ylabel="full-data loss - f*",
+        title=f"Gap to the exact optimum (minibatches of {bs})",
+    )
+    ax2.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "schedules_accumulation.png")
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")
     main(ap.parse_args().quick)
