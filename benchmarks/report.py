@@ -8,7 +8,9 @@ and prints a table, after the machine description and the exact command.
   hand-written kernel, torch), ``latency`` (256x128 apply p50/p90/p99, alone
   and beside a busy process), ``first_call`` (import + first apply, first
   compiled minimize with a new objective; cold and warm cache), ``loop_limit``
-  (compiled minimize vs a hand-written loop), ``small`` (10 elements vs optax, torch).
+  (compiled minimize vs a hand-written loop), ``small`` (10 elements vs optax, torch),
+  ``many`` (``minimize_many``), ``fits_vs_peers`` (per-pixel fits against loops of
+  scipy's ``curve_fit`` / ``least_squares`` and ``jax.vmap(optax.rmsprop)``).
 * ``--preset kernels``: ``peers`` (``compare_peers``: NumPy, torch, optax, Keras; the
   README table), ``bandwidth`` (10M vs same-traffic kernel and NumPy),
   ``tensors`` (many small tensors), ``threshold`` (serial/parallel crossover),
@@ -270,6 +272,34 @@ def fmt_many(r, kw):
     ]
 
 
+def fmt_fits_vs_peers(r, kw):
+    rows = []
+    for name, v in r["rows"].items():
+        if "skipped" in v:
+            rows.append([name, v["skipped"], "", "", "", ""])
+            continue
+        first = "" if v["first"] != v["first"] else C.fmt_time(v["first"])
+        rows.append(
+            [
+                name,
+                f"**{C.fmt_time(v['seconds'])}**",
+                f"{v['time / minimize_many']:.2f}",
+                f"{v['loss']:.3e}",
+                f"{v['tau_err']:.3f}",
+                first or v["note"],
+            ]
+        )
+    header = ["method", "time", "time / minimize_many", "mean final loss", "median abs(tau - tau*)"]
+    return C.md_table(header + ["first call / note"], rows) + [
+        "",
+        f"{r['k']:,} curves a exp(-t/tau) + c on 32 points, 3 parameters each, "
+        f"{r['steps']} RMSprop steps (Keras math, learning rate 0.05) for the first three "
+        "rows; the scipy loops run each fit to convergence (their loss is the least-squares "
+        "optimum: the RMSprop rows stop after a fixed number of steps, short of it). "
+        "Times: best of the repeats after a first call (which includes compilation).",
+    ]
+
+
 def fmt_cuda(r, kw):
     if "skipped" in r:
         return [f"Skipped: {r['skipped'].rstrip('.')}."]
@@ -490,6 +520,13 @@ SECTIONS = {
             vectorized_overhead=dict(k=20, steps=20, repeat=1),
         ),
     ),
+    "fits_vs_peers": (
+        "Per-pixel fits against scipy loops and jax.vmap(optax.rmsprop)",
+        "bench_fits_vs_peers.measure",
+        fmt_fits_vs_peers,
+        dict(k=20000, steps=200, sample=200, repeat=3),
+        dict(k=40, steps=5, sample=3, repeat=1),
+    ),
     "threshold": (
         "Serial/parallel crossover, alone and in a loop with BLAS",
         "bench_step.threshold",
@@ -557,7 +594,15 @@ SECTIONS = {
     ),
 }
 PRESETS = {
-    "workloads": ["training", "latency", "first_call", "loop_limit", "small", "many"],
+    "workloads": [
+        "training",
+        "latency",
+        "first_call",
+        "loop_limit",
+        "small",
+        "many",
+        "fits_vs_peers",
+    ],
     "kernels": ["peers", "bandwidth", "tensors", "threshold", "minimize", "cuda"],
     "side_by_side": ["time_to_loss", "torch_loop"],
     "stream": ["stream_memory", "stream_throughput"],

@@ -12,7 +12,7 @@ refusal's message comes from here and names the combination.
 ``tests/test_composition.py`` generates its tests from the table: every cell
 that works is run on a tiny problem and compared with its reference, every
 refused one is checked to fail first. ``markdown()`` renders the table for the
-README ("What combines with what").
+docs page ``docs/composition.md`` ("What combines with what").
 
 This module imports nothing from the package: every layer may read it.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-#: The entry points (rows), in the README's order.
+#: The entry points (rows), in the order of the docs' table.
 ENTRIES = {
     "apply": "RMSprop.apply",
     "apply_cuda": "RMSprop.apply, CUDA arrays",

@@ -479,13 +479,13 @@ def test_pairs_are_refused_first(entry):
         assert CALLS[0] == 0
 
 
-def test_the_readme_shows_the_table():
+def test_the_docs_show_the_table():
     import os
 
     from helpers import ROOT
 
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        assert C.markdown() in f.read(), "README.md's table is not composition.markdown()"
+    with open(os.path.join(ROOT, "docs", "composition.md"), encoding="utf-8") as f:
+        assert C.markdown() in f.read(), "docs/composition.md's table is not composition.markdown()"
 
 
 def test_quad_is_the_shared_objective():

@@ -1,65 +1,95 @@
-"""Every Python snippet in README.md runs as pasted, in a fresh interpreter.
+"""Every code block of the README and of the guide pages in ``docs/`` runs, as pasted.
 
-Each ```python block runs on its own (so each must be self-contained) in an
-empty working directory. A snippet that uses CUDA runs under the CUDA
-simulator (``NUMBA_ENABLE_CUDASIM=1``), as the CUDA tests do; one that uses dask
-is skipped where the ``dask`` extra is not installed.
+Each page runs in a fresh interpreter (``tests/run_page.py``), in an empty working
+directory: ```` ```python ```` blocks each on their own, ```` ```pycon ```` blocks as
+doctests whose printed output must match. A page that uses CUDA falls back to the CUDA
+simulator by itself where no GPU can be used (its first lines set ``NUMBA_ENABLE_CUDASIM=1``
+before numba loads): the test runs it as a reader would, without setting it. The Dask
+pages start their own ``LocalCluster`` with process workers.
 """
 
+from __future__ import annotations
+
+import glob
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_page import blocks  # noqa: E402
+
+PAGES = ["README.md"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))
+)
+RUNNABLE = ("python", "pycon")
 
 
-def python_snippets():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
-        text = fh.read()
-    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
-    return [(f"{i}:{_first_words(code)}", code) for i, code in enumerate(blocks)]
+def _code(page):
+    with open(os.path.join(ROOT, page), encoding="utf-8") as fh:
+        return [(lang, code) for lang, _, code in blocks(fh.read()) if lang in RUNNABLE]
 
 
-def _first_words(code):
-    line = next((s for s in code.splitlines() if s and not s.startswith(("import", "from"))), "")
-    return re.sub(r"\W+", "_", line)[:30]
+WITH_CODE = [p for p in PAGES if _code(p)]
 
 
-SNIPPETS = python_snippets()
+def test_the_guide_has_its_code():
+    # the README, getting started, the optimizer, porting, scipy, many, scaling out, GPUs
+    names = {os.path.basename(p) for p in WITH_CODE}
+    expected = {"README.md", "getting_started.md", "optimizer.md", "porting.md", "scipy.md"}
+    expected |= {"many.md", "scaling_out.md", "gpus.md"}
+    assert expected <= names, sorted(names)
 
 
-def test_the_readme_has_its_snippets():
-    # the optimizer, checkpoints, the scipy front end, scaling out, GPUs
-    assert len(SNIPPETS) >= 5, [name for name, _ in SNIPPETS]
+def test_every_code_block_says_its_language():
+    """A fence without a language would be skipped silently: every block names one."""
+    for page in PAGES:
+        with open(os.path.join(ROOT, page), encoding="utf-8") as fh:
+            text = fh.read()
+        fences = text.count("\n```") + text.startswith("```")
+        named = len(blocks(text))
+        assert fences == 2 * named, f"{page}: a fence without a language (or unclosed)"
 
 
-@pytest.mark.parametrize("code", [c for _, c in SNIPPETS], ids=[n for n, _ in SNIPPETS])
-def test_snippet_runs(code, tmp_path):
+@pytest.mark.parametrize("page", WITH_CODE)
+def test_page_runs(page, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
-    run = code
-    if "dask" in code:  # the "Scaling out" snippets need the dask extra
+    code = "\n".join(c for _, c in _code(page))
+    if "dask" in code:  # the "Scaling out" blocks need the dask extra
         pytest.importorskip("dask.array")
         pytest.importorskip("distributed")
         pytest.importorskip("zarr")
+    cmd = [sys.executable, os.path.join(ROOT, "tests", "run_page.py"), os.path.join(ROOT, page)]
     if "cuda" in code:
         pytest.importorskip("numba.cuda")
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-        # The simulator's kernels are Python: keep them out of the shared cache.
-        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
-        # Simulated GPU threads poll each other at every syncthreads(); without
-        # frequent switches a 256x128 update takes minutes (test_cuda_cases.py does this too).
-        run = "import sys; sys.setswitchinterval(1e-4)\n" + code
-    proc = subprocess.run(
-        [sys.executable, "-c", run],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, f"README snippet failed:\n{code}\n{proc.stdout}{proc.stderr}"
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{page}:\n{proc.stdout}{proc.stderr}"
+    ran = int(proc.stdout.strip().splitlines()[-1].split()[0])
+    assert ran == len(_code(page)), proc.stdout
+
+
+def test_the_readme_figures_are_the_reports():
+    """Each figure of the README's "Measured" table (in bold) is printed, as written, in the
+    committed report its row links to (``docs/reports/*.md``, each the output of the command
+    at its top): a number that is not there was not measured by a committed command."""
+    import re
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    section = text.split("\n## Measured\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "**" in line]
+    assert len(rows) >= 4, section
+    for row in rows:
+        reports = re.findall(r"\((docs/reports/[\w.-]+\.md)\)", row)
+        assert reports, f"no report linked: {row}"
+        printed = ""
+        for path in reports:
+            with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+                printed += fh.read()
+        assert "- Command: `" in printed, f"{reports}: not a report"
+        for figure in re.findall(r"\*\*([^*]+)\*\*", row):
+            assert figure in printed, f"{figure!r} is not in {reports}"

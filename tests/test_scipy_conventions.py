@@ -540,11 +540,11 @@ def test_intermediate_result_says_where_fun_was_evaluated():
     assert got[1].fun == lsq(got[1].x_eval, X, y)[0]
 
 
-def test_intermediate_result_is_documented_in_the_readme():
+def test_intermediate_result_is_documented_in_the_guide():
     import os
 
     readme = open(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "scipy.md"),
         encoding="utf-8",
     ).read()
     assert "x_eval" in readme and "minibatch loss at the previous iterate" in readme

@@ -172,13 +172,13 @@ def test_moving_averages_needs_ema_and_a_built_optimizer():
         opt.moving_averages()
 
 
-def test_readme_documents_the_state_dict_keys_and_moving_averages():
+def test_the_guide_documents_the_state_dict_keys_and_moving_averages():
     import os
 
     from numba_rmsprop.optimizer import STATE_KINDS
 
     readme = open(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "optimizer.md"),
         encoding="utf-8",
     ).read()
     for kind, _ in STATE_KINDS:

@@ -212,7 +212,7 @@ def minimize(
             possibly smaller. Requires ``1 <= batch_size <= n_samples``.
             Dask arrays (Zarr, HDF5: data larger than memory) are streamed
             through a shuffle buffer and need ``batch_size``; ``fun`` gets
-            NumPy rows (see :mod:`numba_rmsprop.frontend.stream` and the README,
+            NumPy rows (see :mod:`numba_rmsprop.frontend.stream` and the guide,
             "Scaling out").
         data_args : sequence of int, optional
             Slice exactly these positions of ``args`` instead (each must be
