@@ -544,7 +544,9 @@ def test_intermediate_result_is_documented_in_the_guide():
     import os
 
     readme = open(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "scipy.md"),
+        os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "scipy.md"
+        ),
         encoding="utf-8",
     ).read()
     assert "x_eval" in readme and "minibatch loss at the previous iterate" in readme

@@ -178,7 +178,9 @@ def test_the_guide_documents_the_state_dict_keys_and_moving_averages():
     from numba_rmsprop.optimizer import STATE_KINDS
 
     readme = open(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "optimizer.md"),
+        os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "optimizer.md"
+        ),
         encoding="utf-8",
     ).read()
     for kind, _ in STATE_KINDS:
