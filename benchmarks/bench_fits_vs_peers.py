@@ -156,24 +156,41 @@ def measure(k=20000, steps=200, sample=200, repeat=3) -> dict:
     return {"k": k, "steps": steps, "rows": rows}
 
 
+def _sized_measure():
+    return measure(
+        **C.sized(
+            dict(k=20000, steps=200, sample=100, repeat=1),
+            dict(k=40, steps=5, sample=3, repeat=1),
+        )
+    )
+
+
 class FitsVsPeers(C.Benchmark):
-    """``track_``: seconds of each method for the batch (asv keeps the history)."""
+    """``track_``: seconds of ``minimize_many`` for the batch, and a curve_fit loop's ratio."""
 
     timeout = 600
 
     def setup(self):
-        self.r = measure(
-            **C.sized(
-                dict(k=20000, steps=200, sample=100, repeat=1),
-                dict(k=40, steps=5, sample=3, repeat=1),
-            )
-        )
+        self.r = _sized_measure()
 
     def track_minimize_many_seconds(self):
         return self.r["rows"]["minimize_many, @njit objective"]["seconds"]
 
-    def track_jax_over_minimize_many(self):
-        row = self.r["rows"]["jax.vmap(optax.rmsprop) under jit"]
-        if "skipped" in row:
-            raise NotImplementedError(row["skipped"])
+    def track_curve_fit_loop_over_minimize_many(self):
+        (row,) = [v for n, v in self.r["rows"].items() if "curve_fit" in n]
         return row["time / minimize_many"]
+
+
+class FitsVsJax(C.Benchmark):
+    """``track_``: ``jax.vmap(optax.rmsprop)``'s time over ``minimize_many``'s (skipped
+    without jax and optax)."""
+
+    timeout = 600
+
+    def setup(self):
+        C.need("jax")
+        C.need("optax")
+        self.r = _sized_measure()
+
+    def track_jax_over_minimize_many(self):
+        return self.r["rows"]["jax.vmap(optax.rmsprop) under jit"]["time / minimize_many"]
