@@ -52,7 +52,7 @@ FILE_COSTS = {
     "test_benchmarks_smoke.py": 69,
     "test_examples.py": 59,
     "test_keras_golden.py": 50,
-    "test_docs.py": 39,
+    "test_docs.py": 60,
     "test_pickle.py": 25,
     "test_stream.py": 21,
     "test_scipy_conventions.py": 17,

@@ -34,6 +34,11 @@ def _code(page):
 
 WITH_CODE = [p for p in PAGES if _code(p)]
 
+#: Pages whose blocks start Dask clusters of process workers and stream a Zarr store (~19 s
+#: with a cold cache): run by .ci/run (pytest -m slow), kept out of the README's test
+#: command, like the cluster tests of test_dask.py that are marked slow.
+SLOW_PAGES = {os.path.join("docs", "scaling_out.md")}
+
 
 def test_the_guide_has_its_code():
     # the README, getting started, the optimizer, porting, scipy, many, scaling out, GPUs
@@ -53,7 +58,9 @@ def test_every_code_block_says_its_language():
         assert fences == 2 * named, f"{page}: a fence without a language (or unclosed)"
 
 
-@pytest.mark.parametrize("page", WITH_CODE)
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PAGES else p for p in WITH_CODE]
+)
 def test_page_runs(page, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
