@@ -155,7 +155,7 @@ def main(quick=False):
     plot(losses, where)
 
 
-def plot(losses, where, plot_dir=None):
+def plot(losses, where):
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -169,7 +169,7 @@ def plot(losses, where, plot_dir=None):
     )
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(plot_dir or os.path.dirname(os.path.abspath(sys.argv[0])), "gpu.png")
+    path = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "gpu.png")
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")
 

@@ -49,11 +49,11 @@ from scipy.optimize import OptimizeResult
 
 from ..frontend.api import BoundsLike, Jacobian
 from .batch import Batch
+from .options import is_device_array
 
 if TYPE_CHECKING:
     from distributed import Client
     from numpy.typing import ArrayLike
-from .options import is_device_array
 
 __all__ = ["minimize_many"]
 
