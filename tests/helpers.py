@@ -61,6 +61,7 @@ def quad_np(x, c, w):
 
 
 def quad_vec(X, C, w):
-    """All active runs at once: row-wise exactly ``quad_np``."""
-    D = X - C
-    return np.array([0.5 * np.sum(w * d * d) for d in D]), w * D
+    """All active runs at once (``X``: one column per run, ``C``: one row per run): run by
+    run exactly ``quad_np``."""
+    D = X.T - C
+    return np.array([0.5 * np.sum(w * d * d) for d in D]), (w * D).T

@@ -96,9 +96,9 @@ def model_loss(x, t, y):
 
 
 def model_vec(X, t, Y):
-    """Every active run at once, row by row ``model_py``."""
-    out = [model_py(x, t, y) for x, y in zip(X, Y, strict=True)]
-    return np.array([f for f, _ in out]), np.stack([g for _, g in out])
+    """Every active run at once (one column of ``X`` each), run by run ``model_py``."""
+    out = [model_py(x, t, y) for x, y in zip(X.T, Y, strict=True)]
+    return np.array([f for f, _ in out]), np.stack([g for _, g in out], axis=1)
 
 
 def same(a, b, fields=("x", "fun", "jac", "nit", "nfev", "njev", "status", "message")):
@@ -351,9 +351,9 @@ def _cuda_case(name, cell):
 
     def device_quad(X, Cd, w):  # the host's arithmetic on device arrays (simulator)
         calls[0] += 1
-        Xh, Ch, wh = X.copy_to_host(), Cd.copy_to_host(), w.copy_to_host()
+        Xh, Ch, wh = X.copy_to_host().T, Cd.copy_to_host(), w.copy_to_host()
         f = np.array([0.5 * np.sum(wh * (x - c) ** 2) for x, c in zip(Xh, Ch, strict=True)])
-        return cuda.to_device(f), cuda.to_device(wh * (Xh - Ch))
+        return cuda.to_device(f), cuda.to_device(np.ascontiguousarray((wh * (Xh - Ch)).T))
 
     def host_quad(x, c, w):
         return 0.5 * np.sum(w * (x - c) ** 2), w * (x - c)

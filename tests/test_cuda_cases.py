@@ -538,19 +538,20 @@ def test_simulator_counts_as_usable():
 # ---------------------------------------------------------------- minimize_many on the GPU
 @cuda.jit
 def _quad_kernel(X, C, w, f, G):
-    """f[j] = 0.5 sum w (x - c)^2, G[j] = w (x - c): one thread per run, the CPU's order."""
+    """f[j] = 0.5 sum w (x - c)^2, G[:, j] = w (x - c) for run j (column j of X and of C):
+    one thread per run, the CPU's order."""
     j = cuda.grid(1)
-    if j < X.shape[0]:
+    if j < X.shape[1]:
         s = 0.0
-        for i in range(X.shape[1]):
-            d = X[j, i] - C[j, i]
-            G[j, i] = w[i] * d
+        for i in range(X.shape[0]):
+            d = X[i, j] - C[i, j]
+            G[i, j] = w[i] * d
             s += w[i] * d * d
         f[j] = 0.5 * s
 
 
 def _quad_device(X, C, w):
-    m = X.shape[0]
+    m = X.shape[1]
     f = cuda.device_array(m, np.float64)
     G = cuda.device_array(X.shape, X.dtype)
     _quad_kernel[max(1, (m + 3) // 4), 4](X, C, w, f, G)
@@ -559,12 +560,12 @@ def _quad_device(X, C, w):
 
 def _quad_host(X, C, w):
     """The device objective's arithmetic on the host, scalar by scalar."""
-    f, G = np.zeros(X.shape[0]), np.zeros_like(X)
-    for j in range(X.shape[0]):
+    f, G = np.zeros(X.shape[1]), np.zeros_like(X)
+    for j in range(X.shape[1]):
         s = 0.0
-        for i in range(X.shape[1]):
-            d = X[j, i] - C[j, i]
-            G[j, i] = w[i] * d
+        for i in range(X.shape[0]):
+            d = X[i, j] - C[i, j]
+            G[i, j] = w[i] * d
             s += w[i] * d * d
         f[j] = 0.5 * s
     return f, G
@@ -572,8 +573,8 @@ def _quad_host(X, C, w):
 
 def _quad_one(x, c, w):
     """One run of :func:`_quad_host`: the same arithmetic, for ``nr.minimize``."""
-    f, G = _quad_host(x[None, :], c[None, :], w)
-    return f[0], G[0]
+    f, G = _quad_host(x[:, None], c[:, None], w)
+    return f[0], G[:, 0]
 
 
 MANY_CASES = {
@@ -623,8 +624,8 @@ def test_minimize_many_on_the_device_matches_the_host(case, dtype):
     dev = nr.minimize_many(
         _quad_device,
         cuda.to_device(X0),
-        args=(cuda.to_device(Cm), cuda.to_device(w)),
-        run_args=(0,),
+        args=(cuda.to_device(np.ascontiguousarray(Cm.T)), cuda.to_device(w)),
+        run_args=((0, 1),),  # the targets: one column per run, as X
         vectorized=True,
         bounds=bounds,
         options=options,

@@ -296,7 +296,7 @@ def _holds_a_lock():
         (dict(fun=quad_np, options=dict(rho=2.0)), ValueError, r"`rho`"),
         (dict(fun=quad_np, options=dict(maxiter=-1)), ValueError, r"`maxiter`"),
         (dict(fun=quad_np, bounds=[(0.0, 1.0)] * 3), ValueError, r"bounds"),
-        (dict(run_args=(1,)), ValueError, "one row per run"),
+        (dict(run_args=(1,)), ValueError, "one entry per run"),
         (
             dict(fun=_holds_a_lock()),
             TypeError,

@@ -32,8 +32,8 @@ def linreg_np(x, A, b):
 
 
 def linreg_vec(X, A, b):
-    out = [linreg_np(x, A, b) for x in X]
-    return np.array([f for f, _ in out]), np.stack([g for _, g in out])
+    out = [linreg_np(x, A, b) for x in X.T]
+    return np.array([f for f, _ in out]), np.stack([g for _, g in out], axis=1)
 
 
 @njit
@@ -345,7 +345,7 @@ def test_callback_sees_every_run_once_per_step(problem, vectorized):
         (dict(X0=np.zeros(4)), ValueError, "2-D"),
         (dict(X0=np.zeros((0, 4))), ValueError, "at least one run"),
         (dict(run_args=(5,)), ValueError, "not a position"),
-        (dict(run_args=(1,)), ValueError, "one row per run"),
+        (dict(run_args=(1,)), ValueError, "one entry per run"),
         (dict(options=dict(learning_rate=[0.1, 0.2])), ValueError, "sequence of 6"),
         (dict(options=dict(learning_rate=[0.1] * 5 + [-1.0])), ValueError, r"learning_rate\[5\]"),
         (dict(options=dict(learning_rate=[0.1] * 5 + [None])), TypeError, "number"),
@@ -370,9 +370,13 @@ def test_vectorized_wrong_shapes_name_what_was_expected(problem):
         nr.minimize_many(
             lambda X, C, w: (np.zeros(5), X), X0, args=(C, w), run_args=(0,), vectorized=True
         )
-    with pytest.raises(ValueError, match=r"\(6, 4\)"):
+    with pytest.raises(ValueError, match=r"shape \(4, 6\)"):
         nr.minimize_many(
             lambda X, C, w: (np.zeros(6), X[:, :2]), X0, args=(C, w), run_args=(0,), vectorized=True
+        )
+    with pytest.raises(ValueError, match=r"shape \(4, 6\)"):  # the old (runs, parameters)
+        nr.minimize_many(
+            lambda X, C, w: (np.zeros(6), X.T), X0, args=(C, w), run_args=(0,), vectorized=True
         )
 
 
@@ -382,7 +386,7 @@ def test_runs_that_stop_early_cost_nothing_further(problem):
     rows = []
 
     def fun(X, C, w):
-        rows.append(X.shape[0])
+        rows.append(X.shape[1])
         return quad_vec(X, C, w)
 
     nr.minimize_many(
@@ -515,7 +519,7 @@ def test_disp_shows_one_display_for_the_batch(mode, monkeypatch, problem):
         return quad_np(x, c, w)
 
     def counted_vec(X, C, w):
-        calls[0] += X.shape[0]
+        calls[0] += X.shape[1]
         return quad_vec(X, C, w)
 
     lines = []

@@ -27,7 +27,7 @@ from ..frontend.options import (
 from ..optimizer import RMSprop
 from .checks import Checks
 from .compiled import CompiledRuns, NoCompile
-from .options import check_run_args, check_X0, run_options, split_options
+from .options import check_run_args, check_X0, run_options, split_options, take_runs
 from .results import GroupStates, Results, stack_results
 from .segments import Segments
 from .vectorized import VectorizedRuns
@@ -55,7 +55,8 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
         self.callback = callback
         self.cb_kind = callback_kind(callback)
         self.bounds_spec = bounds
-        self.run_pos = check_run_args(args, run_args, k)
+        self.run_axis = check_run_args(args, run_args, k)  # {position: axis of the runs}
+        self.run_pos = tuple(self.run_axis)
         unknown = sorted(
             k_ for k_ in options if k_ not in RMSPROP_OPTIONS and k_ not in LOOP_OPTIONS
         )
@@ -143,11 +144,21 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
         else:
             self._seeds = list(seeds)
 
+    @property
+    def args_by_run(self) -> tuple:
+        """``args`` with the runs of each per-run argument along its axis 0 (a view
+        where ``run_args`` named another axis): run ``i``'s own argument is ``a[i]``."""
+        ax = self.run_axis
+        return tuple(
+            np.moveaxis(a, ax[j], 0) if ax.get(j, 0) else a for j, a in enumerate(self.args)
+        )
+
     def _run_arguments(self, i: int) -> tuple:
         a = self.args
         if not self.run_pos:
             return a
-        return tuple(a[j][i] if j in self.run_pos else a[j] for j in range(len(a)))
+        ax = self.run_axis
+        return tuple(take_runs(a[j], ax[j], i) if j in ax else a[j] for j in range(len(a)))
 
     # ------------------------------------------------------------ solve
     def solve(self, run_group=None) -> OptimizeResult:

@@ -34,7 +34,7 @@ class CompiledRuns:
         made = np.zeros(m, dtype=np.int64)
         flast = np.full(m, np.nan)
         G = np.zeros((m, self.n), dtype=self.dtype)
-        args = self.args
+        args = self.args_by_run
         marker = self._marker()
         limit = self.limit[runs]
         rng = self._group_rngs(group)
@@ -109,7 +109,7 @@ class CompiledRuns:
         Xall[runs[need]] = res.x[runs[need]]
         final = self._compile_final(Xall, runs[need], F, Gall, ok)
         _threads.run_chunks(
-            final, need.size, self.fun, Xall, self.args, self._marker(), runs[need], F, Gall, ok
+            final, need.size, self.fun, Xall, self.args_by_run, self._marker(), runs[need], F, Gall, ok
         )
         for r in runs[need]:
             if not ok[r]:
@@ -144,7 +144,7 @@ class CompiledRuns:
             typeof(st.P),
             typeof(st.cfg),
             typeof(st.counters),
-            typeof(self.args),
+            typeof(self.args_by_run),
             typeof(marker),
             typeof(order0),
             i64,
@@ -185,7 +185,7 @@ class CompiledRuns:
     def _picked_types(self):
         from numba import typeof, types
 
-        sig = (typeof(self.args), typeof(self._marker()), types.int64)
+        sig = (typeof(self.args_by_run), typeof(self._marker()), types.int64)
         pick_arguments.compile(sig)
         return pick_arguments.overloads[sig].signature.return_type
 
@@ -198,7 +198,7 @@ class CompiledRuns:
         sig = (
             ftype,
             typeof(X),
-            typeof(self.args),
+            typeof(self.args_by_run),
             typeof(self._marker()),
             typeof(runs),
             typeof(F),

@@ -4,10 +4,10 @@ With a CUDA ``X0`` (a numba device array or any ``__cuda_array_interface__``
 object) and ``vectorized=True``, the runs' state (:func:`numba_rmsprop.frontend.step.make_state`
 laid out on the host, then copied once) stays on the device. Each step:
 
-1. the active runs' iterates are gathered into an ``(m, n)`` device array
-   (a copy: the objective never sees the state) and ``fun(X, *args)`` --
-   the user's device code (CuPy, numba.cuda, PyTorch) -- returns device
-   arrays ``f`` ``(m,)`` and ``G`` ``(m, n)``;
+1. the active runs' iterates are gathered into an ``(n, m)`` device array,
+   one column per run (a copy: the objective never sees the state), and
+   ``fun(X, *args)`` -- the user's device code (CuPy, numba.cuda, PyTorch) --
+   returns device arrays ``f`` ``(m,)`` and ``G`` ``(n, m)``;
 2. **one launch** updates every active run: a block per run, its threads
    over the parameters. The block does what :func:`numba_rmsprop.frontend.step.step_arrays`
    does for one run on the CPU -- the finiteness checks, the ``ftol`` and
@@ -154,20 +154,21 @@ if cuda is not None:
             avg[i] = abak[i]
 
     @cuda.jit
-    def _gather_rows(S, runs, out):
-        """``out[j] = S[runs[j], 0]``: the active runs' iterates."""
+    def _gather_columns(S, runs, out):
+        """``out[:, j] = S[runs[j], 0]``: the active runs' iterates, one column each."""
         j = cuda.blockIdx.x
         r = runs[j]
-        for i in range(cuda.threadIdx.x, out.shape[1], cuda.blockDim.x):
-            out[j, i] = S[r, 0, i]
+        for i in range(cuda.threadIdx.x, out.shape[0], cuda.blockDim.x):
+            out[i, j] = S[r, 0, i]
 
     @cuda.jit
-    def _take_rows(src, runs, out):
-        """``out[j] = src[runs[j]]`` for 2-D ``(k, w)`` arrays."""
+    def _take_middle(src, runs, out):
+        """``out[p, j] = src[p, runs[j]]`` for 3-D ``(before, k, after)`` arrays."""
         j = cuda.blockIdx.x
+        p = cuda.blockIdx.y
         r = runs[j]
-        for i in range(cuda.threadIdx.x, out.shape[1], cuda.blockDim.x):
-            out[j, i] = src[r, i]
+        for i in range(cuda.threadIdx.x, out.shape[2], cuda.blockDim.x):
+            out[p, j, i] = src[p, r, i]
 
 
 def _kernel(cfg, bounds: bool, per_run_lr: bool, dtype):
@@ -224,7 +225,7 @@ def _make_step_kernel(cfg, HAS_BOUNDS, PER_RUN_LR, DTYPE):
         flag = cuda.shared.array(2, dtype=int32)
         x = S[r, 0]
         n = x.size
-        g = G[j]
+        g = G[:, j]  # run j's column of the (n, m) gradient
         bak = S[r, R_BAK]
         v = S[r, R_V]
         mg = S[r, R_MG] if HAS_MG else None
@@ -378,15 +379,17 @@ def minimize_many(fun, X0, args, jac, bounds, options, run_args, callback):
     return batch.solve(run_group)
 
 
-def _device_rows(a, runs_d, m):
-    """Rows ``runs`` of a per-run device argument ``a`` (``(k, ...)``), as a numba device array."""
+def _device_runs(a, axis, runs_d, m):
+    """The runs ``runs`` of a per-run device argument ``a`` (runs along ``axis``), as a
+    numba device array of the same layout with ``m`` runs."""
     d = as_device(a)
     shape = tuple(d.shape)
-    flat = d.reshape(shape[0], -1) if d.ndim != 2 else d
-    out = cuda.device_array((m, flat.shape[1]), dtype=d.dtype)
-    if m:
-        _take_rows[m, _threads_for(flat.shape[1])](flat, runs_d, out)
-    return out.reshape((m,) + shape[1:]) if d.ndim != 2 else out
+    before, after = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    out = cuda.device_array((before, m, after), dtype=d.dtype)
+    if m and before and after:
+        src = d.reshape(before, shape[axis], after)
+        _take_middle[(m, before), _threads_for(after)](src, runs_d, out)
+    return out.reshape(shape[:axis] + (m,) + shape[axis + 1 :])
 
 
 def _as_device_result(a, what):
@@ -406,10 +409,10 @@ def _check(f, G, m, n, dt):
             f"The vectorized `fun` must return losses of shape ({m},) for the "
             f"{m} active runs; got shape {tuple(f.shape)}."
         )
-    if tuple(G.shape) != (m, n):
+    if tuple(G.shape) != (n, m):
         raise ValueError(
-            f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
-            f"active runs of {n} parameters; got shape {tuple(G.shape)}."
+            f"The vectorized gradient must have shape ({n}, {m}): {n} parameters "
+            f"(rows) of the {m} active runs (columns); got shape {tuple(G.shape)}."
         )
     if np.dtype(G.dtype) != dt:
         raise TypeError(f"The gradient must have X0's dtype {dt}; got {np.dtype(G.dtype)}.")
@@ -421,8 +424,8 @@ def _check(f, G, m, n, dt):
 def _evaluate(batch, X, ids_d, m):
     """``fun`` (and ``jac``) of the ``m`` runs ``ids`` at device iterates ``X``."""
     lst = list(batch.args)
-    for i in batch.run_pos:
-        lst[i] = _device_rows(batch.args[i], ids_d, m)
+    for i, ax in batch.run_axis.items():
+        lst[i] = _device_runs(batch.args[i], ax, ids_d, m)
     out = batch.fun(X, *lst)
     if batch.jac is True:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -468,8 +471,8 @@ def run_group(batch, group, st) -> None:
         for j in range(LR_BLOCK - lr_off):
             ma = active.size
             act_d = cuda.to_device(active)
-            X = cuda.device_array((ma, n), dtype=dt)
-            _gather_rows[ma, threads](S, act_d, X)
+            X = cuda.device_array((n, ma), dtype=dt)
+            _gather_columns[ma, threads](S, act_d, X)
             sel = runs[active]
             f, G = _evaluate(batch, X, cuda.to_device(sel), ma)
             codes_d = cuda.device_array(ma, dtype=np.int64)
@@ -487,7 +490,7 @@ def run_group(batch, group, st) -> None:
                 if stop.any():
                     Gh = G.copy_to_host()
                     for q in np.flatnonzero(stop):
-                        res.finish(int(sel[q]), int(codes[q]), float(fh[q]), Gh[q])
+                        res.finish(int(sel[q]), int(codes[q]), float(fh[q]), Gh[:, q])
             it += 1
             batch._show(it, ma, lambda f=f: as_device(f).copy_to_host())
             keep = ~stop & (limit[active] > it)
@@ -508,9 +511,9 @@ def run_group(batch, group, st) -> None:
     res.store(st, runs, batch)
     need = np.asarray([r for r in runs if not res.reuse[r]], dtype=np.int64)
     if need.size:
-        X = cuda.to_device(np.ascontiguousarray(res.x[need]))
+        X = cuda.to_device(np.ascontiguousarray(res.x[need].T))
         f, G = _evaluate(batch, X, cuda.to_device(need), need.size)
         fh = np.asarray(f.copy_to_host(), dtype=np.float64)
         Gh = G.copy_to_host()
         for q, r in enumerate(need):
-            res.set_final(int(r), float(fh[q]), Gh[q])
+            res.set_final(int(r), float(fh[q]), Gh[:, q])

@@ -77,7 +77,7 @@ from ..engine import threads as _threads
 from ..engine.hyperparameters import integer
 from ..frontend.data import positions
 from .batch import Batch
-from .options import is_device_array
+from .options import is_device_array, take_runs
 
 #: Blocks per worker thread with the default ``runs_per_task``: enough for
 #: runs that stop early (blocks of unequal cost) to even out across threads.
@@ -183,7 +183,8 @@ def _check_pickles(obj, name: str) -> None:
 def _positions(args, run_args) -> tuple:
     """The ``run_args`` positions as the local checks take them (errors left to them)."""
     try:
-        return tuple(positions(args, run_args, "run_args"))
+        pos = [e[0] if isinstance(e, (tuple, list)) and e else e for e in run_args]
+        return tuple(positions(args, pos, "run_args"))
     except (TypeError, ValueError):  # the local checks say what is wrong
         return ()
 
@@ -199,8 +200,8 @@ class _ShapeOnly:
     def __init__(self, a):
         self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
 
-    def __getitem__(self, i):
-        return np.zeros(self.shape[1:], self.dtype)
+    def __getitem__(self, i):  # the shape of what indexing would give; no memory
+        return np.broadcast_to(np.zeros((), self.dtype), self.shape)[i]
 
 
 def _stand_ins(args, lazy) -> tuple:
@@ -348,9 +349,9 @@ class _Run:
             if j in self.shared:
                 args.append(self.shared[j])
             elif j in self.lazy:
-                args.append(_Carried(a[s:e], read=True))
+                args.append(_Carried(take_runs(a, b.run_axis[j], slice(s, e)), read=True))
             elif j in b.run_pos:
-                args.append(a[s:e])
+                args.append(take_runs(a, b.run_axis[j], slice(s, e)))
             else:  # a shared dask array
                 args.append(_Carried(a, read=False))
         options = dict(b.shared, disp=False)
@@ -366,7 +367,7 @@ class _Run:
             self.jac,
             self.bounds,
             options,
-            b.run_pos,
+            tuple(b.run_axis.items()),
             self.vectorized,
             after,
             key=f"{self.name}-{self.generation}-{i}",

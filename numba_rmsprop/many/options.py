@@ -36,18 +36,61 @@ def check_X0(X0) -> np.ndarray:
     return X
 
 
-def check_run_args(args: tuple, run_args, k: int) -> tuple:
-    """Sorted positions of the per-run arguments, each checked to have ``k`` rows."""
-    idx = positions(args, run_args, "run_args")
-    for j in idx:
+def check_run_args(args: tuple, run_args, k: int) -> dict:
+    """The per-run arguments: ``{position: axis}``, sorted by position.
+
+    An entry of ``run_args`` is a position (the runs along axis 0) or a pair
+    ``(position, axis)`` naming the axis of that argument that holds the
+    ``k`` runs (negative axes counted from the end). Each is checked to be an
+    array with ``k`` entries along that axis.
+    """
+    if isinstance(run_args, (str, bytes)) or not hasattr(run_args, "__iter__"):
+        raise TypeError(
+            f"`run_args` must be a sequence of positions in `args` or (position, axis) "
+            f"pairs; got {run_args!r}."
+        )
+    pos, axes = [], []
+    for entry in run_args:
+        if isinstance(entry, (tuple, list)):
+            if len(entry) != 2 or not all(_is_integer(v) for v in entry):
+                raise ValueError(
+                    f"`run_args` entry {entry!r} must be a position or a pair "
+                    "(position, axis) of integers."
+                )
+            pos.append(entry[0])
+            axes.append(int(entry[1]))
+        else:
+            pos.append(entry)
+            axes.append(0)
+    idx = positions(args, pos, "run_args")  # checked, sorted, negatives resolved
+    by_pos: dict = {}
+    for p_, ax in zip(pos, axes, strict=True):
+        j = int(p_) % len(args)
         shape = tuple(getattr(args[j], "shape", None) or np.shape(args[j]))
-        rows = shape[:1]
-        if rows != (k,):
+        if not -len(shape) <= ax < len(shape):
             raise ValueError(
-                f"`run_args` names args[{j}], which must hold one row per run: axis 0 of "
-                f"length {k} (X0 has {k} runs); got shape {shape}."
+                f"`run_args` names axis {ax} of args[{j}], which has shape {shape} "
+                f"(no such axis)."
             )
-    return tuple(idx)
+        ax %= len(shape)
+        if by_pos.get(j, ax) != ax:
+            raise ValueError(f"`run_args` names args[{j}] twice, with different axes.")
+        by_pos[j] = ax
+        if shape[ax] != k:
+            raise ValueError(
+                f"`run_args` names args[{j}], which must hold one entry per run: axis "
+                f"{ax} of length {k} (X0 has {k} runs); got shape {shape}."
+            )
+    return {j: by_pos[j] for j in idx}
+
+
+def take_runs(a, axis: int, runs):
+    """The runs ``runs`` (an index, an index array or a slice) of a per-run argument ``a``
+    along ``axis``: run ``i``'s own argument for an integer, the selected runs (along
+    the same axis) otherwise."""
+    if axis == 0:
+        return a[runs]
+    return a[(slice(None),) * axis + (runs,)]
 
 
 def split_options(options: dict, k: int) -> tuple:

@@ -11,6 +11,7 @@ import numpy as np
 from ..engine.entries import entry_point
 from ..frontend.state import OK
 from .kernels import _each_run_step, _flat_step, one_pass_possible
+from .options import take_runs
 
 
 class VectorizedRuns:
@@ -72,7 +73,10 @@ class VectorizedRuns:
                 if changed:  # the active runs' rows of the per-run arguments
                     whole = ma == self.k  # every run of the batch: the arguments as given
                     sel = runs[active]
-                    rows = {i: a[i] if whole else a[i][sel] for i in self.run_pos}
+                    rows = {
+                        i: a[i] if whole else take_runs(a[i], ax, sel)
+                        for i, ax in self.run_axis.items()
+                    }
                     for i, r in rows.items():
                         lst[i] = r
                     changed = False
@@ -82,9 +86,13 @@ class VectorizedRuns:
                         min(start + (j + 1) * self.data.batch_size, self.data.n_samples),
                     )
                     cut = slice(s_, e_) if isinstance(perm, int) else perm[0, s_:e_]
-                    for i in data_idx:  # per-run data: the samples are axis 1
-                        lst[i] = rows[i][:, cut] if i in rows else a[i][cut]
-                X = xs.copy() if ma == m else xs[active]
+                    for i in data_idx:  # per-run data: the samples are the other leading axis
+                        lst[i] = (
+                            take_runs(rows[i], 1 if self.run_axis[i] == 0 else 0, cut)
+                            if i in rows
+                            else a[i][cut]
+                        )
+                X = np.ascontiguousarray((xs if ma == m else xs[active]).T)  # (n, ma)
                 out = fun(X, *lst)
                 if pair:
                     f, G = vectorized_pair(out, ma)
@@ -139,10 +147,10 @@ class VectorizedRuns:
         need = np.asarray([q for q, r in enumerate(runs) if not res.reuse[r]], dtype=np.int64)
         if not need.size:
             return
-        X = res.x[runs[need]]
+        X = np.ascontiguousarray(res.x[runs[need]].T)
         lst = list(self.args)
-        for i in self.run_pos:
-            lst[i] = self.args[i][runs[need]]
+        for i, ax in self.run_axis.items():
+            lst[i] = take_runs(self.args[i], ax, runs[need])
         out = self.fun(X.copy(), *lst)
         if self.jac is True:
             f, G = vectorized_pair(out, need.size)
@@ -157,24 +165,25 @@ def vectorized_pair(out, m):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise ValueError(
             "With jac=True and vectorized=True, `fun` must return a pair (f, G) "
-            f"of shapes ({m},) and ({m}, n); got {type(out).__name__}."
+            f"of shapes ({m},) and (n, {m}); got {type(out).__name__}."
         )
     return out
 
 
 def check_vectorized(f, G, m, n, dt):
-    """``f`` as ``(m,)`` float64 and ``G`` as a C-contiguous ``(m, n)`` array of ``dt``."""
+    """``f`` as ``(m,)`` float64, and ``G`` (``(n, m)``: one column per run) as the
+    C-contiguous ``(m, n)`` rows of ``dt`` the update takes (``G.T``, copied unless
+    ``G`` is Fortran-ordered)."""
     if (
         f.__class__ is np.ndarray
         and G.__class__ is np.ndarray
         and f.dtype == np.float64
         and G.dtype == dt
         and f.shape == (m,)
-        and G.shape == (m, n)
-        and G.flags.c_contiguous
+        and G.shape == (n, m)
         and f.flags.c_contiguous
     ):
-        return f, G
+        return f, np.ascontiguousarray(G.T)
     f = np.asarray(f)
     if f.shape != (m,):
         raise ValueError(
@@ -184,11 +193,11 @@ def check_vectorized(f, G, m, n, dt):
     if f.dtype.kind not in "fiub":
         raise TypeError(f"The vectorized losses must be real; got dtype {f.dtype}.")
     G = np.asarray(G)
-    if G.shape != (m, n):
+    if G.shape != (n, m):
         raise ValueError(
-            f"The vectorized gradient must have shape ({m}, {n}) for the {m} "
-            f"active runs of {n} parameters; got shape {G.shape}."
+            f"The vectorized gradient must have shape ({n}, {m}): {n} parameters "
+            f"(rows) of the {m} active runs (columns); got shape {G.shape}."
         )
     if G.dtype.kind not in "fiub":
         raise TypeError(f"The vectorized gradient must be real; got dtype {G.dtype}.")
-    return np.ascontiguousarray(f, dtype=np.float64), np.ascontiguousarray(G, dtype=dt)
+    return np.ascontiguousarray(f, dtype=np.float64), np.ascontiguousarray(G.T, dtype=dt)
