@@ -31,12 +31,12 @@ from . import problems as Q
 
 
 def _decay_vectorized(P, t, Y):
-    """All active runs at once: ``P`` (m, 3), ``Y`` (m, points)."""
-    a, tau, c = P[:, :1], P[:, 1:2], P[:, 2:]
+    """All active runs at once: ``P`` (3, m), one column per run; ``Y`` (m, points)."""
+    a, tau, c = P[0][:, None], P[1][:, None], P[2][:, None]
     e = np.exp(-t / tau)
     R = a * e + c - Y
     m = t.size
-    G = np.column_stack(
+    G = np.stack(
         [(R * e).sum(1) / m, (R * a * e * t).sum(1) / (tau[:, 0] ** 2 * m), R.sum(1) / m]
     )
     return 0.5 * (R * R).sum(1) / m, G

@@ -121,9 +121,11 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
     d, c = Q.quadratic_args(n)
     X0 = np.random.default_rng(0).standard_normal((k, n))
 
+    dc, cc = d[:, None], c[:, None]  # (n, 1): X is (n, m), one column per run
+
     def fun(X, d, c):
-        D = X - c
-        return 0.5 * np.einsum("ij,ij,j->i", D, D, d), D * d
+        D = X - cc
+        return 0.5 * np.einsum("ij,ij,i->j", D, D, d), D * dc
 
     opts = dict(learning_rate=1e-3, maxiter=steps)
     per_run = dict(opts, learning_rate=np.linspace(1e-3, 2e-3, k))

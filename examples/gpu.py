@@ -69,13 +69,14 @@ def layer_gradient(W, X, Y, G):
 
 @cuda.jit
 def quadratics(X, centers, f, G):
-    """Run ``r`` (column ``r`` of the rows): ``f = |x - c|^2 / 2``, ``G = x - c``."""
+    """Run ``r`` (column ``r`` of ``X``, ``centers`` and ``G``): ``f = |x - c|^2 / 2``,
+    ``G = x - c``; neighbouring threads read neighbouring columns (coalesced)."""
     r = cuda.grid(1)
-    if r < X.shape[0]:
+    if r < X.shape[1]:
         total = 0.0
-        for p in range(X.shape[1]):
-            d = X[r, p] - centers[r, p]
-            G[r, p] = d
+        for p in range(X.shape[0]):
+            d = X[p, r] - centers[p, r]
+            G[p, r] = d
             total += d * d
         f[r] = 0.5 * total
 
@@ -103,13 +104,13 @@ def train_layer(n_samples, n_in, n_out, steps):
 
 def many_fits(k, n, steps):
     rng = np.random.default_rng(1)
-    centers = rng.standard_normal((k, n))
+    centers = rng.standard_normal((n, k))  # one column per run, as X
     centers_d = cuda.to_device(centers)
 
-    def fun(X, centers):  # X: the active runs' rows, on the device
-        f = cuda.device_array(X.shape[0])
+    def fun(X, centers):  # X: (n, m), one column per active run, on the device
+        f = cuda.device_array(X.shape[1])
         G = cuda.device_array(X.shape)
-        quadratics[(X.shape[0] + 127) // 128, 128](X, centers, f, G)
+        quadratics[(X.shape[1] + 127) // 128, 128](X, centers, f, G)
         return f, G
 
     X0 = np.zeros((k, n))
@@ -118,17 +119,17 @@ def many_fits(k, n, steps):
         fun,
         cuda.to_device(X0),
         args=(centers_d,),
-        run_args=(0,),
+        run_args=((0, 1),),  # the runs are axis 1 of centers
         vectorized=True,
         options=options,
     )
 
     def fun_cpu(X, centers):
         G = X - centers
-        return 0.5 * np.sum(G * G, axis=1), G
+        return 0.5 * np.sum(G * G, axis=0), G
 
     cpu = nr.minimize_many(
-        fun_cpu, X0, args=(centers,), run_args=(0,), vectorized=True, options=options
+        fun_cpu, X0, args=(centers,), run_args=((0, 1),), vectorized=True, options=options
     )
     return gpu, cpu
 

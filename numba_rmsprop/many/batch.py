@@ -194,6 +194,18 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
                     stacklevel=3,
                 )
                 return self._solve_each(compiled=False)
+        columns = None  # the compiled vectorized loop's entry points, one per group
+        if self.mode == "vectorized" and run_group is None and self._columns_possible():
+            try:
+                columns = [self._compile_columns(st) for st in states]
+            except NoCompile as exc:
+                if self.options0.get("compiled", "auto") is True:
+                    raise ValueError(f"compiled=True, but {exc}.") from None
+                warnings.warn(
+                    f"numba_rmsprop: minimize_many calls the vectorized `fun` from Python: {exc}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         for g, (group, state) in enumerate(zip(self.groups, states, strict=True)):
             self.shown = self.bar.done if self.bar is not None else 0  # steps of earlier groups
             self.waiting = sum(later.runs.size for later in self.groups[g + 1 :])
@@ -201,6 +213,8 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
                 run_group(self, group, state)
             elif self.mode == "compiled":
                 self._run_compiled(group, state, self._entries[self.groups.index(group)])
+            elif columns is not None:
+                self._run_columns(group, state, columns[g])
             else:
                 self._run_vectorized(group, state)
         return self.res.result(self)

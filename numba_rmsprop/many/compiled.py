@@ -77,14 +77,15 @@ class CompiledRuns:
                 H,
                 G,
             )
-            for q in active:
-                r = int(runs[q])
-                res.nit[r] = it + made[q]
-                res.nev[r] += made[q] + (1 if codes[q] != OK else 0)
-                if H is not None:
-                    res.history[r].append(H[q, : made[q] + (1 if codes[q] != OK else 0)].copy())
-                if codes[q] != OK:
-                    res.finish(r, int(codes[q]), float(flast[q]), G[q])
+            stopped = codes[active] != OK
+            evaluated = made[active] + stopped
+            res.nit[runs[active]] = it + made[active]
+            res.nev[runs[active]] += evaluated
+            if H is not None:
+                for q, e in zip(active.tolist(), evaluated.tolist(), strict=True):
+                    res.history[int(runs[q])].append(H[q, :e].copy())
+            for q in active[stopped].tolist():
+                res.finish(int(runs[q]), int(codes[q]), float(flast[q]), G[q])
             self._show(it + int(left.max()), active.size, flast[active])
             active = active[codes[active] == OK]  # runs at their limit drop out above
             it += nsteps
@@ -99,7 +100,7 @@ class CompiledRuns:
         """``fun`` and ``jac`` on all data at the returned ``x`` (as nr.minimize does), for
         the runs whose last evaluation was not there; each run on a thread's share."""
         res = self.res
-        need = np.asarray([q for q, r in enumerate(runs) if not res.reuse[r]], dtype=np.int64)
+        need = np.flatnonzero(~res.reuse[runs])
         if not need.size:
             return
         F = np.zeros(self.k)
@@ -111,13 +112,14 @@ class CompiledRuns:
         _threads.run_chunks(
             final, need.size, self.fun, Xall, self.args_by_run, self._marker(), runs[need], F, Gall, ok
         )
-        for r in runs[need]:
-            if not ok[r]:
-                raise ValueError(
-                    f"The final evaluation of run {r} returned a loss or "
-                    f"gradient of the wrong size (n = {self.n})."
-                )
-            res.set_final(int(r), float(F[r]), Gall[r])
+        rs = runs[need]
+        bad = rs[ok[rs] == 0]
+        if bad.size:
+            raise ValueError(
+                f"The final evaluation of run {bad[0]} returned a loss or "
+                f"gradient of the wrong size (n = {self.n})."
+            )
+        res.set_finals(rs, F[rs], Gall[rs])
 
     def _compile(self, group, st):
         """Entry point of ``many_segment`` for this batch's types."""

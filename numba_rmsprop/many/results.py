@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -67,12 +68,14 @@ class Results:
         self.nev = np.zeros(k, dtype=np.int64)
         self.extra = np.zeros(k, dtype=np.int64)  # the final evaluation
         self.nepoch = np.zeros(k, dtype=np.int64)
-        self.code = [None] * k  # a stop code of _compiled, "stop", or a limit
+        self.code = np.full(k, None, dtype=object)  # a stop code, "stop", or a limit
         self.f_last = np.full(k, np.nan)
         self.reuse = np.zeros(k, dtype=bool)
         self.gnorm = np.zeros(k)
         self.history = [[] for _ in range(k)] if history else None
-        self.states = [None] * k  # each run's (S, T, P) views, for its checkpoint
+        # Where each run's (S, T, P) is, for its checkpoint: its group's state, its row.
+        self.state_groups: list = []
+        self.state_at = np.zeros((k, 2), dtype=np.int64)
 
     def finish(self, r, code, f, g) -> None:
         """Run ``r`` stopped with ``code`` at its evaluation of loss ``f``, gradient ``g``."""
@@ -82,8 +85,16 @@ class Results:
             self.jac[r] = g
 
     def finish_limit(self, r, batch) -> None:
-        if self.code[r] is None:  # (a run that never started keeps its code)
-            self.code[r] = "maxiter" if self.nit[r] >= batch.maxiter[r] else "maxfev"
+        self.finish_limits(np.array([r], dtype=np.int64), batch)
+
+    def finish_limits(self, rs, batch) -> None:
+        """The runs ``rs`` reached their ``maxiter`` or ``maxfev`` (a run that never started
+        keeps its code)."""
+        rs = rs[np.equal(self.code[rs], None)]
+        if rs.size:
+            self.code[rs] = np.where(
+                self.nit[rs] >= np.asarray(batch.maxiter)[rs], "maxiter", "maxfev"
+            ).astype(object)
 
     def finish_unstarted(self, bad_x0) -> None:
         """The runs whose starting point is not finite: status 2, nothing evaluated."""
@@ -97,33 +108,68 @@ class Results:
 
     def store(self, st, runs, batch) -> None:
         """The returned iterates and what the final evaluation can reuse (as nr.minimize)."""
-        for q, r in enumerate(runs):
-            r = int(r)
-            code = self.code[r]
-            raw = code in (NONFINITE_LOSS, NONFINITE_GRAD, NONFINITE_X0, OVERFLOW)
-            self.x[r] = st.row(q, 0) if raw or st.r_avg is None else st.row(q, st.r_avg)
-            self.gnorm[r] = st.T[q, T_GNORM]
-            self.reuse[r] = raw or (code in (GTOL, FTOL) and not batch.batched and st.r_avg is None)
-            if self.reuse[r]:
-                self.fun[r] = self.f_last[r]
-            S = st.S[:, q] if st.runs_inner else st.S[q]
-            self.states[r] = (S, st.T[q], st.P[q])
+        codes = self.code[runs]
+        raw = _among(codes, (NONFINITE_LOSS, NONFINITE_GRAD, NONFINITE_X0, OVERFLOW))
+        rows = (lambda w: st.S[w]) if st.runs_inner else (lambda w: st.S[:, w])
+        self.x[runs] = rows(0)
+        if st.r_avg is not None:  # the EMA, except where the iterate itself is returned
+            self.x[runs[~raw]] = rows(st.r_avg)[~raw]
+        self.gnorm[runs] = st.T[:, T_GNORM]
+        converged = _among(codes, (GTOL, FTOL)) & (not batch.batched and st.r_avg is None)
+        reuse = raw | converged
+        self.reuse[runs] = reuse
+        self.fun[runs[reuse]] = self.f_last[runs[reuse]]
+        self.state_at[runs, 0] = len(self.state_groups)
+        self.state_at[runs, 1] = np.arange(runs.size)
+        self.state_groups.append(st)
+
+    def state_of(self, r):
+        """Run ``r``'s ``(S, T, P)``: views of its group's state."""
+        g, q = self.state_at[r]
+        st = self.state_groups[g]
+        return (st.S[:, q] if st.runs_inner else st.S[q]), st.T[q], st.P[q]
 
     def set_final(self, r, f, g) -> None:
         self.fun[r] = f
         self.jac[r] = g
         self.extra[r] = 1
 
+    def set_finals(self, rs, f, G) -> None:
+        """:meth:`set_final` for the runs ``rs`` (losses ``f``, gradients as rows of ``G``)."""
+        self.fun[rs] = f
+        self.jac[rs] = G
+        self.extra[rs] = 1
+
     def result(self, batch) -> OptimizeResult:
         k = self.k
         status = np.zeros(k, dtype=np.int64)
-        messages = []
-        for r in range(k):
-            code = self.code[r]
-            key = 99 if code == "stop" else _stop_key(batch, r, code)
+        messages: list = [None] * k
+        by_code: dict = {}
+        for r, code in enumerate(self.code.tolist()):
+            by_code.setdefault(code, []).append(r)
+        for code, rs in by_code.items():  # a few codes; each message made once per values
+            key = 99 if code == "stop" else _stop_key(batch, rs[0], code)
             st_, msg = STOPS[key]
-            status[r] = st_
-            messages.append(msg.format(**_fields(batch, r, self, key == NONFINITE_X0)))
+            status[rs] = st_
+            names = _FIELD_NAMES.setdefault(
+                msg, [f for _, f, _, _ in string.Formatter().parse(msg) if f]
+            )
+            varying = {"gnorm", "f_last", "step", "x0_entry"} | set(batch.per_run)
+            if "tol" in batch.per_run:
+                varying.add("gtol")
+            if not varying.intersection(names):  # one message for the whole group
+                text = msg.format(**_fields(batch, rs[0], self, names))
+                for r in rs:
+                    messages[r] = text
+                continue
+            made: dict = {}
+            for r in rs:
+                values = _fields(batch, r, self, names)
+                hashable = tuple(values.items())
+                text = made.get(hashable)
+                if text is None:
+                    text = made[hashable] = msg.format(**values)
+                messages[r] = text
         cost = batch.cost
         res = OptimizeResult(
             x=self.x,
@@ -157,7 +203,7 @@ class Results:
         rng_state, perm = replay(
             batch.rng_initial[r], int(self.nepoch[r]), d.n_samples or 0, bool(d.shuffle)
         )
-        S, T, P = self.states[r]
+        S, T, P = self.state_of(r)
         return RunCheckpoint(
             S=S,
             T=T,
@@ -219,33 +265,47 @@ def _stop_key(batch, r, code):
     return code + (", tol" if loop["gtol"] is not None or loop["ftol"] is not None else "")
 
 
-def _fields(batch, r, res, x0_named: bool) -> dict:
-    """The values run ``r``'s message names (its own options; the entry of ``x0`` that is
-    not finite only where ``x0_named``: finding it costs a pass over the row)."""
+def _among(codes, values) -> np.ndarray:
+    """Which of the stop codes (an object array: ints, strings, None) are in ``values``."""
+    return np.fromiter((c in values for c in codes.tolist()), dtype=bool, count=codes.size)
+
+
+_FIELD_NAMES: dict = {}  # message -> the fields it names
+
+
+def _fields(batch, r, res, names) -> dict:
+    """The values of the fields ``names`` of run ``r``'s message (its own options)."""
 
     def val(name):
         if name in batch.per_run:
             return batch.per_run[name][r]
         return batch.loop[name]
 
-    gtol = (
-        batch.per_run["tol"][r]
-        if "tol" in batch.per_run and "gtol" not in batch.per_run
-        else val("gtol")
-    )
-    maxiter, maxfev = batch.maxiter[r], batch.maxfev[r]
-    it, nev = int(res.nit[r]), int(res.nev[r])
-    return dict(
-        maxiter=int(maxiter) if math.isfinite(maxiter) else maxiter,
-        maxfev=int(maxfev) if math.isfinite(maxfev) else None,
-        gtol=gtol,
-        ftol=val("ftol"),
-        patience=val("patience"),
-        gnorm=res.gnorm[r],
-        f_last=res.f_last[r],
-        step=f"step {it} (0-based optimizer call {it}, evaluation {nev})",
-        x0_entry=x0_entry(batch.X0[r]) if x0_named else None,
-    )
+    def field(name):
+        if name == "maxiter":
+            maxiter = batch.maxiter[r]
+            return int(maxiter) if math.isfinite(maxiter) else maxiter
+        if name == "maxfev":
+            maxfev = batch.maxfev[r]
+            return int(maxfev) if math.isfinite(maxfev) else None
+        if name == "gtol":
+            if "tol" in batch.per_run and "gtol" not in batch.per_run:
+                return batch.per_run["tol"][r]
+            return val("gtol")
+        if name in ("ftol", "patience"):
+            return val(name)
+        if name == "gnorm":
+            return res.gnorm[r]
+        if name == "f_last":
+            return res.f_last[r]
+        if name == "step":
+            it, nev = int(res.nit[r]), int(res.nev[r])
+            return f"step {it} (0-based optimizer call {it}, evaluation {nev})"
+        if name == "x0_entry":  # finding it costs a pass over the row
+            return x0_entry(batch.X0[r])
+        raise KeyError(name)
+
+    return {name: field(name) for name in names}
 
 
 def stack_results(results, n, dtype) -> OptimizeResult:

@@ -109,8 +109,8 @@ class Segments:
         """The active runs that may still step at iteration ``it``; the others end at
         their ``maxiter``/``maxfev`` (checked before an epoch begins, as nr.minimize does)."""
         done = limit[active] <= it
-        for q in active[done]:
-            self.res.finish_limit(int(runs[q]), self)
+        if done.any():
+            self.res.finish_limits(runs[active[done]], self)
         return active[~done]
 
     def _lr_for(self, st, kb):
