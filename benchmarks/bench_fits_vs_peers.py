@@ -36,9 +36,7 @@ def _decay_vectorized(P, t, Y):
     e = np.exp(-t / tau)
     R = a * e + c - Y
     m = t.size
-    G = np.stack(
-        [(R * e).sum(1) / m, (R * a * e * t).sum(1) / (tau[:, 0] ** 2 * m), R.sum(1) / m]
-    )
+    G = np.stack([(R * e).sum(1) / m, (R * a * e * t).sum(1) / (tau[:, 0] ** 2 * m), R.sum(1) / m])
     return 0.5 * (R * R).sum(1) / m, G
 
 

@@ -48,7 +48,6 @@ from ..engine.cpu.kernels import (
 )
 from ..frontend.segment import impl_from_source
 from ..frontend.state import C_CLIP, C_FTOL, C_GTOL, C_SWITCHES, OK, OVERFLOW
-from .kernels import _finite_at
 from ..frontend.step import (
     OPTS,
     copy_element,
@@ -59,6 +58,7 @@ from ..frontend.step import (
     rows,
     step_arrays,
 )
+from .kernels import _finite_at
 
 #: Bytes of data and state a block of runs aims to keep in cache.
 BLOCK_BYTES = 1 << 18
@@ -79,24 +79,29 @@ def block_size(per_run_bytes: int, runs: int, threads: int) -> int:
 def marks_for(args: tuple, run_axis: dict) -> tuple:
     """Per argument: None (shared), or a tuple of ``axis + 1`` Nones for a per-run argument
     whose runs are along ``axis`` (its length is the axis, known when compiling)."""
-    return tuple(
-        (None,) * (run_axis[j] + 1) if j in run_axis else None for j in range(len(args))
-    )
+    return tuple((None,) * (run_axis[j] + 1) if j in run_axis else None for j in range(len(args)))
 
 
 def _take_source(ndim: int, axis: int) -> str:
     """Source of ``impl(a, sel)``: a new C-contiguous array of the runs ``sel`` of ``a``
-    along ``axis``."""
+    along ``axis`` (scalar loops: slices of slices cost seconds to compile)."""
     shape = ", ".join("sel.size" if d == axis else f"a.shape[{d}]" for d in range(ndim))
-    left = ", ".join("q" if d == axis else ":" for d in range(ndim))
-    right = ", ".join("sel[q]" if d == axis else ":" for d in range(ndim))
-    return (
-        "def impl(a, sel):\n"
-        f"    out = np.empty(({shape},), a.dtype)\n"
-        "    for q in range(sel.size):\n"
-        f"        out[{left}] = a[{right}]\n"
-        "    return out\n"
-    )
+    lines = [
+        "def impl(a, sel):",
+        f"    out = np.empty(({shape},), a.dtype)",
+        "    for q in range(sel.size):",
+        "        r = sel[q]",
+    ]
+    depth = 2
+    for d in range(ndim):
+        if d != axis:
+            lines.append("    " * depth + f"for i{d} in range(a.shape[{d}]):")
+            depth += 1
+    left = ", ".join("q" if d == axis else f"i{d}" for d in range(ndim))
+    right = ", ".join("r" if d == axis else f"i{d}" for d in range(ndim))
+    lines.append("    " * depth + f"out[{left}] = a[{right}]")
+    lines.append("    return out")
+    return "\n".join(lines) + "\n"
 
 
 def _block_args(args, marks, ids, whole):  # pragma: no cover
@@ -217,7 +222,9 @@ def _rate(LR, r, lr_off):
 
 
 @njit(**OPTS)  # the rows are its arguments: their ``is None`` branches are pruned
-def _fused_step(x, v, mg, mom, acc, avg, bak, abak, lb, ub, g, f, P, cfg, counters, cur, it, LR, lr_off, lcodes):
+def _fused_step(
+    x, v, mg, mom, acc, avg, bak, abak, lb, ub, g, f, P, cfg, counters, cur, it, LR, lr_off, lcodes
+):
     """Every run of the block in one pass per stage (they share their counters and
     per-call scalars; no tolerance or norm clip). Returns False, having changed nothing
     but the backup of ``x``, when a loss or gradient is not finite (then each run
@@ -268,7 +275,29 @@ def _fused_step(x, v, mg, mom, acc, avg, bak, abak, lb, ub, g, f, P, cfg, counte
 
 
 @njit(**OPTS)
-def _each_step(x, v, mg, mom, acc, avg, bak, abak, lb, ub, g, f, T, P, cfg, counters, cur, it, LR, lr_off, lcodes):
+def _each_step(
+    x,
+    v,
+    mg,
+    mom,
+    acc,
+    avg,
+    bak,
+    abak,
+    lb,
+    ub,
+    g,
+    f,
+    T,
+    P,
+    cfg,
+    counters,
+    cur,
+    it,
+    LR,
+    lr_off,
+    lcodes,
+):
     """:func:`step_arrays` for each run of the block on its own column."""
     m = cur.size
     clip = cfg[C_CLIP]
@@ -366,13 +395,50 @@ def columns_blocks(
             if not (
                 fused
                 and _fused_step(
-                    x, v, mg, mom, acc, avg, bak, abak, lb, ub,
-                    g, f, P, cfg, counters, cur, it, LR, lr_off, lcodes,
+                    x,
+                    v,
+                    mg,
+                    mom,
+                    acc,
+                    avg,
+                    bak,
+                    abak,
+                    lb,
+                    ub,
+                    g,
+                    f,
+                    P,
+                    cfg,
+                    counters,
+                    cur,
+                    it,
+                    LR,
+                    lr_off,
+                    lcodes,
                 )
             ):
                 _each_step(
-                    x, v, mg, mom, acc, avg, bak, abak, lb, ub,
-                    g, f, T, P, cfg, counters, cur, it, LR, lr_off, lcodes,
+                    x,
+                    v,
+                    mg,
+                    mom,
+                    acc,
+                    avg,
+                    bak,
+                    abak,
+                    lb,
+                    ub,
+                    g,
+                    f,
+                    T,
+                    P,
+                    cfg,
+                    counters,
+                    cur,
+                    it,
+                    LR,
+                    lr_off,
+                    lcodes,
                 )
             keep = np.ones(m, np.bool_)
             m_new = 0

@@ -110,7 +110,16 @@ class CompiledRuns:
         Xall[runs[need]] = res.x[runs[need]]
         final = self._compile_final(Xall, runs[need], F, Gall, ok)
         _threads.run_chunks(
-            final, need.size, self.fun, Xall, self.args_by_run, self._marker(), runs[need], F, Gall, ok
+            final,
+            need.size,
+            self.fun,
+            Xall,
+            self.args_by_run,
+            self._marker(),
+            runs[need],
+            F,
+            Gall,
+            ok,
         )
         rs = runs[need]
         bad = rs[ok[rs] == 0]

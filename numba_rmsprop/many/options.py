@@ -69,8 +69,7 @@ def check_run_args(args: tuple, run_args, k: int) -> dict:
         shape = tuple(getattr(args[j], "shape", None) or np.shape(args[j]))
         if not -len(shape) <= ax < len(shape):
             raise ValueError(
-                f"`run_args` names axis {ax} of args[{j}], which has shape {shape} "
-                f"(no such axis)."
+                f"`run_args` names axis {ax} of args[{j}], which has shape {shape} (no such axis)."
             )
         ax %= len(shape)
         if by_pos.get(j, ax) != ax:
