@@ -135,7 +135,7 @@ def vectorized_overhead(k=1000, n=10, steps=2000, repeat=5) -> dict:
 
     for o in (opts, per_run):
         nr.minimize_many(fun, X0, args=(d, c), vectorized=True, options=dict(o, maxiter=3))
-    X = X0.copy()
+    X = np.ascontiguousarray(X0.T)  # what the objective gets: (n, k)
     x, g = np.zeros(n), np.ones(n)
     xk, gk = np.zeros(k * n), np.ones(k * n)
     opt, opt_k = nr.RMSprop(1e-3), nr.RMSprop(1e-3)

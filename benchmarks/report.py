@@ -9,7 +9,8 @@ and prints a table, after the machine description and the exact command.
   and beside a busy process), ``first_call`` (import + first apply, first
   compiled minimize with a new objective; cold and warm cache), ``loop_limit``
   (compiled minimize vs a hand-written loop), ``small`` (10 elements vs optax, torch),
-  ``many`` (``minimize_many``), ``fits_vs_peers`` (per-pixel fits against loops of
+  ``many`` (``minimize_many``), ``many_vs_jax`` (many fits against ``jax.vmap`` +
+  optax, two threads against one), ``fits_vs_peers`` (per-pixel fits against loops of
   scipy's ``curve_fit`` / ``least_squares`` and ``jax.vmap(optax.rmsprop)``).
 * ``--preset kernels``: ``peers`` (``compare_peers``: NumPy, torch, optax, Keras; the
   README table), ``bandwidth`` (10M vs same-traffic kernel and NumPy),
@@ -300,6 +301,12 @@ def fmt_fits_vs_peers(r, kw):
     ]
 
 
+def fmt_many_vs_jax(r, kw):
+    from .bench_many_vs_jax import fmt
+
+    return fmt(r, kw)
+
+
 def fmt_cuda(r, kw):
     if "skipped" in r:
         return [f"Skipped: {r['skipped'].rstrip('.')}."]
@@ -527,6 +534,13 @@ SECTIONS = {
         dict(k=20000, steps=200, sample=200, repeat=3),
         dict(k=40, steps=5, sample=3, repeat=1),
     ),
+    "many_vs_jax": (
+        "Many fits: minimize_many against jax.vmap(optax.rmsprop), and threads",
+        "bench_many_vs_jax.measure",
+        fmt_many_vs_jax,
+        dict(k=20000, steps=200, repeat=5, thread_k=2000, thread_steps=2000, thread_repeats=3),
+        dict(k=40, steps=5, repeat=1, thread_k=8, thread_steps=5, thread_repeats=1),
+    ),
     "threshold": (
         "Serial/parallel crossover, alone and in a loop with BLAS",
         "bench_step.threshold",
@@ -602,6 +616,7 @@ PRESETS = {
         "small",
         "many",
         "fits_vs_peers",
+        "many_vs_jax",
     ],
     "kernels": ["peers", "bandwidth", "tensors", "threshold", "minimize", "cuda"],
     "side_by_side": ["time_to_loss", "torch_loop"],
