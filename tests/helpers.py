@@ -60,6 +60,23 @@ def quad_np(x, c, w):
     return 0.5 * np.sum(w * d * d), w * d
 
 
+@njit
+def quad_columns(X, C, w):
+    """``quad`` of every column of ``X`` (``C``: one column per run, as ``X``), the runs
+    innermost (its sums in another order than ``np.sum``'s)."""
+    n, m = X.shape
+    f = np.zeros(m)
+    G = np.empty((n, m))
+    for i in range(n):
+        for r in range(m):
+            d = X[i, r] - C[i, r]
+            G[i, r] = w[i] * d
+            f[r] += w[i] * d * d
+    for r in range(m):
+        f[r] *= 0.5
+    return f, G
+
+
 def quad_vec(X, C, w):
     """All active runs at once (``X``: one column per run, ``C``: one row per run): run by
     run exactly ``quad_np``."""

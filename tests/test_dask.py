@@ -19,7 +19,7 @@ from numba import njit
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-from helpers import quad, quad_np, quad_vec, run_fresh_python  # noqa: E402
+from helpers import quad, quad_columns, quad_np, quad_vec, run_fresh_python  # noqa: E402
 
 import numba_rmsprop as nr  # noqa: E402
 from numba_rmsprop.many import dask as _dask  # noqa: E402
@@ -133,6 +133,13 @@ def test_vectorized_and_python_objectives(client):
         return quad_np(x, c, w)
 
     both(client, here, X0[:5], (C[:5], W), 2, run_args=(0,), options=dict(maxiter=20))
+
+
+def test_compiled_vectorized_objective_with_runs_along_axis_1(client):
+    """The compiled vectorized loop on the workers, its per-run data sliced along axis 1."""
+    o = dict(learning_rate=per_run(0.01, 0.05, 0.2), maxiter=per_run(3, 30, 60))
+    Ccols = np.ascontiguousarray(C.T)
+    both(client, quad_columns, X0, (Ccols, W), 3, run_args=((0, 1),), options=o, vectorized=True)
 
 
 def test_float32_bounds_and_a_non_finite_stop(client):

@@ -6,12 +6,12 @@ image, a multi-start, a sweep of the learning rate or the seed.
 
 **The defining rule.** Run ``i`` gives, bit for bit, the result of
 ``nr.minimize(fun, X0[i], args_i, jac=jac, bounds=bounds, options=options_i)``,
-where ``args_i`` has ``args[j][i]`` at the positions ``run_args`` names and the
-other arguments whole, and ``options_i`` has the ``i``-th value of every
-option given as a sequence. Minibatch order (``seed``), per-run stopping
-(``gtol``, ``ftol``/``patience``, ``maxiter``, ``maxfev``, a non-finite loss
-stopping that run only, with its last finite iterate), ``use_ema``,
-gradient accumulation and bounds included.
+where ``args_i`` has run ``i``'s slice of each argument ``run_args`` names (along
+the axis it names; axis 0 by default) and the other arguments whole, and
+``options_i`` has the ``i``-th value of every option given as a sequence.
+Minibatch order (``seed``), per-run stopping (``gtol``, ``ftol``/``patience``,
+``maxiter``, ``maxfev``, a non-finite loss stopping that run only, with its last
+finite iterate), ``use_ema``, gradient accumulation and bounds included.
 
 How it runs
 -----------
@@ -23,11 +23,14 @@ How it runs
     through segments that end at epoch and learning-rate-block boundaries;
     a run that stops drops out and costs nothing further.
 ``vectorized=True``
-    ``fun(X, *args)`` takes every still-active run at once (``X`` of shape
-    ``(m, n)``, the ``run_args`` rows of those runs) and returns ``(f, G)`` of
-    shapes ``(m,)`` and ``(m, n)``; one compiled call then updates every
-    active run (:func:`numba_rmsprop.many.kernels.many_step`). With a CUDA
-    ``X0`` the state lives on the GPU (:mod:`numba_rmsprop.many.cuda`).
+    ``fun(X, *args)`` takes every still-active run at once in scipy's layout
+    for vectorized objectives: ``X`` of shape ``(n, m)``, one column per active
+    run, and the ``run_args`` slices of those runs; it returns ``(f, G)`` of
+    shapes ``(m,)`` and ``(n, m)``. An ``@njit`` ``fun`` runs the compiled
+    vectorized loop (:mod:`numba_rmsprop.many.columns`: no Python per step);
+    otherwise one compiled call updates every active run after each call of
+    ``fun`` (:func:`numba_rmsprop.many.kernels.many_step`). With a CUDA ``X0``
+    the state lives on the GPU (:mod:`numba_rmsprop.many.cuda`).
 Anything else
     One ``nr.minimize`` call per run (the defining rule, literally).
 
@@ -65,7 +68,7 @@ def minimize_many(
     jac: Jacobian = True,
     bounds: BoundsLike = None,
     options: Mapping[str, Any] | None = None,
-    run_args: Sequence[int] = (),
+    run_args: Sequence[int | tuple[int, int]] = (),
     vectorized: bool = False,
     callback: Callable[..., Any] | None = None,
     *,
@@ -79,18 +82,19 @@ def minimize_many(
     fun : callable
         ``fun(x, *args_i)`` as for :func:`numba_rmsprop.minimize` (with
         ``jac=True`` it returns ``(loss, gradient)``); with ``vectorized=True``
-        ``fun(X, *args)`` for the ``m`` active runs at once, returning ``(f, G)``
-        of shapes ``(m,)`` and ``(m, n)`` (or ``f`` alone with a callable ``jac``).
+        ``fun(X, *args)`` for the ``m`` active runs at once, ``X`` of shape
+        ``(n, m)`` (one column per run, C-contiguous, a copy), returning ``(f, G)``
+        of shapes ``(m,)`` and ``(n, m)`` (or ``f`` alone with a callable ``jac``).
     X0 : array_like, shape (k, n)
         One starting point per run (float32 stays float32; other real dtypes
         become float64). A CUDA device array with ``vectorized=True`` keeps
         the whole state on the GPU.
     args : tuple
-        Extra arguments of ``fun``; those at the positions in ``run_args``
-        hold one row per run (axis 0 of length ``k``).
+        Extra arguments of ``fun``; those ``run_args`` names hold one entry per
+        run along their runs axis (of length ``k``).
     jac : bool, callable, str or None
         As for :func:`numba_rmsprop.minimize`. With ``vectorized=True``,
-        ``True`` or a callable ``jac(X, *args) -> G``.
+        ``True`` or a callable ``jac(X, *args) -> G`` of shape ``(n, m)``.
     bounds : scipy.optimize.Bounds or sequence of (min, max) pairs, optional
         Shared by every run.
     options : dict, optional
@@ -98,8 +102,12 @@ def minimize_many(
         number may be a sequence of ``k`` numbers (run ``i`` takes the
         ``i``-th). ``seed`` may be one seed (every run draws the same
         minibatches) or one per run.
-    run_args : sequence of int
-        Positions in ``args`` that hold one row per run.
+    run_args : sequence of int or (int, int)
+        The per-run arguments: a position in ``args`` (the runs along its axis
+        0: run ``i`` gets ``args[j][i]``) or a pair ``(position, axis)`` (run
+        ``i`` gets index ``i`` along ``axis``, e.g. ``(1, 1)`` for data laid
+        out points x runs). With ``vectorized=True`` ``fun`` gets the active
+        runs' slices along that axis, the argument itself while all are active.
     vectorized : bool
         ``fun`` evaluates all active runs in one call.
     callback : callable, optional
