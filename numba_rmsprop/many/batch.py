@@ -2,8 +2,9 @@
 
 :class:`Batch` checks everything first (``X0``, ``run_args``, every per-run
 value, the shared options), sorts the runs into groups of one state layout,
-and runs them in one of three modes: the compiled loop
-(:class:`~.compiled.CompiledRuns`), the vectorized loop
+and runs them in one of four ways: the compiled loop
+(:class:`~.compiled.CompiledRuns`), the compiled vectorized loop
+(:class:`~.compiled_vectorized.CompiledVectorizedRuns`), the vectorized loop
 (:class:`~.vectorized.VectorizedRuns`), or one ``nr.minimize`` per run.
 """
 
@@ -27,6 +28,7 @@ from ..frontend.options import (
 from ..optimizer import RMSprop
 from .checks import Checks
 from .compiled import CompiledRuns, NoCompile
+from .compiled_vectorized import CompiledVectorizedRuns
 from .options import check_run_args, check_X0, run_options, split_options, take_runs
 from .results import GroupStates, Results, stack_results
 from .segments import Segments
@@ -41,7 +43,7 @@ class Group:
         self.opt = opt  # run ``runs[0]``'s optimizer: the shared configuration
 
 
-class Batch(Checks, GroupStates, Segments, CompiledRuns, VectorizedRuns):
+class Batch(Checks, GroupStates, Segments, CompiledRuns, CompiledVectorizedRuns, VectorizedRuns):
     """One ``minimize_many`` call: checks, groups, the loops and the result."""
 
     def __init__(
