@@ -48,6 +48,16 @@ t0 = time.perf_counter()
 import numba_rmsprop as nr
 t1 = time.perf_counter()
 mode, arg = sys.argv[1], json.loads(sys.argv[2])
+parts = {}
+if mode != "import" and arg.get("split"):  # what the first call costs beyond this package
+    ta = time.perf_counter()
+    if mode != "apply":  # nr.minimize returns scipy's OptimizeResult
+        import scipy.optimize
+    tb = time.perf_counter()
+    from numba.core.registry import cpu_target  # numba's first use in a process: its
+    cpu_target.target_context.refresh()  # registries (and scipy.linalg, for BLAS)
+    tc = time.perf_counter()
+    parts = {"scipy_optimize_import": tb - ta, "numba_first_use": tc - tb}
 if mode == "import":
     try:  # numba and the kernel definitions, which every first CPU apply imports
         import numba_rmsprop.engine.cpu.backend
@@ -61,6 +71,15 @@ elif mode == "apply":
     for _ in range(max(1, arg["kw"].get("gradient_accumulation_steps") or 1)):
         opt.apply(gs, xs)
     out = {"first_apply": time.perf_counter() - t1}
+elif mode == "minimize_python":  # a Python objective: the compiled step, called per step
+    def fun(x, d):
+        g = d * x
+        return 0.5 * float(g @ x), g
+
+    res = nr.minimize(fun, np.ones(10), args=(np.linspace(1.0, 10.0, 10),), jac=True,
+                      options=dict(maxiter=100, learning_rate=1e-2, momentum=0.9))
+    assert res.nit == 100, res.message
+    out = {"first_minimize": time.perf_counter() - t1}
 else:  # a new module: numba has never seen its objective
     sys.path.insert(0, arg["dir"])
     fun = __import__(arg["module"]).objective
@@ -68,7 +87,9 @@ else:  # a new module: numba has never seen its objective
                       options=dict(maxiter=100, learning_rate=1e-2, momentum=0.9, compiled=True))
     assert res.nit == 100, res.message
     out = {"first_minimize": time.perf_counter() - t1}
-out.update({"import": t1 - t0, "total": time.perf_counter() - t0})
+out.update(parts, **{"import": t1 - t0, "total": time.perf_counter() - t0})
+if parts:  # this package's own share of the first call
+    out["package"] = out[next(k for k in out if k.startswith("first_"))] - sum(parts.values())
 print(json.dumps(out))
 """
 
@@ -82,14 +103,19 @@ def objective(x, d):  # {tag}
 """
 
 
-def first_call(kind: str, cache_dir: str, features: str = "momentum+centered+ema") -> dict:
-    """Run one child (``kind``: ``apply``, ``minimize`` or ``import``) on ``cache_dir``; seconds."""
+def first_call(
+    kind: str, cache_dir: str, features: str = "momentum+centered+ema", split: bool = False
+) -> dict:
+    """Run one child (``kind``: ``apply``, ``minimize``, ``minimize_python`` or ``import``) on
+    ``cache_dir``; seconds. ``split``: first scipy.optimize's import (minimize) and numba's
+    first-use initialization, timed on their own (the first call's total is the same)."""
     arg, src = {"kw": FEATURES[features], "sizes": MODEL_SIZES}, None
     if kind == "minimize":
         src = tempfile.mkdtemp(prefix="nr-objective-")
         arg = {"dir": src, "module": "objective_" + os.path.basename(src).replace("-", "_")}
         with open(os.path.join(src, arg["module"] + ".py"), "w") as fh:
             fh.write(_OBJECTIVE.format(tag=arg["module"]))
+    arg["split"] = split
     try:
         return C.run_child(["-c", _CHILD, kind, json.dumps(arg)], C.child_env(cache_dir), cache_dir)
     finally:
@@ -98,12 +124,14 @@ def first_call(kind: str, cache_dir: str, features: str = "momentum+centered+ema
 
 
 def cold_and_warm(kind: str, features: str = "momentum+centered+ema") -> dict:
-    """``{"cold": ..., "warm": ...}``: one child on an empty cache, the next on the filled one."""
+    """``{"cold": ..., "warm": ..., "warm, split": ...}``: one child on an empty cache, the
+    next on the filled one, and one more there with the first call's parts timed."""
     cache = tempfile.mkdtemp(prefix="nr-cache-")
     try:
         return {
             "cold": first_call(kind, cache, features),
             "warm": first_call(kind, cache, features),
+            "warm, split": first_call(kind, cache, features, split=True),
         }
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -116,6 +144,7 @@ def first_calls() -> dict:
         "apply plain": cold_and_warm("apply", "plain"),
         "apply momentum+centered+ema": cold_and_warm("apply"),
         "minimize, new @njit objective": cold_and_warm("minimize"),
+        "minimize, Python objective": cold_and_warm("minimize_python"),
     }
 
 

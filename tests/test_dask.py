@@ -135,8 +135,27 @@ def test_vectorized_and_python_objectives(client):
     both(client, here, X0[:5], (C[:5], W), 2, run_args=(0,), options=dict(maxiter=20))
 
 
-def test_compiled_vectorized_objective_with_runs_along_axis_1(client):
-    """The compiled vectorized loop on the workers, its per-run data sliced along axis 1."""
+def test_vectorized_objective_with_runs_along_axis_1(client):
+    """Blocks of runs whose per-run data holds them along axis 1 (sliced there for each
+    task); a Python objective, so that the workers compile nothing."""
+    o = dict(learning_rate=per_run(0.01, 0.05, 0.2), maxiter=per_run(3, 30, 60))
+    Ccols = np.ascontiguousarray(C.T)
+    both(
+        client,
+        quad_columns.py_func,
+        X0,
+        (Ccols, W),
+        3,
+        run_args=((0, 1),),
+        options=o,
+        vectorized=True,
+    )
+
+
+@pytest.mark.slow
+def test_compiled_vectorized_objective_on_the_workers(client):
+    """The compiled vectorized loop in the workers' tasks (each worker compiles it cold:
+    in the slow tier)."""
     o = dict(learning_rate=per_run(0.01, 0.05, 0.2), maxiter=per_run(3, 30, 60))
     Ccols = np.ascontiguousarray(C.T)
     both(client, quad_columns, X0, (Ccols, W), 3, run_args=((0, 1),), options=o, vectorized=True)

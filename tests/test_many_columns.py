@@ -93,8 +93,18 @@ def same_result(a, b):
 CASES = {
     # the fused pass; maxiter per run and a diverging run: compaction, a declined pass
     "fused, compaction": (dict(learning_rate=0.05, maxiter=[40, 3, 17, 40, 1, 40, 25, 40]), None),
-    # each run's own step: per-run rates, momentum, centered, EMA overwrite, bounds, gtol
+    # each run's own step (per-run rates and tolerances), the same layout: nothing new compiles
     "each run's step": (
+        dict(
+            learning_rate=[0.01, 0.02, 0.05, 0.1, 0.02, 0.03, 0.04, 0.05],
+            gtol=[1e-1, 1e-2, 1e-3, 1e-2, 1e-1, 1e-2, 1e-3, 1e-4],
+            tol_momentum=0.0,
+            maxiter=60,
+        ),
+        None,
+    ),
+    # and with momentum, centered, EMA overwrite and bounds: another layout (slow tier)
+    "each run's step, every state row": (
         dict(
             learning_rate=[0.01, 0.02, 0.05, 0.1, 0.02, 0.03, 0.04, 0.05],
             momentum=0.5,
@@ -110,7 +120,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c.endswith("every state row") else c
+        for c in CASES
+    ],
+)
 def test_compiled_runs_are_each_runs_minimize(case, monkeypatch):
     """Blocks of 8 runs (forced), two threads: each run is its own nr.minimize, and the
     Python vectorized loop (compiled=False) gives the same batch."""
