@@ -24,7 +24,9 @@ parameters) of each, against JAX's (rounding differences grow along RMSprop
 trajectories near the optimum, so iterates are not compared element by element).
 
 Also: two threads against one on both compiled paths of ``minimize_many`` (k = 2000
-runs of the 10-parameter quadratic, 2000 steps), measured ``thread_repeats`` times.
+runs of the 10-parameter quadratic, 2000 steps), measured ``thread_repeats`` times, and
+the same for a hand-written blocked loop of that problem (what this machine's two
+cores give a loop with no Python and nothing shared).
 """
 
 from __future__ import annotations
@@ -282,6 +284,39 @@ def quadratic10_columns(X, d, c):
     return f, G
 
 
+@njit(nogil=True)
+def _hand_quadratic10(X, d, c, lr, steps, lo, hi):
+    """:func:`_hand_block` for :func:`quadratic10_columns` (data shared by every run)."""
+    n = X.shape[0]
+    for b in range(lo, hi):
+        s = b * BLOCK
+        e = min(s + BLOCK, X.shape[1])
+        x = np.ascontiguousarray(X[:, s:e])
+        v = np.zeros_like(x)
+        for _ in range(steps):
+            g = quadratic10_columns(x, d, c)[1]
+            for i in range(n):
+                for r in range(e - s):
+                    vi = RHO * v[i, r] + (1.0 - RHO) * g[i, r] * g[i, r]
+                    v[i, r] = vi
+                    x[i, r] = x[i, r] - lr * g[i, r] / np.sqrt(vi + EPS)
+        X[:, s:e] = x
+
+
+def _hand_threads(X0, d, c, lr, steps, threads):
+    X = np.ascontiguousarray(X0.T)
+    nblocks = -(-X.shape[1] // BLOCK)
+    cuts = [(i * nblocks) // threads for i in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(
+            pool.map(
+                lambda q: _hand_quadratic10(X, d, c, lr, steps, cuts[q], cuts[q + 1]),
+                range(threads),
+            )
+        )
+    return X.T
+
+
 def thread_speedup(k=2000, steps=2000, times=3) -> dict:
     """Two threads against one, ``times`` times, on the compiled (per-run ``@njit``) and
     the compiled vectorized paths: seconds each, interleaved."""
@@ -296,8 +331,12 @@ def thread_speedup(k=2000, steps=2000, times=3) -> dict:
             quadratic10_columns, X0, args=(d, c), vectorized=True, options=opts
         ),
     }
+    # The machine's ceiling: the hand-written blocked loop, its blocks on 1 or 2 threads.
+    hand = {th: (lambda th=th: _hand_threads(X0, d, c, 1e-3, steps, th)) for th in (1, 2)}
     out = {}
-    for name, fn in paths.items():
+    for name, fn in list(paths.items()) + [("hand-written @njit blocks (ceiling)", None)]:
+        if fn is None:
+            fn = lambda: hand[int(os.environ["NUMBA_RMSPROP_NUM_THREADS"])]()  # noqa: E731
         for th in (1, 2):  # compile and warm both
             os.environ["NUMBA_RMSPROP_NUM_THREADS"] = str(th)
             fn()

@@ -129,7 +129,8 @@ def fmt_first_call(r, kw):
         if split:
             cells.append(
                 f"{split.get('scipy_optimize_import', 0.0):.3f} + "
-                f"{split['numba_first_use']:.3f} + **{split['package']:.3f}**"
+                f"{split['numba_first_use']:.3f} + {split.get('objective_compile', 0.0):.3f} + "
+                f"**{split['package']:.3f}**"
             )
         rows.append([name, *cells])
     imp = r["import"]
@@ -137,7 +138,8 @@ def fmt_first_call(r, kw):
         "first call",
         "cold cache: import + call = total",
         "warm cache",
-        "warm call = scipy.optimize import + numba's first use + this package",
+        "warm call = scipy.optimize import + numba's first use + objective's compile + "
+        "this package",
     ]
     return C.md_table(header, rows) + [
         "",
@@ -150,7 +152,11 @@ def fmt_first_call(r, kw):
         "child timing first `import scipy.optimize` (nr.minimize returns its "
         "OptimizeResult), then numba's first-use initialization (its target context loads "
         "every registry and imports scipy.linalg for BLAS; any first numba call pays it, a "
-        "cache load included), then the call: what is left is this package's own share. "
+        "cache load included), then the new @njit objective's own compilation (numba "
+        "compiles it for its first caller, whoever that is), then the call: what is left "
+        "is this package's own share (targets, warm: apply <= 0.1 s, minimize with a Python "
+        "objective <= 0.2 s, with an @njit one <= 0.35 s; cold: apply <= 0.7 s, compiled "
+        "minimize <= 2.5 s). "
         f"`import numba_rmsprop` alone: {imp['import']:.3f} s, then numba and the CPU kernel "
         f"definitions {imp['import_cpu_backend']:.3f} s.",
     ]

@@ -47,3 +47,11 @@ def front_end() -> None:
     many = nr.minimize_many(quadratic, X0, args=(c,), options={"learning_rate": [0.1] * 3})
     assert_type(many, OptimizeResult)
     nr.minimize_many(quadratic, X0, args=(np.zeros((3, 5)),), run_args=(0,), vectorized=False)
+    # scipy's layout: X of shape (n, m); the per-run data holds the runs along axis 1
+    nr.minimize_many(
+        lambda X, C: (0.5 * ((X - C) ** 2).sum(axis=0), X - C),
+        X0,
+        args=(np.zeros((5, 3)),),
+        run_args=((0, 1),),
+        vectorized=True,
+    )
