@@ -56,6 +56,13 @@ class State:
         return self.S[r, q] if self.runs_inner else self.S[q, r]
 
 
+# Why a run ended, beside the stop codes of frontend/state.py (all >= 0): its limit, the
+# callback, or not yet. Results keeps them as integers (array operations on k runs).
+UNSET, MAXITER, MAXFEV, STOP = -4, -1, -2, -3
+_CODE_OF = {None: UNSET, "maxiter": MAXITER, "maxfev": MAXFEV, "stop": STOP}
+_NAME_OF = {MAXITER: "maxiter", MAXFEV: "maxfev", STOP: "stop"}
+
+
 class Results:
     """The batched result, filled run by run."""
 
@@ -68,7 +75,7 @@ class Results:
         self.nev = np.zeros(k, dtype=np.int64)
         self.extra = np.zeros(k, dtype=np.int64)  # the final evaluation
         self.nepoch = np.zeros(k, dtype=np.int64)
-        self.code = np.full(k, None, dtype=object)  # a stop code, "stop", or a limit
+        self.code = np.full(k, UNSET, dtype=np.int64)  # a stop code of state.py, or below
         self.f_last = np.full(k, np.nan)
         self.reuse = np.zeros(k, dtype=bool)
         self.gnorm = np.zeros(k)
@@ -79,7 +86,7 @@ class Results:
 
     def finish(self, r, code, f, g) -> None:
         """Run ``r`` stopped with ``code`` at its evaluation of loss ``f``, gradient ``g``."""
-        self.code[r] = code
+        self.code[r] = _CODE_OF.get(code, code)
         self.f_last[r] = f
         if g is not None:
             self.jac[r] = g
@@ -90,11 +97,9 @@ class Results:
     def finish_limits(self, rs, batch) -> None:
         """The runs ``rs`` reached their ``maxiter`` or ``maxfev`` (a run that never started
         keeps its code)."""
-        rs = rs[np.equal(self.code[rs], None)]
+        rs = rs[self.code[rs] == UNSET]
         if rs.size:
-            self.code[rs] = np.where(
-                self.nit[rs] >= np.asarray(batch.maxiter)[rs], "maxiter", "maxfev"
-            ).astype(object)
+            self.code[rs] = np.where(self.nit[rs] >= np.asarray(batch.maxiter)[rs], MAXITER, MAXFEV)
 
     def finish_unstarted(self, bad_x0) -> None:
         """The runs whose starting point is not finite: status 2, nothing evaluated."""
@@ -109,13 +114,13 @@ class Results:
     def store(self, st, runs, batch) -> None:
         """The returned iterates and what the final evaluation can reuse (as nr.minimize)."""
         codes = self.code[runs]
-        raw = _among(codes, (NONFINITE_LOSS, NONFINITE_GRAD, NONFINITE_X0, OVERFLOW))
+        raw = np.isin(codes, (NONFINITE_LOSS, NONFINITE_GRAD, NONFINITE_X0, OVERFLOW))
         rows = (lambda w: st.S[w]) if st.runs_inner else (lambda w: st.S[:, w])
         self.x[runs] = rows(0)
         if st.r_avg is not None:  # the EMA, except where the iterate itself is returned
             self.x[runs[~raw]] = rows(st.r_avg)[~raw]
         self.gnorm[runs] = st.T[:, T_GNORM]
-        converged = _among(codes, (GTOL, FTOL)) & (not batch.batched and st.r_avg is None)
+        converged = np.isin(codes, (GTOL, FTOL)) & (not batch.batched and st.r_avg is None)
         reuse = raw | converged
         self.reuse[runs] = reuse
         self.fun[runs[reuse]] = self.f_last[runs[reuse]]
@@ -144,10 +149,12 @@ class Results:
         k = self.k
         status = np.zeros(k, dtype=np.int64)
         messages: list = [None] * k
-        by_code: dict = {}
-        for r, code in enumerate(self.code.tolist()):
-            by_code.setdefault(code, []).append(r)
-        for code, rs in by_code.items():  # a few codes; each message made once per values
+        order = np.argsort(self.code, kind="stable")
+        values, starts = np.unique(self.code[order], return_index=True)
+        bounds = list(starts[1:]) + [k]
+        for value, a, b in zip(values.tolist(), starts.tolist(), bounds, strict=True):
+            rs = order[a:b].tolist()  # a few codes; each message made once per values
+            code = _NAME_OF.get(value, value)
             key = 99 if code == "stop" else _stop_key(batch, rs[0], code)
             st_, msg = STOPS[key]
             status[rs] = st_
@@ -192,7 +199,7 @@ class Results:
     def _checkpoint(self, batch, r, res) -> RunCheckpoint:
         """Run ``r``'s checkpoint, as its ``nr.minimize`` makes it (frontend/checkpoint.py)."""
         ended = None
-        if self.code[r] not in ("maxiter", "maxfev"):
+        if self.code[r] not in (MAXITER, MAXFEV):
             ended = OptimizeResult(
                 {k: (v[r] if k != "checkpoint" else None) for k, v in res.items()}
             )
@@ -263,11 +270,6 @@ def _stop_key(batch, r, code):
         return code
     loop = batch.loop  # run 0's; a tolerance given per run is given for every run
     return code + (", tol" if loop["gtol"] is not None or loop["ftol"] is not None else "")
-
-
-def _among(codes, values) -> np.ndarray:
-    """Which of the stop codes (an object array: ints, strings, None) are in ``values``."""
-    return np.fromiter((c in values for c in codes.tolist()), dtype=bool, count=codes.size)
 
 
 _FIELD_NAMES: dict = {}  # message -> the fields it names
