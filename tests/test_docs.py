@@ -34,10 +34,12 @@ def _code(page):
 
 WITH_CODE = [p for p in PAGES if _code(p)]
 
-#: Pages whose blocks start Dask clusters of process workers and stream a Zarr store (~19 s
-#: with a cold cache): run by .ci/run (pytest -m slow), kept out of the README's test
-#: command, like the cluster tests of test_dask.py that are marked slow.
-SLOW_PAGES = {os.path.join("docs", "scaling_out.md")}
+#: Pages whose blocks take long with a cold cache: the Dask/Zarr page starts clusters of
+#: process workers and streams a Zarr store (~19 s); the many-fits page compiles the
+#: compiled vectorized loop in its own interpreter (~25 s; tests/test_many_columns.py
+#: checks that loop in the README's test command). Run by .ci/run (pytest -m slow), kept
+#: out of the README's test command, like the cluster tests of test_dask.py.
+SLOW_PAGES = {os.path.join("docs", "scaling_out.md"), os.path.join("docs", "many.md")}
 
 
 def test_the_guide_has_its_code():

@@ -153,11 +153,10 @@ def _gather(S, cur):
 
 @njit(**OPTS)
 def _scatter(S, L, cur, keep):
-    """Write the columns of the block's runs back where ``keep[q]`` is False (all with
-    ``keep`` None)."""
+    """Write the columns of the block's runs back where ``keep[q]`` is False."""
     R, n, m = S.shape[0], S.shape[2], cur.size
     for q in range(m):
-        if keep is not None and keep[q]:
+        if keep[q]:
             continue
         r = cur[q]
         for w in range(R):
@@ -466,11 +465,11 @@ def columns_blocks(
                 cur = cur[keep]
                 if m_new == 0:
                     break
-                bargs = _block_args(args, marks, ids[cur], False)
-                lcodes = np.zeros(m_new, np.int64)
                 whole = False
+                bargs = _block_args(args, marks, ids[cur], whole)
+                lcodes = np.zeros(m_new, np.int64)
         if cur.size:
-            _scatter(S, L, cur, None)
+            _scatter(S, L, cur, np.zeros(cur.size, np.bool_))
 
 
 def fused_possible(cfg, same_counters: bool, same_scalars: bool) -> bool:
