@@ -4,7 +4,8 @@
         --out-md docs/reports/workloads.md
     python -m benchmarks.plots docs/reports/workloads.json docs/reports
 
-Writes one PNG per section it knows (``fits_vs_peers``, ``latency``, ``training``) into
+Writes one PNG per section it knows (``fits_vs_peers``, ``latency``, ``training``,
+``many_vs_jax``) into
 the folder, each with the machine-independent facts in its title; the numbers are the
 report's, nothing is measured here.
 """
@@ -67,7 +68,35 @@ def training(r, ax):
     ax.legend()
 
 
-PLOTS = {"fits_vs_peers": fits_vs_peers, "latency": latency, "training": training}
+def many_vs_jax(r, ax):
+    models = list(r["models"])
+    names = [n for n, v in r["models"][models[0]]["rows"].items() if "median" in v]
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        medians = [r["models"][m]["rows"][name]["median"] for m in models]
+        bars = ax.bar(np.arange(len(models)) + (i - (len(names) - 1) / 2) * width, medians, width)
+        bars.set_label(name)
+        for bar, v in zip(bars, medians, strict=True):
+            ax.annotate(
+                f"{v:.2f} s", (bar.get_x() + bar.get_width() / 2, v), ha="center", fontsize=8
+            )
+    first = r["models"][models[0]]
+    ax.set_xticks(range(len(models)), models)
+    ax.set(
+        title=f"{first['k']:,} fits of 3 parameters, {first['steps']} RMSprop steps "
+        "(median of interleaved repeats)",
+        xlabel="model",
+        ylabel="seconds",
+    )
+    ax.legend(fontsize=8)
+
+
+PLOTS = {
+    "fits_vs_peers": fits_vs_peers,
+    "latency": latency,
+    "training": training,
+    "many_vs_jax": many_vs_jax,
+}
 
 
 def main(argv=None):
