@@ -188,26 +188,14 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, CompiledVectorizedRuns,
                     self._compile(g, st) for g, st in zip(self.groups, states, strict=False)
                 ]
             except NoCompile as exc:
-                if self.options0.get("compiled", "auto") is True:
-                    raise ValueError(f"compiled=True, but {exc}.") from None
-                warnings.warn(
-                    f"numba_rmsprop: minimize_many runs each run's nr.minimize: {exc}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                self._not_compiled(exc, "runs each run's nr.minimize")
                 return self._solve_each(compiled=False)
         columns = None  # the compiled vectorized loop's entry points, one per group
         if self.mode == "vectorized" and run_group is None and self._columns_possible():
             try:
                 columns = [self._compile_columns(st) for st in states]
             except NoCompile as exc:
-                if self.options0.get("compiled", "auto") is True:
-                    raise ValueError(f"compiled=True, but {exc}.") from None
-                warnings.warn(
-                    f"numba_rmsprop: minimize_many calls the vectorized `fun` from Python: {exc}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                self._not_compiled(exc, "calls the vectorized `fun` from Python")
         for g, (group, state) in enumerate(zip(self.groups, states, strict=True)):
             self.shown = self.bar.done if self.bar is not None else 0  # steps of earlier groups
             self.waiting = sum(later.runs.size for later in self.groups[g + 1 :])
@@ -220,6 +208,15 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, CompiledVectorizedRuns,
             else:
                 self._run_vectorized(group, state)
         return self.res.result(self)
+
+    def _not_compiled(self, exc: Exception, instead: str) -> None:
+        """A compiled loop cannot take ``fun``: an error with ``compiled=True``, else a
+        warning that says what runs ``instead``."""
+        if self.options0.get("compiled", "auto") is True:
+            raise ValueError(f"compiled=True, but {exc}.") from None
+        warnings.warn(
+            f"numba_rmsprop: minimize_many {instead}: {exc}", RuntimeWarning, stacklevel=4
+        )
 
     def _solve_each(self, **forced) -> OptimizeResult:
         """One ``nr.minimize`` per run, assembled; ``disp`` shows the batch's runs done."""

@@ -77,15 +77,7 @@ class CompiledRuns:
                 H,
                 G,
             )
-            stopped = codes[active] != OK
-            evaluated = made[active] + stopped
-            res.nit[runs[active]] = it + made[active]
-            res.nev[runs[active]] += evaluated
-            if H is not None:
-                for q, e in zip(active.tolist(), evaluated.tolist(), strict=True):
-                    res.history[int(runs[q])].append(H[q, :e].copy())
-            for q in active[stopped].tolist():
-                res.finish(int(runs[q]), int(codes[q]), float(flast[q]), G[q])
+            res.record_segment(runs, active, it, made, codes, flast, H, G)
             self._show(it + int(left.max()), active.size, flast[active])
             active = active[codes[active] == OK]  # runs at their limit drop out above
             it += nsteps

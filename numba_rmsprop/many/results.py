@@ -20,6 +20,7 @@ from ..frontend.state import (
     NONFINITE_GRAD,
     NONFINITE_LOSS,
     NONFINITE_X0,
+    OK,
     OVERFLOW,
     T_GNORM,
     make_state,
@@ -133,6 +134,20 @@ class Results:
         g, q = self.state_at[r]
         st = self.state_groups[g]
         return (st.S[:, q] if st.runs_inner else st.S[q]), st.T[q], st.P[q]
+
+    def record_segment(self, runs, active, it, made, codes, flast, H, G) -> None:
+        """A segment of a compiled loop from iteration ``it``: run ``runs[q]`` (``q`` in
+        ``active``) made ``made[q]`` steps, then stopped with ``codes[q]`` (``OK``: it did
+        not) at loss ``flast[q]`` and gradient ``G[q]``; ``H[q]``: its losses (or None)."""
+        stopped = codes[active] != OK
+        evaluated = made[active] + stopped
+        self.nit[runs[active]] = it + made[active]
+        self.nev[runs[active]] += evaluated
+        if H is not None:
+            for q, e in zip(active.tolist(), evaluated.tolist(), strict=True):
+                self.history[int(runs[q])].append(H[q, :e].copy())
+        for q in active[stopped].tolist():
+            self.finish(int(runs[q]), int(codes[q]), float(flast[q]), G[q])
 
     def set_final(self, r, f, g) -> None:
         self.fun[r] = f
