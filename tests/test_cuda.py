@@ -196,8 +196,8 @@ for kw, bounds in [({}, False), (dict(momentum=0.9, centered=True, use_ema=True,
                    a1(i64), i64, t, a1(t), a1(i64))
             src = ptx(k, sig)
             n += 1
-    ptx(M._gather_rows, (types.Array(t, 3, "C"), a1(i64), types.Array(t, 2, "C")))
-    ptx(M._take_rows, (types.Array(t, 2, "C"), a1(i64), types.Array(t, 2, "C")))
+    ptx(M._gather_columns, (types.Array(t, 3, "C"), a1(i64), types.Array(t, 2, "C")))
+    ptx(M._take_middle, (types.Array(t, 3, "C"), a1(i64), types.Array(t, 3, "C")))
 print(f"compiled {n} configured kernels and the helpers")
 """
 
