@@ -47,7 +47,7 @@ from ..engine.cpu.kernels import (
     update_count,
 )
 from ..frontend.segment import impl_from_source
-from ..frontend.state import C_CLIP, C_FTOL, C_GTOL, C_SWITCHES, OK, OVERFLOW
+from ..frontend.state import C_CLIP, C_SWITCHES, OK, OVERFLOW
 from ..frontend.step import (
     OPTS,
     copy_element,
@@ -58,7 +58,7 @@ from ..frontend.step import (
     rows,
     step_arrays,
 )
-from .kernels import _finite_at
+from .kernels import _finite_at, _rate_of, one_pass_possible
 
 #: Bytes of data and state a block of runs aims to keep in cache.
 BLOCK_BYTES = 1 << 18
@@ -215,11 +215,6 @@ def _flat_gradient_ov(G, dtype_ref):
 
 
 # ---------------------------------------------------------------- one step of a block
-@njit(inline="always", **OPTS)
-def _rate(LR, r, lr_off):
-    return LR[0, lr_off] if LR.shape[0] == 1 else LR[r, lr_off]
-
-
 @njit(**OPTS)  # the rows are its arguments: their ``is None`` branches are pruned
 def _fused_step(
     x, v, mg, mom, acc, avg, bak, abak, lb, ub, g, f, P, cfg, counters, cur, it, LR, lr_off, lcodes
@@ -243,9 +238,9 @@ def _fused_step(
         t = update_count(it, counters[r0, 0])
     for q in range(m):  # each run's slots, as its own step packs them
         if avg is not None:
-            pack_call(P[cur[q]], _rate(LR, cur[q], lr_off), first, t)
+            pack_call(P[cur[q]], _rate_of(LR, cur[q], lr_off), first, t)
         else:
-            pack_call(P[cur[q]], _rate(LR, cur[q], lr_off), None, t)
+            pack_call(P[cur[q]], _rate_of(LR, cur[q], lr_off), None, t)
     s = load(P[r0])
     copy_elements(abak, avg)
     if acc is not None and not update:
@@ -322,7 +317,7 @@ def _each_step(
             clip,
             np.float64(f[q]),
             it,
-            _rate(LR, r, lr_off),
+            _rate_of(LR, r, lr_off),
         )
 
 
@@ -473,11 +468,7 @@ def columns_blocks(
 
 
 def fused_possible(cfg, same_counters: bool, same_scalars: bool) -> bool:
-    """Whether one pass may step a block (see :func:`_fused_step`)."""
-    return bool(
-        same_counters
-        and same_scalars
-        and cfg[C_FTOL] == 0
-        and cfg[C_GTOL] == 0
-        and cfg[C_CLIP] is None
-    )
+    """Whether one pass may step a block (see :func:`_fused_step`): the Python loop's
+    one-pass rule (:func:`.kernels.one_pass_possible`), and one row of per-call scalars
+    serves every run (the pass loads them once)."""
+    return one_pass_possible(cfg, same_counters) and bool(same_scalars)
