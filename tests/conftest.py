@@ -63,6 +63,7 @@ FILE_COSTS = {
     "test_scipy_conventions.py": 17,
     "test_threads.py": 14,
     "test_bad_input.py": 12,
+    "test_fast_load.py": 30,
 }
 
 

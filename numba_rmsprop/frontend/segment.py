@@ -10,9 +10,10 @@ many-runs kernels too.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
+from ..engine.jit import njit
 from .state import BAD_GRAD, BAD_LOSS, C_CLIP, OK
 from .step import OPTS, copy_elements, is_none, rows, step_arrays
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from ..engine import config, layout, rule
@@ -36,6 +36,7 @@ from ..engine.cpu.kernels import (
     update_count,
     update_element,
 )
+from ..engine.jit import njit
 from .state import (
     C_ACC,
     C_AVG,

@@ -102,9 +102,9 @@ import collections
 import math
 
 import numpy as np
-from numba import njit
 
 from ..engine import config
+from ..engine.jit import njit
 from .data import Segment, data_positions, is_dask_array, same_length
 from .stream_loader import Loader, in_worker_task, resolve_client, short_chunks
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from ..engine import rule
@@ -46,6 +46,7 @@ from ..engine.cpu.kernels import (
     step_counters,
     update_count,
 )
+from ..engine.jit import njit
 from ..frontend.segment import impl_from_source
 from ..frontend.state import C_CLIP, C_SWITCHES, OK, OVERFLOW
 from ..frontend.step import (

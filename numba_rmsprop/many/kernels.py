@@ -12,7 +12,7 @@ per run with the run's own views, scalars and counters.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from ..engine import rule
@@ -26,6 +26,7 @@ from ..engine.cpu.kernels import (
     update_count,
     update_element,
 )
+from ..engine.jit import njit
 from ..frontend.segment import (
     as_gradient,
     as_loss,

@@ -19,10 +19,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from .. import clipping, config, layout, plan, rule
+from ..jit import njit
 
 _OPTS = dict(error_model="numpy", cache=config.CACHE)
 

@@ -1,0 +1,105 @@
+"""This package's kernels load from Numba's disk cache without Numba's registries
+(``numba_rmsprop.engine.jit.FastLoadCache``), and compute what compiled kernels compute.
+
+A child process runs a workload that takes every CPU kernel family a first call
+loads (``apply``'s grouped and ``prange`` kernels with clipping, momentum,
+centered and EMA, in both dtypes; ``nr.minimize``'s step with a Python
+objective; ``minimize_many``'s per-run and vectorized kernels). Run twice on one
+cache folder: the first may compile, the second loads. The second must not have
+imported Numba's registries (``numba.np.linalg`` is the first of them that a
+refresh imports) and must give, bit for bit, what this test process computes
+with the registries loaded; with ``NUMBA_RMSPROP_FAST_LOAD=0`` the same child
+does import them (so the check can fail).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from helpers import ROOT
+
+from numba_rmsprop.engine import config, jit
+
+WORKLOAD = r"""
+import numpy as np
+import numba_rmsprop as nr
+
+def quad(x, d):
+    g = d * x
+    return 0.5 * float(g @ x), g
+
+def quad_columns(X, d):
+    G = d[:, None] * X
+    return 0.5 * (G * X).sum(axis=0), G
+
+def work():
+    out = {}
+    for dtype in (np.float32, np.float64):
+        xs = [np.linspace(-1.0, 1.0, n).astype(dtype) for n in (10, 1000)]
+        opt = nr.RMSprop(learning_rate=0.01, momentum=0.9, centered=True, use_ema=True,
+                         global_clipnorm=1.0)
+        for i in range(3):
+            opt.apply([np.sin(x * (i + 1)).astype(dtype) for x in xs], xs)
+        out["apply " + np.dtype(dtype).name] = [x.tolist() for x in xs]
+    d = np.linspace(1.0, 5.0, 5)
+    res = nr.minimize(quad, np.ones(5), args=(d,), jac=True,
+                      options=dict(maxiter=40, learning_rate=0.01, momentum=0.9))
+    out["minimize"] = res.x.tolist()
+    X0 = np.linspace(0.5, 1.5, 15).reshape(3, 5)
+    opts = dict(maxiter=40, learning_rate=0.01)
+    out["many"] = nr.minimize_many(quad, X0, args=(d,), jac=True, options=opts).x.tolist()
+    out["many vectorized"] = nr.minimize_many(
+        quad_columns, X0, args=(d,), jac=True, options=opts, vectorized=True
+    ).x.tolist()
+    return out
+"""
+
+CHILD = (
+    WORKLOAD
+    + r"""
+import json, sys
+out = work()
+print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules}))
+"""
+)
+
+# The 1000-element variables take the prange kernels.
+THRESHOLD = "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES"
+ENV = {THRESHOLD: "2048"}
+
+
+def _child(**env):
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        env={**os.environ, **ENV, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_kernels_load_without_numbas_registries_and_compute_the_same(monkeypatch):
+    assert jit.ENABLED and jit._supported()
+    _child()  # fills the cache (or finds it filled)
+    loaded = _child()
+    assert not loaded["registries"]
+    namespace: dict = {}
+    exec(WORKLOAD, namespace)
+    monkeypatch.setattr(config, "PARALLEL_THRESHOLD_BYTES", int(ENV[THRESHOLD]))
+    assert loaded["out"] == json.loads(json.dumps(namespace["work"]()))
+    numbas = _child(NUMBA_RMSPROP_FAST_LOAD="0")
+    assert numbas["registries"] and numbas["out"] == loaded["out"]
+
+
+def test_only_cached_dispatchers_get_the_fast_cache():
+    from numba_rmsprop.engine.cpu import kernels
+    from numba_rmsprop.frontend import step
+
+    assert isinstance(kernels.group_update._cache, jit.FastLoadCache)
+    assert isinstance(step.step_arrays._cache, jit.FastLoadCache)
+    plain = jit.njit(lambda x: x + 1)
+    assert type(plain._cache).__name__ == "NullCache" and plain(1) == 2
