@@ -29,6 +29,7 @@ ENTRIES = {
     "minimize_compiled": "nr.minimize, @njit objective",
     "many_compiled": "minimize_many, @njit objective",
     "many_vectorized": "minimize_many, vectorized=True",
+    "many_vectorized_compiled": "minimize_many, vectorized=True, @njit objective",
     "many_each": "minimize_many, other objectives",
     "many_client": "minimize_many(client=...)",
     "many_cuda": "minimize_many, CUDA X0",
@@ -220,6 +221,17 @@ TABLE: dict = {
     },
 }
 
+#: With an ``@njit`` fun and ``jac=True`` the vectorized runs take the compiled loop,
+#: which refuses what the Python vectorized loop refuses; a callback or minibatches keep
+#: the Python vectorized loop (which calls the compiled fun). Finite differences are not
+#: a feature of this row: without ``jac=True`` the call is the Python row's, which
+#: refuses them.
+TABLE["many_vectorized_compiled"] = {
+    **{f: c for f, c in TABLE["many_vectorized"].items() if f != "finite_differences"},
+    "minibatches": Works("the Python vectorized loop; one order for every run"),
+    "callback": Works("the Python vectorized loop"),
+}
+
 #: Two features that never combine, whatever the entry.
 PAIRS = {
     ("checkpoint", "dask_data"): Refused(
@@ -261,6 +273,7 @@ SHORT = {
     "minimize_compiled": "minimize, @njit",
     "many_compiled": "many, @njit",
     "many_vectorized": "many, vectorized",
+    "many_vectorized_compiled": "many, vectorized @njit",
     "many_each": "many, other fun",
     "many_client": "many, client",
     "many_cuda": "many, CUDA X0",

@@ -14,6 +14,7 @@ import pytest
 from numba import njit
 
 import numba_rmsprop as nr
+from numba_rmsprop.engine.threads import chunk_bounds
 from numba_rmsprop.many import columns
 
 P = 12  # data points per run
@@ -97,6 +98,20 @@ CASES = {
     "each run's step": (
         dict(
             learning_rate=[0.01, 0.02, 0.05, 0.1, 0.02, 0.03, 0.04, 0.05],
+            gtol=[1e-1, 1e-2, 1e-3, 1e-2, 1e-1, 1e-2, 1e-3, 1e-4],
+            tol_momentum=0.0,
+            maxiter=60,
+        ),
+        None,
+    ),
+    # a learning-rate schedule: each step's own rate, in the fused pass and in each run's step
+    "fused, a schedule": (
+        dict(learning_rate=nr.schedules.ExponentialDecay(0.05, 3, 0.8), maxiter=[40, 3] * 4),
+        None,
+    ),
+    "each run's step, a schedule": (
+        dict(
+            learning_rate=nr.schedules.ExponentialDecay(0.05, 3, 0.8),
             gtol=[1e-1, 1e-2, 1e-3, 1e-2, 1e-1, 1e-2, 1e-3, 1e-4],
             tol_momentum=0.0,
             maxiter=60,
@@ -263,6 +278,23 @@ def test_block_size_fits_the_cache_and_the_threads():
     assert columns.block_size(8 * 64, 100_000, 1) == columns.BLOCK_BYTES // 512
     assert columns.block_size(1, 100_000, 1) == 4096
     assert columns.block_size(10**9, 100_000, 1) == 64
-    # two threads, 2000 runs: at least two blocks per thread
+    # two threads, 2000 runs: two blocks per thread (4 x 500 -> 504)
     assert columns.block_size(8, 2000, 2) == 504
-    assert columns.block_size(8, 2000, 2) % 8 == 0
+    # cache-sized blocks of 328 runs would be 7 blocks: 8 equal ones instead (250 -> 256)
+    assert columns.block_size(columns.BLOCK_BYTES // 328, 2000, 2) == 256
+    # a cache-sized block (512 runs of 512 bytes) already gives each thread 98 of them
+    assert columns.block_size(512, 100_000, 2) == 512
+    # 300 runs: two blocks per thread (75 -> 80); 100 runs: blocks of 64 at least
+    assert columns.block_size(8, 300, 2) == 80
+    assert columns.block_size(8, 100, 2) == 64
+
+
+def test_chunks_are_guided_longest_first_and_cover_every_run():
+    for m, threads in ((2000, 2), (8, 2), (7, 4), (1, 2), (100_003, 3)):
+        bounds = chunk_bounds(m, threads)
+        assert bounds[0][0] == 0 and bounds[-1][1] == m
+        assert all(a[1] == b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        sizes = [hi - lo for lo, hi in bounds]
+        assert min(sizes) >= 1 and sizes[:-1] == sorted(sizes[:-1], reverse=True)
+        assert sizes[-1] <= max(1, m // (16 * threads))  # the last one is short
+    assert len(chunk_bounds(2000, 2)) <= 16

@@ -90,6 +90,12 @@ class Checks:
         if self.device:
             return "many_cuda"
         if self.vectorized:
+            if (
+                is_numba_dispatcher(self.fun)
+                and self.jac is True
+                and self.options0.get("compiled", "auto") is not False
+            ):
+                return "many_vectorized_compiled"
             return "many_vectorized"
         if is_numba_dispatcher(self.fun) and self.jac is True:
             if self.options0.get("compiled", "auto") is not False:
@@ -126,7 +132,7 @@ class Checks:
         once the table has refused what it refuses (nothing has run)."""
         used = self.features()
         refuse(self.entry, used)
-        if self.entry in ("many_vectorized", "many_cuda"):
+        if self.entry in ("many_vectorized", "many_vectorized_compiled", "many_cuda"):
             if self.shared.get("data_args") is not None:
                 raise ValueError("`data_args` is not supported with vectorized=True.")
             return "vectorized"
