@@ -95,6 +95,29 @@ def test_kernels_load_without_numbas_registries_and_compute_the_same(monkeypatch
     assert numbas["registries"] and numbas["out"] == loaded["out"]
 
 
+def test_every_cached_kernel_of_the_package_loads_fast():
+    """Every module-level CPU dispatcher of the package with a disk cache has the fast one
+    (a kernel made with numba's own ``njit(cache=True)`` would load the registries)."""
+    import importlib
+    import pkgutil
+
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    import numba_rmsprop
+
+    seen = 0
+    for info in pkgutil.walk_packages(numba_rmsprop.__path__, "numba_rmsprop."):
+        if ".cuda" in info.name or info.name.endswith(".dask"):
+            continue  # GPU kernels have numba-cuda's cache; Dask has no kernels
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, Dispatcher) and not isinstance(value._cache, NullCache):
+                assert isinstance(value._cache, jit.FastLoadCache), f"{info.name}.{name}"
+                seen += 1
+    assert seen >= 20, seen
+
+
 def test_only_cached_dispatchers_get_the_fast_cache():
     from numba_rmsprop.engine.cpu import kernels
     from numba_rmsprop.frontend import step

@@ -14,5 +14,6 @@ Bottom layer of the package; it imports nothing from the layers above.
   kernels, imported only when used) -- a backend per device;
 * :mod:`.threads` -- the thread policy; :mod:`.entries` -- compiled entry
   points; :mod:`.config` -- the package's tunables; :mod:`.cache_lock` -- a
-  lock that lets processes share one Numba cache folder.
+  lock that lets processes share one Numba cache folder; :mod:`.jit` -- the
+  package's ``njit``, whose cached kernels load without Numba's registries.
 """
