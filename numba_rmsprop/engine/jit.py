@@ -85,6 +85,17 @@ def _supported() -> bool:
     return all(hasattr(caching.FunctionCache, name) for name in _NEEDED)
 
 
+def _no_extension_hook() -> None:
+    """Stands for Numba's hook that runs its extensions' entry points (see :func:`njit`)."""
+
+
+def _ours(dispatcher):
+    """``dispatcher`` without Numba's extension hook on its first call (see :func:`njit`)."""
+    if isinstance(dispatcher, Dispatcher):
+        dispatcher._compilation_chain_init_hook = _no_extension_hook
+    return dispatcher
+
+
 def _with_cache(dispatcher):
     """``dispatcher`` with a disk cache: a :class:`FastLoadCache`, or Numba's own."""
     if not isinstance(dispatcher, Dispatcher):  # NUMBA_DISABLE_JIT: the Python function
@@ -97,14 +108,26 @@ def _with_cache(dispatcher):
 
 
 def njit(*args, **options):
-    """``numba.njit``; with ``cache=True`` the dispatcher loads through :class:`FastLoadCache`."""
+    """``numba.njit`` for this package's kernels.
+
+    With ``cache=True`` the dispatcher loads through :class:`FastLoadCache`. And
+    its first call skips Numba's extension hook, which runs the ``init`` entry
+    points of the ``numba_extensions`` group before typing the arguments (reading
+    every installed package's entry points: 45 ms in the project's venv of 111
+    packages) so that types an extension defines are known: the kernels take only
+    NumPy arrays, tuples, None and numbers that the package builds. A user's
+    first compile still runs the hook.
+    """
     if not options.get("cache"):
-        return _numba_njit(*args, **options)
+        made = _numba_njit(*args, **options)
+        if isinstance(made, Dispatcher):
+            return _ours(made)
+        return lambda func: _ours(made(func))
     made = _numba_njit(*args, **dict(options, cache=False))
     if isinstance(made, Dispatcher):
-        return _with_cache(made)
+        return _ours(_with_cache(made))
 
     def decorate(func):
-        return _with_cache(made(func))
+        return _ours(_with_cache(made(func)))
 
     return decorate
