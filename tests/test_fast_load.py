@@ -7,9 +7,10 @@ centered and EMA, in both dtypes; ``nr.minimize``'s step with a Python
 objective; ``minimize_many``'s per-run and vectorized kernels). Run twice on one
 cache folder: the first may compile, the second loads. The second must not have
 imported Numba's registries (``numba.np.linalg`` is the first of them that a
-refresh imports) and must give, bit for bit, what this test process computes
-with the registries loaded; with ``NUMBA_RMSPROP_FAST_LOAD=0`` the same child
-does import them (so the check can fail).
+refresh imports; nor, after a first small ``apply``, ``numba.np.arrayobj``) and must
+give, bit for bit, what this test process computes with the registries loaded;
+with ``NUMBA_RMSPROP_FAST_LOAD=0`` the same child does import them (so the check
+can fail).
 """
 
 import json
@@ -33,8 +34,18 @@ def quad_columns(X, d):
     G = d[:, None] * X
     return 0.5 * (G * X).sum(axis=0), G
 
+AFTER_APPLY = []  # whether a child had imported numba.np.arrayobj after its first apply
+
+
 def work():
+    import sys
+
     out = {}
+    small = [np.linspace(-1.0, 1.0, 10).astype(np.float32)]  # the grouped kernel alone
+    opt = nr.RMSprop(learning_rate=0.01, momentum=0.9, centered=True, use_ema=True)
+    opt.apply([np.sin(small[0])], small)
+    AFTER_APPLY.append("numba.np.arrayobj" in sys.modules)
+    out["apply small"] = small[0].tolist()
     for dtype in (np.float32, np.float64):
         xs = [np.linspace(-1.0, 1.0, n).astype(dtype) for n in (10, 1000)]
         opt = nr.RMSprop(learning_rate=0.01, momentum=0.9, centered=True, use_ema=True,
@@ -60,7 +71,8 @@ CHILD = (
     + r"""
 import json, sys
 out = work()
-print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules}))
+print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules,
+                  "arrayobj_after_apply": AFTER_APPLY[0]}))
 """
 )
 
@@ -87,6 +99,9 @@ def test_kernels_load_without_numbas_registries_and_compute_the_same(monkeypatch
     _child()  # fills the cache (or finds it filled)
     loaded = _child()
     assert not loaded["registries"]
+    # nor, after a small apply, numba.np.arrayobj (50 ms): the grouped kernel needs nothing
+    # of it at run time (kernels that allocate, as the prange ones, still import it)
+    assert not loaded["arrayobj_after_apply"]
     namespace: dict = {}
     exec(WORKLOAD, namespace)
     monkeypatch.setattr(config, "PARALLEL_THRESHOLD_BYTES", int(ENV[THRESHOLD]))
