@@ -3,8 +3,9 @@
 
 A child process runs a workload that takes every CPU kernel family a first call
 loads (``apply``'s grouped and ``prange`` kernels with clipping, momentum,
-centered and EMA, in both dtypes; ``nr.minimize``'s step with a Python
-objective; ``minimize_many``'s per-run and vectorized kernels). Run twice on one
+centered and EMA, in both dtypes; a torch-flavored optimizer resumed from a
+checkpoint; ``nr.minimize``'s step with a Python objective; ``minimize_many``'s
+per-run and vectorized kernels). Run twice on one
 cache folder: the first may compile, the second loads. The second must not have
 imported Numba's registries (``numba.np.linalg`` is the first of them that a
 refresh imports; nor, after a first small ``apply``, ``numba.np.arrayobj``) and must
@@ -53,6 +54,15 @@ def work():
         for i in range(3):
             opt.apply([np.sin(x * (i + 1)).astype(dtype) for x in xs], xs)
         out["apply " + np.dtype(dtype).name] = [x.tolist() for x in xs]
+    # another flavor, resumed from a checkpoint: the kernels a restored optimizer loads
+    w = [np.linspace(-1.0, 1.0, 12)]
+    first = nr.RMSprop.like_torch(lr=0.01, momentum=0.9, centered=True)
+    first.apply([np.cos(w[0])], w)
+    second = nr.RMSprop.like_torch(lr=0.01, momentum=0.9, centered=True)
+    second.load_state_dict(first.state_dict())
+    for i in range(2):
+        second.apply([np.cos(w[0] * (i + 2))], w)
+    out["torch flavor, resumed"] = w[0].tolist()
     d = np.linspace(1.0, 5.0, 5)
     res = nr.minimize(quad, np.ones(5), args=(d,), jac=True,
                       options=dict(maxiter=40, learning_rate=0.01, momentum=0.9))

@@ -21,6 +21,7 @@ this package's kernels Numba's cache too.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 from numba import njit as _numba_njit
@@ -37,48 +38,32 @@ _NEEDED = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors
 class FastLoadCache(caching.FunctionCache):
     """Numba's ``FunctionCache``, loading after initializing only Numba's runtime (NRT).
 
-    Made when its first overload is looked up, not when the kernel is defined:
-    Numba's cache finds its folder (creating it and a test file) and stats the
-    source file when made, which cost the import of the CPU kernels 15-30 ms.
+    Made when it is first used, not when the kernel is defined: Numba's cache
+    finds its folder (creating it and a test file) and stats the source file
+    when made, which cost the import of the CPU kernels 15-30 ms. The first
+    attribute of Numba's cache that a method reads (each reads one before it
+    does anything) makes it.
     """
 
     def __init__(self, py_func):
         self._deferred = py_func
 
-    def _ready(self) -> None:
-        py_func = self.__dict__.pop("_deferred", None)
-        if py_func is not None:
-            super().__init__(py_func)
-
-    def __getattr__(self, name):  # an attribute Numba's cache sets when made
+    def __getattr__(self, name):  # not found: an attribute Numba's cache sets when made
         if name.startswith("__") or "_deferred" not in self.__dict__:
             raise AttributeError(name)
-        self._ready()
+        py_func = self.__dict__.pop("_deferred")
+        super().__init__(py_func)
         return getattr(self, name)
-
-    @property
-    def cache_path(self):
-        self._ready()
-        return self._cache_path
 
     def load_overload(self, sig, target_context):
         from numba.core.runtime import nrt
 
-        self._ready()
         nrt.rtsys.initialize(target_context)  # what loaded code links against; once a process
         with self._guard_against_spurious_io_errors():
             loaded = self._load_overload(sig, target_context)
         if loaded is not None and (loaded.objectmode or loaded.lifted):  # pragma: no cover
             target_context.refresh()  # object mode needs the registries; no kernel here has it
         return loaded
-
-    def save_overload(self, sig, data):
-        self._ready()
-        return super().save_overload(sig, data)
-
-    def flush(self):
-        self._ready()
-        return super().flush()
 
 
 def _supported() -> bool:
@@ -89,26 +74,21 @@ def _no_extension_hook() -> None:
     """Stands for Numba's hook that runs its extensions' entry points (see :func:`njit`)."""
 
 
-def _ours(dispatcher):
-    """``dispatcher`` without Numba's extension hook on its first call (see :func:`njit`)."""
-    if isinstance(dispatcher, Dispatcher):
-        dispatcher._compilation_chain_init_hook = _no_extension_hook
-    return dispatcher
-
-
-def _with_cache(dispatcher):
-    """``dispatcher`` with a disk cache: a :class:`FastLoadCache`, or Numba's own."""
+def _ours(dispatcher, cache: bool):
+    """``dispatcher`` as :func:`njit` makes it: without Numba's extension hook, and with
+    a disk cache if ``cache`` (a :class:`FastLoadCache`, or Numba's own)."""
     if not isinstance(dispatcher, Dispatcher):  # NUMBA_DISABLE_JIT: the Python function
         return dispatcher
-    if ENABLED and _supported():
+    dispatcher._compilation_chain_init_hook = _no_extension_hook
+    if cache and ENABLED and _supported():
         dispatcher._cache = FastLoadCache(dispatcher.py_func)
-    else:
+    elif cache:
         dispatcher.enable_caching()
     return dispatcher
 
 
 def njit(*args, **options):
-    """``numba.njit`` for this package's kernels.
+    """``numba.njit`` for this package's kernels: ``njit(func)`` or ``njit(**options)``.
 
     With ``cache=True`` the dispatcher loads through :class:`FastLoadCache`. And
     its first call skips Numba's extension hook, which runs the ``init`` entry
@@ -118,16 +98,8 @@ def njit(*args, **options):
     NumPy arrays, tuples, None and numbers that the package builds. A user's
     first compile still runs the hook.
     """
-    if not options.get("cache"):
-        made = _numba_njit(*args, **options)
-        if isinstance(made, Dispatcher):
-            return _ours(made)
-        return lambda func: _ours(made(func))
-    made = _numba_njit(*args, **dict(options, cache=False))
-    if isinstance(made, Dispatcher):
-        return _ours(_with_cache(made))
-
-    def decorate(func):
-        return _ours(_with_cache(made(func)))
-
-    return decorate
+    cache = bool(options.pop("cache", False))
+    if args and inspect.isfunction(args[0]):
+        return _ours(_numba_njit(*args, **options), cache)
+    made = _numba_njit(*args, **options)
+    return lambda func: _ours(made(func), cache)
