@@ -89,16 +89,12 @@ class Checks:
         """This call's row of :data:`numba_rmsprop.composition.TABLE`."""
         if self.device:
             return "many_cuda"
+        compiled_fun = is_numba_dispatcher(self.fun) and self.jac is True
+        allowed = self.options0.get("compiled", "auto") is not False
         if self.vectorized:
-            if (
-                is_numba_dispatcher(self.fun)
-                and self.jac is True
-                and self.options0.get("compiled", "auto") is not False
-            ):
-                return "many_vectorized_compiled"
-            return "many_vectorized"
-        if is_numba_dispatcher(self.fun) and self.jac is True:
-            if self.options0.get("compiled", "auto") is not False:
+            return "many_vectorized_compiled" if compiled_fun and allowed else "many_vectorized"
+        if compiled_fun:
+            if allowed:
                 return "many_compiled"
         elif self.options0.get("compiled") is True:
             raise ValueError(

@@ -18,18 +18,11 @@ class CompiledVectorizedRuns:
     """The compiled vectorized loop's methods, for :class:`~.batch.Batch`."""
 
     def _columns_possible(self) -> bool:
-        """Whether the compiled vectorized loop (:mod:`.columns`) may run this batch:
-        an ``@njit`` ``fun`` with ``jac=True``, no callback, no minibatches, not
-        ``compiled=False``."""
-        from ..frontend.options import is_numba_dispatcher
-
+        """Whether the compiled vectorized loop (:mod:`.columns`) may run this batch: its
+        row of the composition table (an ``@njit`` ``fun`` with ``jac=True``, not
+        ``compiled=False``), no callback, no minibatches."""
         return bool(
-            not self.device
-            and self.jac is True
-            and is_numba_dispatcher(self.fun)
-            and self.callback is None
-            and not self.batched
-            and self.options0.get("compiled", "auto") is not False
+            self.entry == "many_vectorized_compiled" and self.callback is None and not self.batched
         )
 
     def _columns_args(self) -> tuple:
