@@ -10,6 +10,8 @@ minimize, rmsprop
     The ``scipy.optimize.minimize``-compatible front end.
 minimize_many
     Many independent ``minimize`` runs at once (CPU threads, or a GPU).
+OptimizeResult
+    What they return: scipy's result, a dict whose keys are also attributes.
 register_threadpoolctl
     Let ``threadpoolctl.threadpool_limits`` limit the package's threads too
     (done automatically when threadpoolctl is imported first).
@@ -28,6 +30,7 @@ from .optimizer import RMSprop  # noqa: E402
 
 if _TYPE_CHECKING:  # what __getattr__ below gives, for type checkers
     from .frontend.api import minimize, rmsprop
+    from .frontend.result import OptimizeResult
     from .many import minimize_many
 
 if "threadpoolctl" in _sys.modules:
@@ -37,11 +40,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # The front end imports SciPy; load it on first use only.
+    # The front end and many runs: loaded on first use (import numba_rmsprop stays small).
     if name in ("minimize", "rmsprop"):
         from .frontend import api as _front
 
         return getattr(_front, name)
+    if name == "OptimizeResult":
+        from .frontend.result import OptimizeResult
+
+        return OptimizeResult
     if name == "minimize_many":
         from .many import minimize_many
 
@@ -55,6 +62,7 @@ __all__ = [
     "minimize",
     "rmsprop",
     "minimize_many",
+    "OptimizeResult",
     "register_threadpoolctl",
     "__version__",
 ]

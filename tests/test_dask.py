@@ -83,6 +83,7 @@ def both(client, fun, X, args, runs_per_task=None, **kw):
     local = nr.minimize_many(fun, X, args=args, **kw)
     remote = nr.minimize_many(fun, X, args=args, client=client, runs_per_task=runs_per_task, **kw)
     same(remote, local)
+    assert type(remote) is type(local) is nr.OptimizeResult
     return local
 
 

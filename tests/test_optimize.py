@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from numba import njit
-from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
+from scipy.optimize import Bounds, OptimizeWarning
 from scipy.optimize import minimize as sp_minimize
 
 import numba_rmsprop as nr
@@ -144,7 +144,7 @@ def test_problem_solved(name, config):
     problem = PROBLEMS[name]
     options, tol, _ = CONFIGS[config]
     res = _run(problem, options)
-    assert isinstance(res, OptimizeResult)
+    assert isinstance(res, nr.OptimizeResult)
     assert res.success and res.status == 0
     assert res.x.dtype == (np.float32 if options.get("_float32") else np.float64)
     err = np.max(np.abs(res.x - problem["answer"]))
@@ -609,7 +609,7 @@ def test_callback_forms():
     )
     assert len(xs) == len(results) == 7
     assert all(isinstance(x, np.ndarray) and x.shape == (5,) for x in xs)
-    assert all(isinstance(res, OptimizeResult) for res in results)
+    assert all(isinstance(res, nr.OptimizeResult) for res in results)
     assert [res.nit for res in results] == list(range(1, 8))
     np.testing.assert_array_equal(results[-1].x, r.x)
     np.testing.assert_array_equal(xs[3], results[3].x)

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 from numba import njit
-from scipy.optimize import Bounds, OptimizeResult
+from scipy.optimize import Bounds
 from scipy.optimize import minimize as sp_minimize
 
 import numba_rmsprop as nr
@@ -574,7 +574,7 @@ def test_callback_signature_with_unresolvable_annotations():
         inspect.signature(cb)
     nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, callback=cb, options=dict(maxiter=3))
     assert [r.nit for r in cb.results] == [1, 2, 3]
-    assert all(isinstance(r, OptimizeResult) for r in cb.results)
+    assert all(isinstance(r, nr.OptimizeResult) for r in cb.results)
 
 
 def test_callback_with_type_checking_only_annotation():
@@ -606,3 +606,95 @@ def test_callback_with_type_checking_only_annotation():
         options=dict(maxiter=3),
     )
     assert ns["seen"] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- 8. the result
+# Every entry point returns nr.OptimizeResult: scipy's fields, attribute access and
+# printout, without importing scipy.optimize (0.3-0.6 s of a first call).
+def _results():
+    one = nr.minimize(quadratic, np.zeros(5), args=(D, C), jac=True, options=dict(maxiter=3))
+    many = nr.minimize_many(
+        quadratic, np.zeros((14, 5)), args=(D, C), jac=True, options=dict(maxiter=3)
+    )
+    odd = nr.OptimizeResult(
+        x=np.array([np.inf, -np.inf, np.nan, 1e300, -2.5]),
+        nested=nr.OptimizeResult(message="inner", fun=1.0, slack=3),
+        slack=np.zeros(3),  # scipy leaves out its redundant fields
+        Status=1,  # ordered case-insensitively
+        long_name_first=[1, 2],
+        con=None,
+    )
+    return {"minimize": one, "minimize_many": many, "odd": odd, "empty": nr.OptimizeResult()}
+
+
+@pytest.mark.parametrize("name", ["minimize", "minimize_many", "odd", "empty"])
+def test_result_prints_as_scipys(name):
+    from scipy.optimize import OptimizeResult
+
+    res = _results()[name]
+    assert type(res) is nr.OptimizeResult
+    assert repr(res) == repr(OptimizeResult(res))
+    assert str(res) == str(OptimizeResult(res))
+
+
+def test_result_is_a_dict_with_attributes():
+    import copy
+    import pickle
+
+    res = _results()["minimize"]
+    assert isinstance(res, dict) and res.x is res["x"] and res.nit == 3
+    assert sorted(dir(res)) == sorted(res.keys())
+    with pytest.raises(AttributeError, match="hess_inv"):
+        _ = res.hess_inv
+    assert not hasattr(res, "hess_inv")
+    res.extra = 1
+    assert res["extra"] == 1
+    del res.extra
+    assert "extra" not in res
+    for twin in (pickle.loads(pickle.dumps(res)), copy.deepcopy(res), copy.copy(res)):
+        assert type(twin) is nr.OptimizeResult and twin.keys() == res.keys()
+        np.testing.assert_array_equal(twin.x, res.x)
+    # scipy's dispatcher passes a callable method's result through (and may set fields)
+    through = sp_minimize(quadratic, np.zeros(5), args=(D, C), jac=True, method=nr.rmsprop,
+                          options=dict(maxiter=3))  # fmt: skip
+    assert type(through) is nr.OptimizeResult and through.nit == 3
+
+
+_NO_SCIPY_OPTIMIZE = r"""
+import sys, warnings
+import numpy as np
+from numba import njit
+import numba_rmsprop as nr
+
+def quad(x, d):
+    g = d * x
+    return 0.5 * float(g @ x), g
+
+def columns(X, d):
+    G = d[:, None] * X
+    return 0.5 * (G * X).sum(axis=0), G
+
+d = np.linspace(1.0, 2.0, 4)
+o = dict(maxiter=5)
+nr.minimize(quad, np.ones(4), args=(d,), jac=True, options=o)
+nr.minimize(njit(lambda x, d: (0.5 * (d * x) @ x, d * x)), np.ones(4), args=(d,), jac=True,
+            options=dict(o, compiled=True))
+nr.minimize(quad, np.ones(4), args=(d,), jac=True, bounds=[(0.0, 1.0)] * 4, options=o)
+nr.rmsprop(quad, np.ones(4), (d,), jac=True, **o)
+nr.minimize_many(quad, np.ones((3, 4)), args=(d,), jac=True, options=o)
+nr.minimize_many(columns, np.ones((3, 4)), args=(d,), jac=True, options=o, vectorized=True)
+assert "scipy.optimize" not in sys.modules, "imported scipy.optimize"
+# an unknown option warns with scipy's own class, imported for the warning
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    nr.minimize(quad, np.ones(4), args=(d,), jac=True, options=dict(o, colour=1))
+from scipy.optimize import OptimizeWarning
+assert [w.category for w in caught] == [OptimizeWarning], caught
+
+"""
+
+
+def test_entry_points_do_not_import_scipy_optimize():
+    from helpers import run_fresh_python
+
+    run_fresh_python(_NO_SCIPY_OPTIMIZE)

@@ -10,7 +10,8 @@ Two entry points run the same optimizer::
                             "seed": 0})
     res = nr.minimize(loss_and_grad, w0, args=(X, y), jac=True, options={...})
 
-Both return a :class:`scipy.optimize.OptimizeResult`, and for the same
+Both return a :class:`numba_rmsprop.OptimizeResult` (scipy's fields, attribute
+access and printout, without importing ``scipy.optimize``), and for the same
 arguments the two give bit-identical results.
 
 Each step is one call of Keras 3's RMSprop (:class:`numba_rmsprop.RMSprop`,
@@ -46,15 +47,14 @@ Compiled objective
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from scipy.optimize import OptimizeResult, OptimizeWarning
-
 from ..optimizer import RMSprop
 from .options import LOOP_OPTIONS, RMSPROP_OPTIONS, check_constraints, check_x0
+from .result import OptimizeResult
 from .run import Run
+from .scipy_types import warn_unknown_options
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -279,7 +279,7 @@ def minimize(
 
     Returns
     -------
-    scipy.optimize.OptimizeResult
+    numba_rmsprop.OptimizeResult
         x : ndarray
             The final iterate, 1-D, in ``x0``'s float dtype. With ``use_ema``
             the finalized moving average of the iterates (except for status
@@ -333,13 +333,7 @@ def solve(fun, x0, args, jac, callback, bounds, constraints, tol, options, stack
         args = (args,)
     check_constraints(constraints)
 
-    unknown = sorted(k for k in options if k not in RMSPROP_OPTIONS and k not in LOOP_OPTIONS)
-    if unknown:
-        warnings.warn(
-            f"Unknown solver options: {', '.join(map(str, unknown))}",
-            OptimizeWarning,
-            stacklevel=stacklevel,
-        )
+    warn_unknown_options(options, (*RMSPROP_OPTIONS, *LOOP_OPTIONS), stacklevel=stacklevel)
     opt = RMSprop(**{k: options[k] for k in RMSPROP_OPTIONS if k in options})
     x = check_x0(x0)
     run = Run(fun, x, args, jac, callback, bounds, tol, opt, options)

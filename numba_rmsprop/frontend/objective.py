@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.optimize._optimize import MemoizeJac
+
+from .scipy_types import scipy_wrapped_pair
 
 FD_METHODS = ("2-point", "3-point", "cs")
 LOSS_RULE = "`fun` must return a scalar loss (a number or an array with one element)"
@@ -84,9 +85,9 @@ class Objective:
         self.n = n
         self.dtype = np.dtype(dtype)
         self.pair_fun: Callable | None = None
-        if isinstance(fun, MemoizeJac) and (jac is True or _is_memo_derivative(jac, fun)):
-            # scipy's dispatcher wrapped a (loss, grad) function: call it directly.
-            self.pair_fun, self.mode = fun.fun, "pair"
+        wrapped = scipy_wrapped_pair(fun, jac)
+        if wrapped is not None:  # scipy's dispatcher wrapped a (loss, grad) function
+            self.pair_fun, self.mode = wrapped, "pair"
         elif jac is True or (isinstance(jac, np.bool_) and bool(jac)):
             self.pair_fun, self.mode = fun, "pair"
         elif callable(jac):
@@ -198,10 +199,3 @@ def finite_differences(fun, method, rel_step, bounds, n):
         return f, g
 
     return ev, int(free.size)
-
-
-def _is_memo_derivative(jac, memo) -> bool:
-    return (
-        getattr(jac, "__self__", None) is memo
-        and getattr(jac, "__func__", None) is MemoizeJac.derivative
-    )

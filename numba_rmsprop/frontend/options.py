@@ -15,10 +15,10 @@ import math
 import sys
 
 import numpy as np
-from scipy.optimize import Bounds
 
 from ..engine import hyperparameters as H
 from ..optimizer import RMSprop
+from .scipy_types import is_bounds
 from .state import FTOL, GTOL, NONFINITE_GRAD, NONFINITE_LOSS, NONFINITE_X0, OVERFLOW
 
 #: The options that configure :class:`~numba_rmsprop.RMSprop` itself.
@@ -169,7 +169,7 @@ def bounds_arrays(bounds, n: int):
     """``(lb, ub)`` float64 arrays of length ``n``, or None when every bound is infinite."""
     if bounds is None:
         return None
-    if isinstance(bounds, Bounds):
+    if is_bounds(bounds):
         lb, ub = bounds.lb, bounds.ub
     else:
         try:

@@ -8,10 +8,10 @@ the loss's and gradient's types, and one call of the compiled step
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from .objective import as_loss
 from .options import STOP_CALLBACK
+from .result import OptimizeResult
 from .state import OK
 
 #: Longest run of Python steps per segment when there is a ``callback``.

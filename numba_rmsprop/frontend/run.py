@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from ..composition import refusal, refuse
 from ..engine.entries import entry_point
@@ -33,6 +32,7 @@ from .options import (
 )
 from .progress import Progress
 from .python_loop import PY_SEGMENT_CALLBACK, PythonLoop
+from .result import OptimizeResult
 from .state import (
     C_BAK,
     FTOL,

@@ -48,9 +48,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from ..frontend.api import BoundsLike, Jacobian
+from ..frontend.result import OptimizeResult
 from .batch import Batch
 from .options import is_device_array
 
@@ -134,7 +134,7 @@ def minimize_many(
 
     Returns
     -------
-    scipy.optimize.OptimizeResult
+    numba_rmsprop.OptimizeResult
         ``x`` ``(k, n)``, ``fun`` ``(k,)``, ``jac`` ``(k, n)``, ``nit``, ``nfev``,
         ``njev``, ``status`` (``(k,)`` integer arrays), ``success`` ``(k,)``
         bool, ``message`` (a list of ``k`` strings), ``nepoch`` ``(k,)`` with

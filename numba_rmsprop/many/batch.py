@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
 
 from ..frontend.api import solve
 from ..frontend.minibatches import Minibatches, make_batches
@@ -25,6 +24,8 @@ from ..frontend.options import (
     callback_kind,
     loop_options,
 )
+from ..frontend.result import OptimizeResult
+from ..frontend.scipy_types import warn_unknown_options
 from ..optimizer import RMSprop
 from .checks import Checks
 from .compiled import CompiledRuns, NoCompile
@@ -59,15 +60,7 @@ class Batch(Checks, GroupStates, Segments, CompiledRuns, CompiledVectorizedRuns,
         self.bounds_spec = bounds
         self.run_axis = check_run_args(args, run_args, k)  # {position: axis of the runs}
         self.run_pos = tuple(self.run_axis)
-        unknown = sorted(
-            k_ for k_ in options if k_ not in RMSPROP_OPTIONS and k_ not in LOOP_OPTIONS
-        )
-        if unknown:
-            warnings.warn(
-                f"Unknown solver options: {', '.join(map(str, unknown))}",
-                OptimizeWarning,
-                stacklevel=3,
-            )
+        warn_unknown_options(options, (*RMSPROP_OPTIONS, *LOOP_OPTIONS), stacklevel=3)
         self.shared, self.per_run = split_options(options, k)
         self.rng_initial = [None] * k  # each run's generator state at its start (minibatches)
         self.resumed = self._resumed_runs()

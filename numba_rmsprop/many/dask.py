@@ -70,12 +70,13 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
+from scipy.optimize import OptimizeWarning  # the caller warns of unknown options
 
 from ..composition import refuse
 from ..engine import threads as _threads
 from ..engine.hyperparameters import integer
 from ..frontend.data import positions
+from ..frontend.result import OptimizeResult
 from .batch import Batch
 from .options import is_device_array, take_runs
 

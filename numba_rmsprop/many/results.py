@@ -9,11 +9,11 @@ import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from ..frontend.checkpoint import RunCheckpoint, replay
 from ..frontend.learning_rates import LR_BLOCK, LearningRates
 from ..frontend.options import RMSPROP_OPTIONS, STOPS, x0_entry
+from ..frontend.result import OptimizeResult
 from ..frontend.state import (
     FTOL,
     GTOL,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from ..frontend.learning_rates import LR_BLOCK
 from ..frontend.progress import Progress
+from ..frontend.result import OptimizeResult
 
 
 class Segments:

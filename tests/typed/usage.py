@@ -7,11 +7,10 @@ public name comes out as ``Any`` or another type than documented.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 from typing_extensions import assert_type
 
 import numba_rmsprop as nr
-from numba_rmsprop import schedules
+from numba_rmsprop import OptimizeResult, schedules
 
 
 def quadratic(x: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:
