@@ -151,3 +151,67 @@ def test_only_cached_dispatchers_get_the_fast_cache():
     assert isinstance(step.step_arrays._cache, jit.FastLoadCache)
     plain = jit.njit(lambda x: x + 1)
     assert type(plain._cache).__name__ == "NullCache" and plain(1) == 2
+
+
+# A user's @njit(cache=True) objective: loaded by jit.load_cached as the kernels are.
+USER_OBJECTIVE = """
+import numpy as np
+from numba import njit
+
+@njit(cache=True)
+def objective(x, d):
+    g = np.empty_like(x)
+    f = 0.0
+    for i in range(x.size):
+        g[i] = d[i] * x[i]
+        f += 0.5 * g[i] * x[i]
+    return f, g
+"""
+
+USER_CHILD = r"""
+import json, sys
+import numpy as np
+import numba_rmsprop as nr
+sys.path.insert(0, sys.argv[1])
+from user_objective import objective
+
+d = np.linspace(1.0, 5.0, 5)
+o = dict(maxiter=30, learning_rate=0.01, momentum=0.9)
+out = {
+    "compiled": nr.minimize(objective, np.ones(5), args=(d,), jac=True,
+                            options=dict(o, compiled=True)).x.tolist(),
+    "python": nr.minimize(objective, np.ones(5), args=(d,), jac=True,
+                          options=dict(o, compiled=False)).x.tolist(),
+    "many": nr.minimize_many(objective, np.ones((3, 5)), args=(d,), jac=True,
+                             options=o).x.tolist(),
+}
+stats = objective.stats
+print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules,
+                  "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _user_child(folder, **env):
+    proc = subprocess.run(
+        [sys.executable, "-c", USER_CHILD, str(folder)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_cached_objective_loads_without_numbas_registries(tmp_path):
+    (tmp_path / "user_objective.py").write_text(USER_OBJECTIVE)
+    compiled = _user_child(tmp_path)  # compiles the objective, and saves it
+    assert compiled["misses"] >= 1 and compiled["registries"]
+    loaded = _user_child(tmp_path)
+    assert loaded["misses"] == 0 and loaded["hits"] >= 1, loaded
+    assert not loaded["registries"]
+    assert loaded["out"] == compiled["out"]
+    numbas = _user_child(tmp_path, NUMBA_RMSPROP_FAST_LOAD="0")
+    assert numbas["misses"] == 0 and numbas["registries"] and numbas["out"] == compiled["out"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 from ..engine.entries import EntryCache
+from ..engine.jit import load_cached
 from .objective import LOSS_RULE
 from .options import is_numba_dispatcher
 from .segment import batch_arguments, run_segment
@@ -49,6 +50,7 @@ class CompiledLoop:
         batch_types = batch_arguments.overloads[bsig].signature.return_type
         fargs = (typeof(self.x),) + tuple(batch_types)
         fun = self.pair_fun
+        load_cached(fun, fargs)
         fun.compile(fargs)
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))

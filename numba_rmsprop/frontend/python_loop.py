@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.jit import load_cached
 from .objective import as_loss
-from .options import STOP_CALLBACK
+from .options import STOP_CALLBACK, is_numba_dispatcher
 from .result import OptimizeResult
 from .state import OK
 
@@ -60,6 +61,8 @@ class PythonLoop:
                     for i, d in data:
                         lst[i] = d[idx]  # a copy of the batch's rows
                 a = tuple(lst)
+            if first and is_numba_dispatcher(self.pair_fun):  # loaded fast if cached
+                load_cached(self.pair_fun, tuple(map(self.pair_fun.typeof_pyval, (x, *a))))
             out = ev(x.copy(), *a)  # a fresh copy per evaluation, as scipy's (gh-13740)
             if first:
                 f, g = check(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import threads as _threads
+from ..engine.jit import load_cached
 from ..frontend.segment import batch_arguments
 from ..frontend.state import OK
 from .kernels import many_final, many_segment, pick_arguments
@@ -175,6 +176,7 @@ class CompiledRuns:
 
         fargs = (x_type,) + tuple(arg_types)
         try:
+            load_cached(self.fun, fargs)
             self.fun.compile(fargs)
         except Exception as exc:
             text = str(exc).strip()
