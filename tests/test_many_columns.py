@@ -14,8 +14,9 @@ import pytest
 from numba import njit
 
 import numba_rmsprop as nr
+from numba_rmsprop.engine.entries import EntryCache
 from numba_rmsprop.engine.threads import chunk_bounds
-from numba_rmsprop.many import columns
+from numba_rmsprop.many import columns, compiled_vectorized
 
 P = 12  # data points per run
 
@@ -152,6 +153,7 @@ def test_compiled_runs_are_each_runs_minimize(case, monkeypatch):
     # blocks of 4 runs: two blocks, whose runs stop at different steps
     monkeypatch.setattr(columns, "block_size", lambda *a: 4)
     calls, fused = [], []
+    monkeypatch.setattr(compiled_vectorized, "COLUMN_ENTRIES", EntryCache())
     monkeypatch.setattr(columns, "columns_blocks", _Counted(columns.columns_blocks, calls))
     real = columns.fused_possible
     monkeypatch.setattr(columns, "fused_possible", lambda *a: fused.append(real(*a)) or fused[-1])
@@ -189,6 +191,28 @@ class _Counted:
     def compile(self, sig):
         self.calls.append(sig)
         return self.dispatcher.compile(sig)
+
+
+def test_the_loop_is_typed_once_per_argument_types(monkeypatch):
+    """A second call with arguments of the same types reuses the compiled entry (typing
+    them cost 3 ms a call); another dtype, or a history, types and compiles again."""
+    calls = []
+    monkeypatch.setattr(compiled_vectorized, "COLUMN_ENTRIES", EntryCache())
+    monkeypatch.setattr(columns, "columns_blocks", _Counted(columns.columns_blocks, calls))
+    X0, t, Y = data(8)
+
+    def run(X0, t, Y, **extra):
+        o = dict(learning_rate=0.05, maxiter=5, **extra)
+        kw = dict(args=(t, Y), run_args=((1, 1),), vectorized=True, options=o)
+        return nr.minimize_many(poly_columns, X0, **kw)
+
+    first = run(X0, t, Y)
+    np.testing.assert_array_equal(run(X0 + 0.0, t.copy(), Y.copy()).x, first.x)
+    assert len(calls) == 1
+    X32, t32, Y32 = data(8, np.float32)
+    assert run(X32, t32, Y32).x.dtype == np.float32 and len(calls) == 2
+    assert len(run(X0, t, Y, return_history=True).history) == 8 and len(calls) == 3
+    assert len(run(X0, t, Y, return_history=True).history) == 8 and len(calls) == 3
 
 
 def test_runs_along_axis_0_or_1_give_the_same_runs():

@@ -12,10 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import threads as _threads
+from ..engine.entries import EntryCache
 from ..engine.jit import load_cached
 from ..frontend.segment import batch_arguments
 from ..frontend.state import OK
 from .kernels import many_final, many_segment, pick_arguments
+
+#: Entries of ``many_segment`` by objective and argument types (typing them again cost
+#: about 3 ms a call).
+SEGMENT_ENTRIES = EntryCache()
 
 
 class NoCompile(Exception):
@@ -128,19 +133,24 @@ class CompiledRuns:
         from numba import typeof, types
 
         marker = self._marker()
-        picked = self._picked_types()
         order0 = None
         if self.batched:
             order0 = (
                 1 if not self.data.shuffle else np.zeros((1, self.data.n_samples), dtype=np.int64)
             )
+        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
+        H = np.zeros((1, 1)) if self.res.history is not None else None
+        typed = (np.empty(0, self.dtype), self.args_by_run, marker, order0, st.S, st.T, st.P)
+        key = EntryCache.key(self.fun, (*typed, st.cfg, st.counters, LR, H))
+        entry = SEGMENT_ENTRIES.get(key)
+        if entry is not None:
+            return entry
+        picked = self._picked_types()
         i64 = types.int64
         bsig = (picked, i64, i64, typeof(order0[0] if isinstance(order0, np.ndarray) else order0))
         batch_arguments.compile(bsig)
         batch_types = batch_arguments.overloads[bsig].signature.return_type
         ftype = self._function_type(typeof(st.S[0, 0].copy()), batch_types)
-        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
-        H = np.zeros((1, 1)) if self.res.history is not None else None
         sig = (
             ftype,
             typeof(st.S),
@@ -168,7 +178,9 @@ class CompiledRuns:
             i64,
             i64,
         )
-        return many_segment.compile(sig)
+        entry = many_segment.compile(sig)
+        SEGMENT_ENTRIES.put(key, entry)
+        return entry
 
     def _function_type(self, x_type, arg_types):
         """The first-class function type of ``fun`` called with these argument types."""
