@@ -11,7 +11,7 @@ minimize, rmsprop
 minimize_many
     Many independent ``minimize`` runs at once (CPU threads, or a GPU).
 OptimizeResult
-    What they return: scipy's result, a dict whose keys are also attributes.
+    What they return: a dict whose keys are also attributes, as scipy's.
 register_threadpoolctl
     Let ``threadpoolctl.threadpool_limits`` limit the package's threads too
     (done automatically when threadpoolctl is imported first).
