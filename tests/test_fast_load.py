@@ -91,9 +91,10 @@ THRESHOLD = "NUMBA_RMSPROP_PARALLEL_THRESHOLD_BYTES"
 ENV = {THRESHOLD: "2048"}
 
 
-def _child(**env):
+def _child(code=CHILD, *argv, **env):
+    """Run ``code`` in a fresh interpreter (with ``ENV`` and ``env``): its last line's JSON."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", code, *argv],
         env={**os.environ, **ENV, **env},
         cwd=ROOT,
         capture_output=True,
@@ -193,16 +194,7 @@ print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules,
 
 
 def _user_child(folder, **env):
-    proc = subprocess.run(
-        [sys.executable, "-c", USER_CHILD, str(folder)],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
+    return _child(USER_CHILD, str(folder), **env)
 
 
 def test_a_cached_objective_loads_without_numbas_registries(tmp_path):
