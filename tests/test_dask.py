@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -278,6 +279,25 @@ def test_warnings_and_errors_of_the_blocks_reach_the_caller(client):
             runs_per_task=2,
             options=dict(maxiter=3),
         )
+
+
+def test_an_unknown_option_warns_once(client):
+    """The caller warns of an unknown option (scipy's OptimizeWarning); the blocks, which
+    warn too, do not repeat it."""
+    from scipy.optimize import OptimizeWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nr.minimize_many(
+            quad_np,
+            X0[:4],
+            args=(C[:4], W),
+            run_args=(0,),
+            client=client,
+            runs_per_task=2,
+            options=dict(maxiter=3, colour=1),
+        )
+    assert [w.category for w in caught] == [OptimizeWarning], [str(w.message) for w in caught]
 
 
 # ---------------------------------------------------------------------------

@@ -70,7 +70,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import OptimizeWarning  # the caller warns of unknown options
 
 from ..composition import refuse
 from ..engine import threads as _threads
@@ -231,7 +230,10 @@ def run_block(fun, X0, args, jac, bounds, options, run_args, vectorized, after=N
     with _threads.limited(THREADS_PER_TASK), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = Batch(fun, X0, args, jac, bounds, options, run_args, vectorized, None).solve()
-    quiet = (OptimizeWarning, DeprecationWarning, PendingDeprecationWarning)  # the caller
+    # the caller warns of unknown options (an OptimizeWarning: scipy.optimize is loaded then)
+    optimize = sys.modules.get("scipy.optimize")
+    quiet = (DeprecationWarning, PendingDeprecationWarning)
+    quiet += (optimize.OptimizeWarning,) if optimize is not None else ()
     return res, [
         (w.category, str(w.message))
         for w in caught  # warned of unknown options
