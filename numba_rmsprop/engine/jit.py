@@ -75,24 +75,28 @@ def _load(cache, sig, target_context):
     return loaded
 
 
-def load_cached(dispatcher, sig: tuple) -> None:
+def load_cached(dispatcher, sig: tuple | None = None, args: tuple = ()) -> None:
     """Load a user's ``@njit(cache=True)`` function for ``sig`` as this package's kernels load.
 
     A warm first call of ``minimize`` with such an objective spent 0.35 s of its
     0.5 s in the registries that Numba's cache loads first. Where ``dispatcher``
-    has Numba's own disk cache and no compiled version for the argument types
-    ``sig`` (a tuple, as its call makes it), this loads the cached one as
-    ``Dispatcher.compile`` does on a cache hit, initializing only the NRT;
-    otherwise (no cache, a cache miss, ``NUMBA_RMSPROP_FAST_LOAD=0``) it does
-    nothing and the call compiles or loads as Numba does.
+    has Numba's own disk cache and no compiled version yet, this loads the one
+    for the argument types ``sig`` (a tuple; or the types its call gives
+    ``args``, typed only then: 30-50 us) as ``Dispatcher.compile`` does on a
+    cache hit, initializing only the NRT. Otherwise (no cache, a version already
+    in, a cache miss, ``NUMBA_RMSPROP_FAST_LOAD=0``) it does nothing, and the
+    call finds its version, or loads or compiles it as Numba does: only a
+    process's first version of a function gains from loading fast.
     """
     from numba.core.compiler_lock import global_compiler_lock
 
     if not (ENABLED and _supported() and isinstance(dispatcher, Dispatcher)):
         return
     cache = dispatcher._cache  # (Numba's Dispatcher.compile, less its target refresh)
-    if type(cache) is not caching.FunctionCache:  # none, or someone else's kind
-        return
+    if type(cache) is not caching.FunctionCache or dispatcher.overloads:
+        return  # no cache (or another kind); or a version is in, and Numba's load with it
+    if sig is None:
+        sig = tuple(map(dispatcher.typeof_pyval, args))
     with global_compiler_lock:
         if sig in dispatcher.overloads:
             return

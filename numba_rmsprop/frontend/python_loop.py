@@ -62,7 +62,7 @@ class PythonLoop:
                         lst[i] = d[idx]  # a copy of the batch's rows
                 a = tuple(lst)
             if first and is_numba_dispatcher(self.pair_fun):  # loaded fast if cached
-                load_cached(self.pair_fun, tuple(map(self.pair_fun.typeof_pyval, (x, *a))))
+                load_cached(self.pair_fun, args=(x, *a))
             out = ev(x.copy(), *a)  # a fresh copy per evaluation, as scipy's (gh-13740)
             if first:
                 f, g = check(out)
