@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 from numba_rmsprop.engine import config, jit
@@ -154,8 +155,8 @@ def test_only_cached_dispatchers_get_the_fast_cache():
     assert type(plain._cache).__name__ == "NullCache" and plain(1) == 2
 
 
-# A user's @njit(cache=True) objective: loaded by jit.load_cached as the kernels are.
-USER_OBJECTIVE = """
+# A user's @njit(cache=True) objectives: loaded by jit.load_cached as the kernels are.
+USER_OBJECTIVES = """
 import numpy as np
 from numba import njit
 
@@ -167,43 +168,103 @@ def objective(x, d):
         g[i] = d[i] * x[i]
         f += 0.5 * g[i] * x[i]
     return f, g
+
+@njit(cache=True)
+def least_squares(x, A, y):  # minibatches: rows of A and y
+    g = np.zeros_like(x)
+    f = 0.0
+    for r in range(A.shape[0]):
+        e = -y[r]
+        for i in range(x.size):
+            e += A[r, i] * x[i]
+        f += 0.5 * e * e
+        for i in range(x.size):
+            g[i] += e * A[r, i]
+    return f, g
+
+@njit(cache=True)
+def columns(X, d):  # vectorized: X of shape (n, m)
+    n, m = X.shape
+    G = np.empty_like(X)
+    f = np.zeros(m)
+    for i in range(n):
+        for r in range(m):
+            G[i, r] = d[i] * X[i, r]
+            f[r] += 0.5 * G[i, r] * X[i, r]
+    return f, G
 """
 
+# One entry point or mode per process, so that each is the process's first call of its
+# objective (only a first version loads fast; later ones find it).
 USER_CHILD = r"""
-import json, sys
+import json, os, pickle, sys
 import numpy as np
 import numba_rmsprop as nr
-sys.path.insert(0, sys.argv[1])
-from user_objective import objective
+folder, case = sys.argv[1], sys.argv[2]
+sys.path.insert(0, folder)
+import user_objectives as u
 
 d = np.linspace(1.0, 5.0, 5)
 o = dict(maxiter=30, learning_rate=0.01, momentum=0.9)
-out = {
-    "compiled": nr.minimize(objective, np.ones(5), args=(d,), jac=True,
-                            options=dict(o, compiled=True)).x.tolist(),
-    "python": nr.minimize(objective, np.ones(5), args=(d,), jac=True,
-                          options=dict(o, compiled=False)).x.tolist(),
-    "many": nr.minimize_many(objective, np.ones((3, 5)), args=(d,), jac=True,
-                             options=o).x.tolist(),
-}
-stats = objective.stats
-print(json.dumps({"out": out, "registries": "numba.np.linalg" in sys.modules,
+fun = u.objective
+if case == "compiled":
+    res = nr.minimize(fun, np.ones(5), args=(d,), jac=True, options=dict(o, compiled=True))
+elif case == "python loop":
+    res = nr.minimize(fun, np.ones(5), args=(d,), jac=True, options=dict(o, compiled=False))
+elif case == "minibatches":
+    fun = u.least_squares
+    A = np.cos(np.arange(60.0)).reshape(12, 5)
+    y = np.sin(np.arange(12.0))
+    res = nr.minimize(fun, np.zeros(5), args=(A, y), jac=True,
+                      options=dict(o, batch_size=4, seed=3))
+elif case == "resumed from a checkpoint":  # of a run in another process
+    saved = os.path.join(folder, "first_run.pkl")
+    if not os.path.exists(saved):  # the first process: the first 10 steps
+        res = nr.minimize(fun, np.ones(5), args=(d,), jac=True, options=dict(o, maxiter=10))
+        with open(saved, "wb") as fh:
+            pickle.dump(res, fh)
+    else:
+        with open(saved, "rb") as fh:
+            first = pickle.load(fh)
+        res = nr.minimize(fun, first.x, args=(d,), jac=True, options=dict(o, resume=first))
+        assert res.nit == 30, res.message
+elif case == "minimize_many":
+    res = nr.minimize_many(fun, np.ones((3, 5)), args=(d,), jac=True, options=o)
+elif case == "minimize_many vectorized":
+    fun = u.columns
+    res = nr.minimize_many(fun, np.ones((3, 5)), args=(d,), jac=True, options=o,
+                           vectorized=True)
+stats = fun.stats
+print(json.dumps({"out": np.asarray(res.x).tolist(), "registries": "numba.np.linalg" in sys.modules,
                   "hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values())}))
 """
 
+USER_CASES = [
+    "compiled",
+    "python loop",
+    "minibatches",
+    "resumed from a checkpoint",
+    "minimize_many",
+    "minimize_many vectorized",
+]
 
-def _user_child(folder, **env):
-    return _child(USER_CHILD, str(folder), **env)
 
-
-def test_a_cached_objective_loads_without_numbas_registries(tmp_path):
-    (tmp_path / "user_objective.py").write_text(USER_OBJECTIVE)
-    compiled = _user_child(tmp_path)  # compiles the objective, and saves it
+@pytest.mark.parametrize(
+    "case", [c if c == "compiled" else pytest.param(c, marks=pytest.mark.slow) for c in USER_CASES]
+)
+def test_a_cached_objective_loads_without_numbas_registries(case, tmp_path):
+    """Every entry point and mode that calls a cached objective first: the second process
+    loads it without Numba's registries (no cache miss) and computes, bit for bit, what a
+    process computes that loads it through Numba (``NUMBA_RMSPROP_FAST_LOAD=0``)."""
+    (tmp_path / "user_objectives.py").write_text(USER_OBJECTIVES)
+    compiled = _child(USER_CHILD, str(tmp_path), case)  # compiles the objective, saves it
     assert compiled["misses"] >= 1 and compiled["registries"]
-    loaded = _user_child(tmp_path)
+    loaded = _child(USER_CHILD, str(tmp_path), case)
     assert loaded["misses"] == 0 and loaded["hits"] >= 1, loaded
     assert not loaded["registries"]
-    assert loaded["out"] == compiled["out"]
-    numbas = _user_child(tmp_path, NUMBA_RMSPROP_FAST_LOAD="0")
-    assert numbas["misses"] == 0 and numbas["registries"] and numbas["out"] == compiled["out"]
+    if case != "resumed from a checkpoint":  # (whose first process ran the first steps)
+        assert loaded["out"] == compiled["out"]
+    numbas = _child(USER_CHILD, str(tmp_path), case, NUMBA_RMSPROP_FAST_LOAD="0")
+    assert numbas["misses"] == 0 and numbas["registries"]
+    assert loaded["out"] == numbas["out"]
