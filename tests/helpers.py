@@ -34,6 +34,19 @@ def assert_unchanged(opt, variables, snap):
             np.testing.assert_array_equal(now[k], v, strict=True)
 
 
+#: Source of the objectives that fresh-process tests run (after ``import numpy as np``): a
+#: quadratic ``quad(x, d)`` and the same over columns, ``quad_columns(X, d)`` (X: (n, m)).
+CHILD_OBJECTIVES = """
+def quad(x, d):
+    g = d * x
+    return 0.5 * float(g @ x), g
+
+def quad_columns(X, d):
+    G = d[:, None] * X
+    return 0.5 * (G * X).sum(axis=0), G
+"""
+
+
 def run_fresh_python(code: str, timeout: float = 300, **environ: str) -> None:
     """Run ``code`` in a fresh interpreter that imports this checkout, with the
     environment variables ``environ`` set too; it must exit 0."""

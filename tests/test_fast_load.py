@@ -20,22 +20,14 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import CHILD_OBJECTIVES, ROOT
 
 from numba_rmsprop.engine import config, jit
 
-WORKLOAD = r"""
-import numpy as np
-import numba_rmsprop as nr
-
-def quad(x, d):
-    g = d * x
-    return 0.5 * float(g @ x), g
-
-def quad_columns(X, d):
-    G = d[:, None] * X
-    return 0.5 * (G * X).sum(axis=0), G
-
+WORKLOAD = (
+    "import numpy as np\nimport numba_rmsprop as nr\n"
+    + CHILD_OBJECTIVES
+    + r"""
 AFTER_APPLY = []  # whether a child had imported numba.np.arrayobj after its first apply
 
 
@@ -76,6 +68,7 @@ def work():
     ).x.tolist()
     return out
 """
+)
 
 CHILD = (
     WORKLOAD

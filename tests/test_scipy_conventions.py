@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import CHILD_OBJECTIVES, run_fresh_python
 from numba import njit
 from scipy.optimize import Bounds
 from scipy.optimize import minimize as sp_minimize
@@ -660,19 +661,13 @@ def test_result_is_a_dict_with_attributes():
     assert type(through) is nr.OptimizeResult and through.nit == 3
 
 
-_NO_SCIPY_OPTIMIZE = r"""
+_NO_SCIPY_OPTIMIZE = (
+    "import numpy as np\n"
+    + CHILD_OBJECTIVES
+    + r"""
 import sys, warnings
-import numpy as np
 from numba import njit
 import numba_rmsprop as nr
-
-def quad(x, d):
-    g = d * x
-    return 0.5 * float(g @ x), g
-
-def columns(X, d):
-    G = d[:, None] * X
-    return 0.5 * (G * X).sum(axis=0), G
 
 d = np.linspace(1.0, 2.0, 4)
 o = dict(maxiter=5)
@@ -682,7 +677,7 @@ nr.minimize(njit(lambda x, d: (0.5 * (d * x) @ x, d * x)), np.ones(4), args=(d,)
 nr.minimize(quad, np.ones(4), args=(d,), jac=True, bounds=[(0.0, 1.0)] * 4, options=o)
 nr.rmsprop(quad, np.ones(4), (d,), jac=True, **o)
 nr.minimize_many(quad, np.ones((3, 4)), args=(d,), jac=True, options=o)
-nr.minimize_many(columns, np.ones((3, 4)), args=(d,), jac=True, options=o, vectorized=True)
+nr.minimize_many(quad_columns, np.ones((3, 4)), args=(d,), jac=True, options=o, vectorized=True)
 assert "scipy.optimize" not in sys.modules, "imported scipy.optimize"
 # an unknown option warns with scipy's own class, imported for the warning
 with warnings.catch_warnings(record=True) as caught:
@@ -690,11 +685,9 @@ with warnings.catch_warnings(record=True) as caught:
     nr.minimize(quad, np.ones(4), args=(d,), jac=True, options=dict(o, colour=1))
 from scipy.optimize import OptimizeWarning
 assert [w.category for w in caught] == [OptimizeWarning], caught
-
 """
+)
 
 
 def test_entry_points_do_not_import_scipy_optimize():
-    from helpers import run_fresh_python
-
     run_fresh_python(_NO_SCIPY_OPTIMIZE)
