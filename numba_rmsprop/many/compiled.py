@@ -138,8 +138,7 @@ class CompiledRuns:
             order0 = (
                 1 if not self.data.shuffle else np.zeros((1, self.data.n_samples), dtype=np.int64)
             )
-        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
-        H = np.zeros((1, 1)) if self.res.history is not None else None
+        LR, H = self._rates_and_history(st)
         typed = (np.empty(0, self.dtype), self.args_by_run, marker, order0, st.S, st.T, st.P)
         key = EntryCache.key(self.fun, (*typed, st.cfg, st.counters, LR, H))
         entry = SEGMENT_ENTRIES.get(key)
@@ -181,6 +180,14 @@ class CompiledRuns:
         entry = many_segment.compile(sig)
         SEGMENT_ENTRIES.put(key, entry)
         return entry
+
+    def _rates_and_history(self, st):
+        """Stand-ins of the learning-rate table and the history buffer that a compiled
+        loop is typed with (the per-run table, or a schedule's block; None without
+        ``return_history``)."""
+        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
+        H = np.zeros((1, 1)) if self.res.history is not None else None
+        return LR, H
 
     def _function_type(self, x_type, arg_types):
         """The first-class function type of ``fun`` called with these argument types."""

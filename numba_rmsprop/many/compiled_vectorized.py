@@ -46,8 +46,7 @@ class CompiledVectorizedRuns:
 
         args = self._columns_args()
         marks = marks_for(args, self.run_axis)
-        LR = st.lr_table if st.learning is None else st.learning.block(0)[None, :]
-        H = np.zeros((1, 1)) if self.res.history is not None else None
+        LR, H = self._rates_and_history(st)
         typed = (np.empty(0, self.dtype), args, marks, st.S, st.T, st.P, st.cfg, st.counters, LR, H)
         key = EntryCache.key(self.fun, typed)
         entry = COLUMN_ENTRIES.get(key)
