@@ -1253,8 +1253,8 @@ d = np.linspace(1, 2, 5)
 for momentum, compiled in RUNS:
     opts = dict(maxiter=3, momentum=momentum, compiled=compiled)
     nr.minimize(quad, np.zeros(5), args=(d,), jac=True, options=opts)
-for sig in segment._segment_loop.signatures:
-    calls = [line for line in segment._segment_loop.inspect_llvm(sig).splitlines()
+for sig in segment.segment_loop.signatures:
+    calls = [line for line in segment.segment_loop.inspect_llvm(sig).splitlines()
              if "call " in line and "step_arrays" in line]
     assert not calls, calls
 """
@@ -1280,13 +1280,14 @@ def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
     from numba_rmsprop.frontend import segment
 
     compiled = []
-    real = segment.run_segment.compile
+    real = segment.segment_loop.compile
+    at_args = list(inspect.signature(segment.segment_loop.py_func).parameters).index("args")
 
     def counting(sig):
         compiled.append(sig)
         return real(sig)
 
-    monkeypatch.setattr(segment.run_segment, "compile", counting)
+    monkeypatch.setattr(segment.segment_loop, "compile", counting)
     monkeypatch.setattr(compiled_loop, "LOOP_ENTRIES", type(compiled_loop.LOOP_ENTRIES)())
     c, w = np.linspace(-1, 1, 4), np.ones(4)
     opts = dict(maxiter=5, learning_rate=1e-2)
@@ -1295,7 +1296,7 @@ def test_compiled_loop_entry_reused_for_the_same_types(monkeypatch):
     assert len(compiled) == 1
     ro = np.frombuffer(c.tobytes())
     r3 = nr.minimize(quad, np.zeros(4), args=(ro, w), jac=True, options=opts)
-    assert len(compiled) == 2 and not compiled[1][5][0].mutable
+    assert len(compiled) == 2 and not compiled[1][at_args][0].mutable
     r4 = nr.minimize(quad, np.zeros(4, np.float32), args=(c, w), jac=True, options=opts)
     assert len(compiled) == 3
     np.testing.assert_array_equal(r1.x, r3.x)

@@ -26,13 +26,13 @@ Loops
 Python objective
     A lean Python loop: per step, one objective call, a cheap check of the
     gradient's type and one call of the compiled step
-    (:func:`numba_rmsprop.frontend.step.step`: finiteness checks, stopping tests,
+    (:func:`numba_rmsprop.frontend.step.step_arrays`: finiteness checks, stopping tests,
     the RMSprop call, bounds), through its compiled entry point.
 Compiled objective
     When ``fun`` is a numba ``@njit`` function, ``jac=True`` and there is no
     ``callback`` (and the learning rate is not a zero-argument callable), the
     whole loop, minibatch gathering included, runs compiled
-    (:func:`numba_rmsprop.frontend.segment.run_segment`), in runs of steps that end
+    (:func:`numba_rmsprop.frontend.segment.segment_loop`), in runs of steps that end
     at epoch and learning-rate-block boundaries. The first step still runs in
     Python, to validate what ``fun`` returns. The loop takes the objective as
     a first-class function, so it compiles once per *signature* of the

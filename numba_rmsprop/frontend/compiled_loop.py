@@ -2,8 +2,9 @@
 
 When ``fun`` is a numba ``@njit`` function with ``jac=True`` and nothing
 runs Python each step, runs of steps go through
-:func:`.segment.run_segment`, compiled once per signature of the objective
-and configuration (and cached on disk). Here: the choice of the loop, the
+:func:`.segment.segment_loop`, compiled once per signature of the objective
+and configuration (and cached on disk), called on the row views of the
+run's state (:func:`.step.row_views`). Here: the choice of the loop, the
 compile of its entry point and the call of a segment.
 """
 
@@ -15,8 +16,8 @@ from ..engine.entries import EntryCache
 from ..engine.jit import load_cached
 from .objective import LOSS_RULE
 from .options import is_numba_dispatcher
-from .segment import batch_arguments, run_segment
-from .state import BAD_GRAD, BAD_LOSS, OK
+from .segment import batch_arguments, segment_loop
+from .state import BAD_GRAD, BAD_LOSS, C_CLIP, OK
 
 #: Compiled-loop entries by objective and argument types (see ``_compile_loop``).
 LOOP_ENTRIES = EntryCache()
@@ -26,7 +27,7 @@ class CompiledLoop:
     """The compiled loop's methods, for :class:`~.run.Run`."""
 
     def _compile_loop(self):
-        """Entry point of ``run_segment`` for this run's types.
+        """Entry point of ``segment_loop`` for this run's types.
 
         The objective is passed as a first-class function of the exact
         signature it is called with in the loop, read off
@@ -54,36 +55,23 @@ class CompiledLoop:
         fun.compile(fargs)
         ret = fun.overloads[fargs].signature.return_type
         ftype = types.FunctionType(ret(*fargs))
-        sig = (
-            ftype,
-            typeof(self.S),
-            typeof(self.T),
-            typeof(self.P),
-            typeof(self.cfg),
-            bsig[0],
-            bsig[3],
-            i64,
-            i64,
-            i64,
-            typeof(lrs),
-            i64,
-            i64,
-            i64,
-            typeof(self._hist),
-            typeof(self.gbuf),
-            typeof(self.xbuf),
-        )
-        entry = run_segment.compile(sig)
+        views = tuple(typeof(r) for r in self.rows)
+        state = (typeof(self.T), typeof(self.P), typeof(self.cfg), typeof(self.cfg[C_CLIP]))
+        data = (bsig[0], bsig[3], i64, i64, i64)
+        steps = (typeof(lrs), i64, i64, i64, typeof(self._hist), typeof(self.gbuf))
+        sig = (ftype, *views, *state, *data, *steps, typeof(self.xbuf))
+        entry = segment_loop.compile(sig)
         LOOP_ENTRIES.put(key, entry)
         return entry
 
     def _run_compiled(self, entry, it0, nsteps, lrs, lr_off, seg):
         code, done, f = entry(
             self.pair_fun,
-            self.S,
+            *self.rows,
             self.T,
             self.P,
             self.cfg,
+            self.cfg[C_CLIP],
             seg.args,
             seg.order,
             seg.start,

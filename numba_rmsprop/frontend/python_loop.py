@@ -2,7 +2,8 @@
 
 Per step: one objective call (with a fresh copy of ``x``), a cheap check of
 the loss's and gradient's types, and one call of the compiled step
-(:func:`.step.step`) through its compiled entry point; the callback, if any.
+(:func:`.step.step_arrays`, on the row views of the run's state) through its
+compiled entry point; the callback, if any.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..engine.jit import load_cached
 from .objective import as_loss
 from .options import STOP_CALLBACK, is_numba_dispatcher
 from .result import OptimizeResult
-from .state import OK
+from .state import C_CLIP, OK
 
 #: Longest run of Python steps per segment when there is a ``callback``.
 PY_SEGMENT_CALLBACK = 256
@@ -25,7 +26,9 @@ class PythonLoop:
     def _run_python(self, it0, nsteps, lrs, lr_off, seg, first):
         """Python loop over ``nsteps`` steps of the :class:`Segment` ``seg``:
         returns ``(code, steps_made, evaluations)``."""
-        x, S, T, P, cfg = self.x, self.S, self.T, self.P, self.cfg
+        x, v, mg, mom, acc, avg, bak, abak, lb, ub = self.rows
+        T, P, cfg = self.T, self.P, self.cfg
+        clip = cfg[C_CLIP]
         step, xbuf = self.step_ep, self.xbuf
         ev = self.ev
         nd = np.ndarray
@@ -84,7 +87,9 @@ class PythonLoop:
                 lr = lrs[lr_off + j]
             else:
                 lr = lr_type(self.opt._current_learning_rate(it0 + j))
-            code = step(S, g, T, P, cfg, f, it0 + j, lr, xbuf)
+            code = step(
+                x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xbuf, T, P, cfg, clip, f, it0 + j, lr
+            )
             if code:
                 self.f_last = float(f)
                 self.gbuf[:] = g

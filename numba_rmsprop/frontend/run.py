@@ -35,6 +35,7 @@ from .python_loop import PY_SEGMENT_CALLBACK, PythonLoop
 from .result import OptimizeResult
 from .state import (
     C_BAK,
+    C_CLIP,
     FTOL,
     GTOL,
     NONFINITE_X0,
@@ -42,7 +43,7 @@ from .state import (
     T_GNORM,
     make_state,
 )
-from .step import step
+from .step import row_views, step_arrays
 
 
 class Run(Resumable, PythonLoop, CompiledLoop):
@@ -122,12 +123,13 @@ class Run(Resumable, PythonLoop, CompiledLoop):
             initial_velocity=self.opt.initial_velocity,
         )
         self.S, self.T, self.P, self.cfg, self.x, self.r_avg = state[:6]
-        self.bak = self.S[self.cfg[C_BAK]]  # x before the last step (step() writes it)
+        self.rows = row_views(self.S, self.cfg)  # what the compiled step and loop take
+        self.bak = self.S[self.cfg[C_BAK]]  # x before the last step (the step writes it)
         self.gbuf = np.zeros(self.n, dtype=self.dtype)
         self.hbuf = np.empty(LR_BLOCK, dtype=np.float64)
         self._hist = self.hbuf if self.track else None  # the compiled loop's loss record
         self.xbuf = np.empty(self.n, dtype=self.dtype)  # the objective's copy of x in the
-        # compiled loop, which step() also refreshes (one compiled step serves both loops)
+        # compiled loop, which the step also refreshes (one compiled step serves both loops)
 
     # ------------------------------------------------------------ loops
 
@@ -166,9 +168,11 @@ class Run(Resumable, PythonLoop, CompiledLoop):
             self.gbuf[:] = np.nan
             self.data.close()
             return self._result(NONFINITE_X0, None)
+        x, v, mg, mom, acc, avg, bak, abak, lb, ub = self.rows
         self.step_ep = entry_point(
-            step,
-            (self.S, self.gbuf, self.T, self.P, self.cfg, 1.0, 0, self.dtype.type(0), self.xbuf),
+            step_arrays,
+            (x, self.gbuf, v, mg, mom, acc, avg, bak, abak, lb, ub, self.xbuf, self.T, self.P)
+            + (self.cfg, self.cfg[C_CLIP], 1.0, 0, self.dtype.type(0)),
         )
         choice = self._loop_choice()
         entry = None

@@ -83,7 +83,7 @@ def _call_gathering_ov(fun, x, args, a, b, batched):
 @njit(_nrt=True, **OPTS)  # explicit: a callee inherits an unset _nrt from its caller
 def _gathered_call(fun, x, args, a, b, batched):
     """``fun(x, *batch)`` with the rows ``batched[a:b]`` of the data gathered (allocates:
-    called from :func:`_segment_loop` as a reference-counted function)."""
+    called from :func:`segment_loop` as a reference-counted function)."""
     return _call_gathering(fun, x, args, a, b, batched)
 
 
@@ -130,7 +130,7 @@ def _as_gradient_ov(g, buf):
     ``buf.size`` elements (checked before) converted into ``buf``.
 
     Inlined and allocating nothing: loops compiled without reference
-    counting use it too (see :func:`_segment_loop`).
+    counting use it too (see :func:`segment_loop`).
     """
     if isinstance(g, types.Array) and g.dtype == buf.dtype and g.layout == "C" and g.ndim == 1:
         return lambda g, buf: g
@@ -194,32 +194,13 @@ def run_segment(
     gbuf,
     xc,
 ):
-    """Run up to ``nsteps`` optimizer calls with a compiled objective.
-
-    ``fun`` is a first-class function (``numba.types.FunctionType``), so this
-    loop compiles once per signature of the objective -- not once per
-    objective -- and is cached on disk; the objective runs through its own
-    compiled code, exceptions included. ``fun(x, *batch)`` returns
-    ``(loss, gradient)``; ``x`` is ``xc``, a copy of the iterate (``n``
-    elements), as the Python loop passes one: refreshed before every call, so
-    that an objective that modifies it changes nothing (one that keeps it sees
-    it change). When ``batched`` is not None, step ``j`` uses positions
-    ``[start + j*batch_size, ...)`` (clipped to ``n_samples``) of the epoch's
-    order of the rows of every data array (see :func:`call_objective`).
-    ``lrs[lr_off + j]`` is step ``j``'s learning rate. ``hist[j]`` receives
-    step ``j``'s loss (``hist`` may be None).
-
-    The loop releases the GIL (``nogil=True``): other Python threads run
-    meanwhile, e.g. the loader of a streamed run (:mod:`numba_rmsprop.frontend.stream`),
-    which would otherwise only get the GIL between segments. The objective's
-    exceptions still reach the caller (numba takes the GIL back to raise them).
-
-    Returns ``(code, steps, loss)``: ``steps`` calls were made, and ``code`` is
-    the stop code of the evaluation after them (``OK`` when all ran); on a
-    stop, ``gbuf`` holds that evaluation's gradient.
+    """:func:`segment_loop` on the rows of the run's state ``S`` (:func:`.step.rows`),
+    for compiled callers: the per-run kernels of ``minimize_many``.
+    ``minimize`` takes the rows on the host (:func:`.step.row_views`) and calls
+    :func:`segment_loop` itself, one compiled function fewer on its first call.
     """
     x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return _segment_loop(
+    return segment_loop(
         fun,
         x,
         v,
@@ -251,7 +232,7 @@ def run_segment(
 
 
 @njit(_nrt=False, nogil=True, **OPTS)
-def _segment_loop(
+def segment_loop(
     fun,
     x,
     v,
@@ -280,14 +261,38 @@ def _segment_loop(
     gbuf,
     xc,
 ):
-    """:func:`run_segment`'s loop on the rows of ``S``, compiled without reference
-    counting (``_nrt=False``).
+    """Run up to ``nsteps`` optimizer calls with a compiled objective on the rows of
+    the run's state (:func:`.step.rows`), compiled without reference counting
+    (``_nrt=False``).
+
+    ``fun`` is a first-class function (``numba.types.FunctionType``), so this
+    loop compiles once per signature of the objective -- not once per
+    objective -- and is cached on disk; the objective runs through its own
+    compiled code, exceptions included. ``fun(x, *batch)`` returns
+    ``(loss, gradient)``; ``x`` is ``xc``, a copy of the iterate (``n``
+    elements), as the Python loop passes one: refreshed before every call, so
+    that an objective that modifies it changes nothing (one that keeps it sees
+    it change). When ``batched`` is not None, step ``j`` uses positions
+    ``[start + j*batch_size, ...)`` (clipped to ``n_samples``) of the epoch's
+    order of the rows of every data array (see :func:`call_objective`).
+    ``lrs[lr_off + j]`` is step ``j``'s learning rate. ``hist[j]`` receives
+    step ``j``'s loss (``hist`` may be None).
+
+    The loop releases the GIL (``nogil=True``): other Python threads run
+    meanwhile, e.g. the loader of a streamed run (:mod:`numba_rmsprop.frontend.stream`),
+    which would otherwise only get the GIL between segments. The objective's
+    exceptions still reach the caller (numba takes the GIL back to raise them).
+
+    Returns ``(code, steps, loss)``: ``steps`` calls were made, and ``code`` is
+    the stop code of the evaluation after them (``OK`` when all ran); on a
+    stop, ``gbuf`` holds that evaluation's gradient.
 
     With reference counting, the loop paid an atomic increment and decrement
     per array passed to the objective, each step. The only reference this
     loop owns is the objective's result, dropped explicitly (:func:`_drop`)
-    on every way out of a step. LLVM inlines the step, :func:`step_arrays`
-    (see :class:`_LLVMInlined`).
+    on every way out of a step; arrays the host passes in carry no reference
+    count here. LLVM inlines the step, :func:`step_arrays` (see
+    :class:`_LLVMInlined`).
     """
     n = x.size
     f = np.nan

@@ -56,7 +56,7 @@ T_HEAD = 16
 C_N, C_FREQ, C_V, C_MG, C_MOM, C_ACC, C_AVG, C_BAK, C_LB = range(9)
 C_CLIP, C_GTOL, C_FTOL, C_SWITCHES = range(9, 13)
 
-# Return codes of step() / run_segment().
+# Return codes of step_arrays() / segment_loop().
 OK = 0
 NONFINITE_LOSS = 1
 NONFINITE_GRAD = 2
@@ -95,7 +95,7 @@ def _one(flags, what: str) -> bool:
 def make_state(
     spec, x0: np.ndarray, bounds, *, gtol, ftol, patience, tol_momentum, initial_velocity
 ) -> RunState:
-    """Lay out a run of :func:`step` for an RMSprop ``spec`` from ``x0``.
+    """Lay out a run of :func:`~.step.step_arrays` for an RMSprop ``spec`` from ``x0``.
 
     ``x0`` is one starting point ``(n,)``, or ``(k, n)`` for ``k`` runs; then
     every numeric argument and every numeric attribute of ``spec`` may be a

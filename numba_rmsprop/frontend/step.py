@@ -1,15 +1,15 @@
 """The compiled step of a ``minimize`` run: one whole optimizer call.
 
-:func:`step` (and :func:`step_arrays`, the same on the rows of the state)
-makes one optimizer call for the single flat variable of a ``minimize``
+:func:`step_arrays` makes one optimizer call for the single flat variable of a ``minimize``
 run: the finiteness checks of the loss and gradient, the stopping tests
 (``ftol`` on a smoothed loss, ``gtol`` on a moving average of the
 gradient), then the RMSprop call itself through the same element rule
 :class:`~numba_rmsprop.RMSprop` uses (:mod:`numba_rmsprop.engine.rule`, with
 the same per-call scalars, :mod:`numba_rmsprop.engine.layout`, and the same
 counter rules, :mod:`numba_rmsprop.engine.plan`), the projection onto the
-bounds and a rollback when the update overflowed. The Python loop calls it
-once per step; the compiled loop (:mod:`.segment`) and the many-runs
+bounds and a rollback when the update overflowed, on the row views of the
+run's state (:func:`rows`; :func:`row_views` on the host). The Python loop
+calls it once per step; the compiled loop (:mod:`.segment`) and the many-runs
 kernels call it from compiled code. All therefore run the same machine code
 on the same numbers, which is what makes the loops bit-identical.
 
@@ -85,8 +85,9 @@ def is_none(t) -> bool:
 # Each is a compile-time switch on whether a cfg entry is None.
 
 
-def _row(S, r):  # pragma: no cover - replaced by the overload in compiled code
-    raise NotImplementedError
+def _row(S, r):
+    """Row ``r`` of ``S``, or None when ``r`` is None (the overload below in compiled code)."""
+    return None if r is None else S[r]
 
 
 @overload(_row, inline="always")
@@ -236,8 +237,9 @@ def finish_element(x, avg, lb, ub, i):
 
 
 # ---------------------------------------------------------------- one step
-def _after(q):  # pragma: no cover
-    raise NotImplementedError
+def _after(q):
+    """``q + 1``, or None when ``q`` is None."""
+    return None if q is None else q + 1
 
 
 @overload(_after, inline="always")
@@ -248,8 +250,9 @@ def _after_ov(q):
     return lambda q: q + 1
 
 
-def _ema_bak(r_avg, r_bak):  # pragma: no cover
-    raise NotImplementedError
+def _ema_bak(r_avg, r_bak):
+    """Row of the EMA's backup (after ``x``'s), or None without EMA."""
+    return None if r_avg is None else r_bak + 1
 
 
 @overload(_ema_bak, inline="always")
@@ -349,9 +352,16 @@ def _inlined_by_llvm(dispatcher):
 @_inlined_by_llvm
 @njit(_nrt=False, **OPTS)
 def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, clip, f, it, lr):
-    """:func:`step` on the rows of ``S`` (None when off); ``xc`` receives the new
-    ``x`` for the objective's next call; ``clip`` is ``cfg[C_CLIP]``, passed on its
-    own so that its ``is None`` branch is pruned (one update loop is compiled).
+    """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``
+    on the rows of ``S`` (:func:`rows`; None when off).
+
+    Returns ``OK`` after the call, or a stop code *before* changing anything
+    but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
+    ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
+    when the update itself produced non-finite values. ``xc`` receives the new
+    ``x`` for the objective's next call; ``clip`` is ``cfg[C_CLIP]``, passed on
+    its own so that its ``is None`` branch is pruned (one update loop is
+    compiled).
 
     The whole step is this one function, shared by both loops, with every
     loop inlined (the rule's ``is None`` branches are pruned on its
@@ -407,18 +417,12 @@ def step_arrays(x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cl
     return code
 
 
-@njit(**OPTS)
-def step(S, g, T, P, cfg, f, it, lr, xc):
-    """One optimizer call at iteration ``it`` (0-based) with loss ``f`` and gradient ``g``.
+def row_views(S, cfg) -> tuple:
+    """:func:`rows` run by Python: ``(x, v, mg, mom, acc, avg, bak, abak, lb, ub)``.
 
-    Returns ``OK`` after the call, or a stop code *before* changing anything
-    but the tolerance state: ``NONFINITE_LOSS``, ``NONFINITE_GRAD``,
-    ``FTOL``, ``GTOL``; ``OVERFLOW`` after rolling ``x`` (and the EMA) back
-    when the update itself produced non-finite values. ``xc`` (``n`` elements)
-    receives the new ``x``, as in the compiled loop, which makes both loops
-    share one compiled :func:`step_arrays`.
+    The host takes the views once per run and passes them to
+    :func:`step_arrays` (the Python loop) and to the compiled loop's entry
+    (:func:`.segment.segment_loop`): one compiled step for both loops, and no
+    compiled wrapper that only slices ``S``.
     """
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return step_arrays(
-        x, g, v, mg, mom, acc, avg, bak, abak, lb, ub, xc, T, P, cfg, cfg[C_CLIP], f, it, lr
-    )
+    return rows.py_func(S, cfg)
