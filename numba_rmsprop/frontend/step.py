@@ -41,7 +41,6 @@ from .state import (
     C_ACC,
     C_AVG,
     C_BAK,
-    C_CLIP,
     C_FREQ,
     C_FTOL,
     C_GTOL,
