@@ -96,42 +96,26 @@ def _row_ov(S, r):
     return lambda S, r: S[r]
 
 
-def _clamp(v, lb, ub, i):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_clamp, inline="always")
-def _clamp_ov(v, lb, ub, i):
+@njit(inline="always", **OPTS)
+def _clamp(v, lb, ub, i):
     """``v`` projected onto ``[lb[i], ub[i]]``; ``v`` itself without bounds."""
-    if is_none(lb):
-        return lambda v, lb, ub, i: v
-
-    def impl(v, lb, ub, i):
-        if v < lb[i]:
-            return lb[i]
-        if v > ub[i]:
-            return ub[i]
+    if lb is None:
         return v
+    if v < lb[i]:
+        return lb[i]
+    if v > ub[i]:
+        return ub[i]
+    return v
 
-    return impl
 
-
-def _projected(gi, xi, lb, ub, i):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_projected, inline="always")
-def _projected_ov(gi, xi, lb, ub, i):
+@njit(inline="always", **OPTS)
+def _projected(gi, xi, lb, ub, i):
     """The projected gradient: 0 where ``x`` sits on a bound and ``g`` pushes past it."""
-    if is_none(lb):
-        return lambda gi, xi, lb, ub, i: gi
-
-    def impl(gi, xi, lb, ub, i):
-        if (xi <= lb[i] and gi > 0) or (xi >= ub[i] and gi < 0):
-            return 0.0
+    if lb is None:
         return gi
-
-    return impl
+    if (xi <= lb[i] and gi > 0) or (xi >= ub[i] and gi < 0):
+        return 0.0
+    return gi
 
 
 @njit(inline="always", **OPTS)
@@ -176,55 +160,31 @@ def loss_plateau(T, f):
     return T[T_FSINCE] >= T[T_PATIENCE]
 
 
-def _finish_avg(avg, lb, ub, i):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_finish_avg, inline="always")
-def _finish_avg_ov(avg, lb, ub, i):
+@njit(inline="always", **OPTS)
+def _finish_avg(avg, lb, ub, i):
     """Project ``avg[i]``; False if it is not finite. True without EMA."""
-    if is_none(avg):
-        return lambda avg, lb, ub, i: True
-
-    def impl(avg, lb, ub, i):
-        ai = avg[i]
-        avg[i] = _clamp(ai, lb, ub, i)
-        return abs(ai) < np.inf
-
-    return impl
+    if avg is None:
+        return True
+    ai = avg[i]
+    avg[i] = _clamp(ai, lb, ub, i)
+    return abs(ai) < np.inf
 
 
-def copy_elements(dst, src):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(copy_elements, inline="always")
-def _copy_elements_ov(dst, src):
+@njit(inline="always", **OPTS)
+def copy_elements(dst, src):
     """``dst[:] = src`` elementwise; nothing when either is None."""
-    if is_none(src) or is_none(dst):
-        return lambda dst, src: None
-
-    def impl(dst, src):
-        for i in range(src.size):
-            dst[i] = src[i]
-
-    return impl
-
-
-def copy_element(dst, src, i):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(copy_element, inline="always")
-def _copy_element_ov(dst, src, i):
-    """``dst[i] = src[i]``; nothing when either is None."""
-    if is_none(src) or is_none(dst):
-        return lambda dst, src, i: None
-
-    def impl(dst, src, i):
+    if src is None or dst is None:
+        return
+    for i in range(src.size):
         dst[i] = src[i]
 
-    return impl
+
+@njit(inline="always", **OPTS)
+def copy_element(dst, src, i):
+    """``dst[i] = src[i]``; nothing when either is None."""
+    if src is None or dst is None:
+        return
+    dst[i] = src[i]
 
 
 @njit(inline="always", **OPTS)
