@@ -30,8 +30,9 @@ class CompiledLoop:
         """Entry point of ``segment_loop`` for this run's types.
 
         The objective is passed as a first-class function of the exact
-        signature it is called with in the loop, read off
-        ``batch_arguments``; both compiled functions are cached on disk, and
+        signature it is called with in the loop: the arguments' own types for
+        the whole data, else read off ``batch_arguments`` (compiling it only
+        for minibatches saves a compile on a first call); both are cached on disk, and
         the entry is remembered for arguments of the same types
         (:func:`~numba_rmsprop.engine.cpu.kernels.type_key`: typing them again cost about
         1 ms per call).
@@ -47,8 +48,11 @@ class CompiledLoop:
             return entry
         i64 = types.int64
         bsig = (typeof(self.seg.args), i64, i64, typeof(batching))
-        batch_arguments.compile(bsig)
-        batch_types = batch_arguments.overloads[bsig].signature.return_type
+        if batching is None:  # the whole data: the objective gets the arguments themselves
+            batch_types = bsig[0]
+        else:  # cut or gathered minibatches: the types Numba gives the cut arrays
+            batch_arguments.compile(bsig)
+            batch_types = batch_arguments.overloads[bsig].signature.return_type
         fargs = (typeof(self.x),) + tuple(batch_types)
         fun = self.pair_fun
         load_cached(fun, fargs)
