@@ -1,4 +1,4 @@
-"""The compiled ``minimize`` loop: :func:`run_segment`.
+"""The compiled ``minimize`` loop: :func:`segment_loop`.
 
 It calls a numba-compiled objective, slices the minibatch out of the
 (host-permuted) data and runs the compiled step (:func:`.step.step_arrays`)
@@ -14,8 +14,8 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ..engine.jit import njit
-from .state import BAD_GRAD, BAD_LOSS, C_CLIP, OK
-from .step import OPTS, copy_elements, is_none, rows, step_arrays
+from .state import BAD_GRAD, BAD_LOSS, OK
+from .step import OPTS, copy_elements, is_none, step_arrays
 
 
 # ---------------------------------------------------------------- compiled loop
@@ -99,7 +99,7 @@ def _batch_ov(args, a, b, batched):
 
 @njit(**OPTS)
 def batch_arguments(args, a, b, batched):
-    """The arguments after ``x`` that :func:`run_segment` passes the objective.
+    """The arguments after ``x`` that :func:`segment_loop` passes the objective.
 
     Compiling it (and reading its return type) tells the caller the exact
     argument types the objective will be called with in compiled code.
@@ -172,63 +172,6 @@ def _drop(typingctx, value):
         return context.get_dummy_value()
 
     return types.none(value), codegen
-
-
-@njit(nogil=True, **OPTS)
-def run_segment(
-    fun,
-    S,
-    T,
-    P,
-    cfg,
-    args,
-    batched,
-    start,
-    batch_size,
-    n_samples,
-    lrs,
-    lr_off,
-    it0,
-    nsteps,
-    hist,
-    gbuf,
-    xc,
-):
-    """:func:`segment_loop` on the rows of the run's state ``S`` (:func:`.step.rows`),
-    for compiled callers: the per-run kernels of ``minimize_many``.
-    ``minimize`` takes the rows on the host (:func:`.step.row_views`) and calls
-    :func:`segment_loop` itself, one compiled function fewer on its first call.
-    """
-    x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S, cfg)
-    return segment_loop(
-        fun,
-        x,
-        v,
-        mg,
-        mom,
-        acc,
-        avg,
-        bak,
-        abak,
-        lb,
-        ub,
-        T,
-        P,
-        cfg,
-        cfg[C_CLIP],
-        args,
-        batched,
-        start,
-        batch_size,
-        n_samples,
-        lrs,
-        lr_off,
-        it0,
-        nsteps,
-        hist,
-        gbuf,
-        xc,
-    )
 
 
 @njit(_nrt=False, nogil=True, **OPTS)

@@ -17,7 +17,7 @@ How it runs
 -----------
 ``@njit`` objective (``jac=True``, no callback)
     Compiled: the runs are spread over CPU threads, each run stepping
-    through :func:`numba_rmsprop.frontend.segment.run_segment`, the loop of a
+    through :func:`numba_rmsprop.frontend.segment.segment_loop`, the loop of a
     single compiled ``minimize``, on its own rows of one state array
     (:func:`numba_rmsprop.many.kernels.many_segment`). Runs advance together
     through segments that end at epoch and learning-rate-block boundaries;

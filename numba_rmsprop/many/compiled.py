@@ -2,7 +2,7 @@
 
 For an ``@njit`` objective with ``jac=True``: the runs are spread over CPU
 threads (:func:`numba_rmsprop.engine.threads.run_chunks`), each stepping
-through :func:`~numba_rmsprop.frontend.segment.run_segment` on its own rows
+through :func:`~numba_rmsprop.frontend.segment.segment_loop` on its own rows
 of the group's state (:func:`.kernels.many_segment`), in segments that end at
 epoch and learning-rate-block boundaries.
 """

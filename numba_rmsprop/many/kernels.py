@@ -3,7 +3,7 @@
 ``minimize_many`` holds ``k`` independent runs of one layout in state
 arrays with a leading run axis (:func:`numba_rmsprop.frontend.state.make_state`
 with a ``(k, n)`` ``x0``). Each run is exactly one ``minimize`` run: the
-compiled loop calls :func:`~numba_rmsprop.frontend.segment.run_segment` per
+compiled loop calls :func:`~numba_rmsprop.frontend.segment.segment_loop` per
 run (:func:`many_segment`); the vectorized loop (:func:`many_step`) steps all
 runs in one pass, or calls :func:`~numba_rmsprop.frontend.step.step_arrays`
 per run with the run's own views, scalars and counters.
@@ -33,7 +33,7 @@ from ..frontend.segment import (
     call_objective,
     gradient_size,
     impl_from_source,
-    run_segment,
+    segment_loop,
 )
 from ..frontend.state import C_CLIP, C_FTOL, C_GTOL, C_SWITCHES, OK, OVERFLOW
 from ..frontend.step import (
@@ -49,8 +49,8 @@ from ..frontend.step import (
 
 # ``minimize_many`` (numba_rmsprop.many): k independent runs of one layout,
 # state arrays with a leading run axis (make_state with a (k, n) x0). Each
-# run is exactly one ``minimize`` run: the compiled loop calls run_segment
-# per run; the vectorized loop (many_step) steps all runs in one pass, or
+# run is exactly one ``minimize`` run: the compiled loop calls segment_loop
+# per run on the run's rows; the vectorized loop (many_step) steps all runs in one pass, or
 # calls step_arrays per run with the run's own views, scalars and counters.
 
 
@@ -122,7 +122,8 @@ def many_segment(
     lo,
     hi,
 ):
-    """:func:`run_segment` for each run in ``runs[lo:hi]``.
+    """:func:`~numba_rmsprop.frontend.segment.segment_loop` for each run in ``runs[lo:hi]``,
+    on the rows of its state (:func:`rows`), as ``minimize`` calls it.
 
     Releases the GIL: :func:`numba_rmsprop.engine.threads.run_chunks` runs chunks
     of the runs on several threads (a ``prange`` cannot carry the tuples of
@@ -134,19 +135,30 @@ def many_segment(
     ``ema_freq``), arguments (``_pick(args, marker, ids[r])``), epoch order
     (row ``r`` of ``order``, or its only row) and learning rates (row ``r`` of
     ``LR``, or its only row); ``codes[r], made[r], flast[r]`` receive
-    run_segment's ``(code, steps, loss)``, ``H[r]`` its losses (``H`` may be
+    segment_loop's ``(code, steps, loss)``, ``H[r]`` its losses (``H`` may be
     None) and ``G[r]`` the gradient of a stop.
     """
     xc = np.empty(S.shape[2], S.dtype)  # the objective's copy of x, for each run in turn
     for q in range(lo, hi):
         r = runs[q]
         cfg_r = (counters[r, 0], counters[r, 1]) + cfg[2:]
-        code, done, f = run_segment(
+        x, v, mg, mom, acc, avg, bak, abak, lb, ub = rows(S[r], cfg_r)
+        code, done, f = segment_loop(
             fun,
-            S[r],
+            x,
+            v,
+            mg,
+            mom,
+            acc,
+            avg,
+            bak,
+            abak,
+            lb,
+            ub,
             T[r],
             P[r],
             cfg_r,
+            cfg_r[C_CLIP],
             _pick(args, marker, ids[r]),
             _row_of(order, r),
             start,
