@@ -97,7 +97,7 @@ def _row_ov(S, r):
 
 
 @njit(inline="always", **OPTS)
-def _clamp(v, lb, ub, i):
+def clamp_to_bounds(v, lb, ub, i):
     """``v`` projected onto ``[lb[i], ub[i]]``; ``v`` itself without bounds."""
     if lb is None:
         return v
@@ -109,7 +109,7 @@ def _clamp(v, lb, ub, i):
 
 
 @njit(inline="always", **OPTS)
-def _projected(gi, xi, lb, ub, i):
+def projected_gradient(gi, xi, lb, ub, i):
     """The projected gradient: 0 where ``x`` sits on a bound and ``g`` pushes past it."""
     if lb is None:
         return gi
@@ -131,7 +131,7 @@ def _grad_average(x, g, T, lb, ub):
     corr = 1.0 - T[T_GPOW]
     m = 0.0
     for i in range(x.size):
-        gi = _projected(np.float64(g[i]), x[i], lb, ub, i)
+        gi = projected_gradient(np.float64(g[i]), x[i], lb, ub, i)
         a = beta * T[T_HEAD + i] + omb * gi
         T[T_HEAD + i] = a
         a = abs(a)
@@ -166,7 +166,7 @@ def _finish_avg(avg, lb, ub, i):
     if avg is None:
         return True
     ai = avg[i]
-    avg[i] = _clamp(ai, lb, ub, i)
+    avg[i] = clamp_to_bounds(ai, lb, ub, i)
     return abs(ai) < np.inf
 
 
@@ -191,7 +191,7 @@ def copy_element(dst, src, i):
 def finish_element(x, avg, lb, ub, i):
     """Project element ``i`` (and its EMA) onto the bounds; False if either is not finite."""
     xi = x[i]
-    x[i] = _clamp(xi, lb, ub, i)
+    x[i] = clamp_to_bounds(xi, lb, ub, i)
     return (abs(xi) < np.inf) & _finish_avg(avg, lb, ub, i)
 
 

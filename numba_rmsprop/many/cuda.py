@@ -64,7 +64,7 @@ from ..frontend.state import (
     T_GTOL,
     T_HEAD,
 )
-from ..frontend.step import loss_plateau
+from ..frontend.step import clamp_to_bounds, loss_plateau, projected_gradient
 from .batch import Batch
 
 # Stop codes as the CPU loops use them.
@@ -111,21 +111,8 @@ if cuda is not None:
             abak[i] = avg[i]
         return abs(g[i]) < math.inf
 
-    @_dev
-    def _projected(gi, xi, lb, ub, i):
-        if lb is not None:
-            if (xi <= lb[i] and gi > 0) or (xi >= ub[i] and gi < 0):
-                return gi - gi
-        return gi
-
-    @_dev
-    def _clamp(v, lb, ub, i):
-        if lb is not None:
-            if v < lb[i]:
-                return lb[i]
-            if v > ub[i]:
-                return ub[i]
-        return v
+    _projected = _dev(projected_gradient.py_func)  # the CPU step's, compiled for the device
+    _clamp = _dev(clamp_to_bounds.py_func)
 
     @_dev
     def _finish(i, x, avg, lb, ub):
